@@ -1,0 +1,128 @@
+"""The `leafsearch` command line: a thin layer that turns library errors into one-line messages.
+
+Exit codes: 0 success, 1 the search stopped itself (e.g. failures in a row), 2 bad usage or bad
+input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from search.errors import UsageError
+
+EXIT_OK, EXIT_ABORTED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '2h', '90m', '1h30m', '45s' or plain '3600'."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or not match or not any(match.groups()):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}; use e.g. 2h, 90m, 1h30m or 3600")
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r} (e.g. --set batch_size=16)")
+    return name.strip(), value.strip()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="leafsearch",
+        description="Declarative hyperparameter search for leaf image classification with Keras.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+
+    run = commands.add_parser(
+        "run",
+        help="run (or resume) a study of a space file",
+        description="Run a study; running the same command again resumes it. Without --data, the built-in synthetic leaf dataset is used.",
+    )
+    run.add_argument("space", help="space file, e.g. spaces/cnn.py")
+    run.add_argument("--data", type=Path, help="image folder with one sub-folder per class (default: built-in synthetic leaves)")
+    run.add_argument("--backend", default="optuna", choices=["optuna"], help="search engine (default: optuna)")
+    run.add_argument("--algorithm", default="tpe", help="optuna: tpe (default) or random")
+    run.add_argument("--trials", type=positive_int, help="target number of finished trials in the study, in total (default: the space file's STUDY.trials)")
+    run.add_argument("--max-epochs", type=positive_int, help="cap on the epochs of every training phase (default: STUDY.max_epochs)")
+    run.add_argument("--image-size", type=positive_int, help="pin the image size (pixels, square)")
+    run.add_argument("--set", dest="pins", action="append", type=name_value, default=[], metavar="NAME=VALUE",
+                     help="pin one parameter of the space to a value, e.g. --set batch_size=16 (repeatable)")
+    run.add_argument("--study", help="study name (default: the space file's name, e.g. cnn)")
+    run.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+    run.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file in the study folder)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the sampler, the split and the trials (default: 0)")
+    run.add_argument("--timeout", type=parse_duration, help="stop starting new trials after this long, e.g. 2h or 90m; run again to continue")
+    run.add_argument("--no-prune", action="store_true", help="never stop a trial early (default: median pruning)")
+    run.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                     help="dtype policy (default: auto = mixed_float16 on a GPU, float32 on the CPU)")
+
+    report = commands.add_parser("report", help="print a study's leaderboard, best first")
+    report.add_argument("--study", help="study name (default: the most recently updated study in --results)")
+    report.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+    report.add_argument("--storage", help="read the trials from this Optuna storage URL instead of the leaderboard file")
+    report.add_argument("--top", type=positive_int, help="show only the K best trials")
+    report.add_argument("--format", default="table", choices=["table", "csv", "markdown", "json"], help="output format (default: table)")
+    report.add_argument("--output", type=Path, help="write to this file instead of the terminal")
+
+    demo = commands.add_parser("demo-data", help="write the synthetic leaf dataset as an image folder")
+    demo.add_argument("dir", type=Path, help="output folder (one sub-folder per species)")
+    demo.add_argument("--images", type=positive_int, default=560, help="total number of images (default: 560)")
+    demo.add_argument("--image-size", type=positive_int, default=256, help="image side in pixels (default: 256, as the real data)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--wild", action="store_true", help="cluttered, coloured backgrounds (the real test set's hardest subset)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from leafsearch import commands  # heavy imports only after the arguments are known to be valid
+
+    handler = {"run": commands.run, "report": commands.report, "demo-data": commands.demo_data}[args.command]
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"leafsearch {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C exits at once
+        print(f"\nleafsearch {args.command}: interrupted; {commands.RESUME_HINT}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except commands.SearchAborted as exc:
+        print(f"leafsearch {args.command}: stopped: {exc}", file=sys.stderr)
+        return EXIT_ABORTED
+
+
+def entry_point() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,196 @@
+"""What each CLI command does, once its arguments are parsed. Errors are raised as UsageError."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from search import leaderboard
+from search.display import Display, leaderboard_table
+from search.errors import UsageError
+from search.files import read_json, write_text_atomic
+from search.optuna_runner import (
+    ALGORITHMS,
+    OptunaRunner,
+    RunOptions,
+    SearchAborted,
+    make_storage,
+    rows_from_study,
+)
+from search.space import Fixed, Space
+from search.spacefile import load_space_file
+
+RESUME_HINT = "run the same command again to resume (finished trials are kept)"
+SYNTHETIC_IMAGES = 560
+SYNTHETIC_SIZE = 256
+
+__all__ = ["RESUME_HINT", "SearchAborted", "demo_data", "report", "run"]
+
+
+# -- run ---------------------------------------------------------------------------------------
+def load_space(args: argparse.Namespace):
+    """The space file's SPACE (with --set and --image-size pinned) and STUDY."""
+    from leafsearch import recipe
+
+    space, spec = load_space_file(args.space, known_names=set(recipe.KNOWN_NAMES), pipelines=set(recipe.PIPELINES))
+    problems = recipe.space_problems(space)
+    if problems:
+        raise UsageError(f"{args.space}: invalid space: " + "; ".join(problems))
+    for name, value in args.pins:
+        space = space.pin(name, value)
+    if args.image_size:  # an explicit override, allowed outside the space's own sizes
+        space = Space({**dict(space.items()), "image_size": Fixed(args.image_size)})
+    return space, spec
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--results: cannot write to {folder} ({exc.strerror}); pass --results DIR with a writable folder") from None
+
+
+def synthetic_data(results: Path, out=None) -> Path:
+    """The built-in dataset, drawn once into the results folder and reused afterwards."""
+    from leafsearch import synthetic
+
+    folder = results / ".synthetic" / f"leaves-{SYNTHETIC_IMAGES}-{SYNTHETIC_SIZE}px-seed0"
+    done = folder / ".complete"
+    if not done.exists():
+        print(f"Drawing the built-in synthetic leaf dataset into {folder} ...", file=out or sys.stdout)
+        synthetic.generate(folder, total=SYNTHETIC_IMAGES, image_size=SYNTHETIC_SIZE, seed=0)
+        done.write_text("ok\n")
+    return folder
+
+
+def run(args: argparse.Namespace) -> int:
+    from leafsearch import data as leafdata
+
+    space, spec = load_space(args)
+    if args.backend == "optuna" and args.algorithm not in ALGORITHMS:
+        raise UsageError(f"--algorithm {args.algorithm}: unknown for the optuna backend; use one of {', '.join(ALGORITHMS)}")
+    study_name = args.study or Path(args.space).stem
+    if not study_name or "/" in study_name or study_name.startswith("."):
+        raise UsageError(f"--study {study_name!r}: a study name is a plain folder name such as cnn")
+    check_writable(args.results)
+    if args.data is None:
+        data_root = synthetic_data(args.results)
+        print(f"No --data given: using the built-in synthetic leaf dataset ({data_root}); pass --data DIR for your own images.")
+    else:
+        data_root = args.data
+    folder = leafdata.scan_folder(data_root)  # a bad folder is reported before the study is touched
+
+    from leafsearch import device
+    from leafsearch.training import LeafObjective
+
+    policy = device.set_precision(args.precision)
+    objective = LeafObjective(
+        data_root=data_root,
+        pipeline=spec.pipeline,
+        max_epochs=args.max_epochs or spec.max_epochs,
+        cache_dir=args.results / ".cache",
+        metric=spec.metric,
+        direction=spec.direction,
+        split_seed=args.seed,
+    )
+    options = RunOptions(
+        study_name=study_name,
+        study_dir=args.results / study_name,
+        trials=args.trials or spec.trials,
+        storage=args.storage,
+        algorithm=args.algorithm,
+        prune=not args.no_prune,
+        seed=args.seed,
+        timeout_s=args.timeout,
+        run_info={**device.versions(), "precision": policy, "data": str(data_root), "classes": len(folder.class_names)},
+    )
+    display = Display(spec.metric)
+    display.note(f"Data: {len(folder.paths)} images in {len(folder.class_names)} classes; device: {device.describe()}, precision {policy}")
+    study = OptunaRunner(space, spec, objective, options, display).run()
+    _print_outcome(study, spec.metric, options)
+    return 0
+
+
+def _print_outcome(study, metric: str, options: RunOptions) -> None:
+    try:
+        best = study.best_trial
+    except ValueError:
+        print("No trial has completed yet.")
+        return
+    params = " ".join(f"{k}={v}" for k, v in best.user_attrs.get("params", best.params).items())
+    print(f"Best: trial {best.number} {metric}={best.value:.4f} {params}")
+    print(f"Leaderboard: {options.study_dir / 'leaderboard.csv'}  (leafsearch report --study {options.study_name})")
+
+
+# -- report ------------------------------------------------------------------------------------
+def latest_study(results: Path) -> str:
+    boards = sorted(results.glob("*/leaderboard.csv"), key=lambda p: p.stat().st_mtime) if results.is_dir() else []
+    if not boards:
+        raise UsageError(f"no study found in {results}/; run `leafsearch run spaces/cnn.py` first or pass --results DIR")
+    return boards[-1].parent.name
+
+
+def load_leaderboard(args: argparse.Namespace):
+    """(frame, metric, direction, study name) from the leaderboard file or an Optuna storage."""
+    if args.storage:
+        import optuna
+
+        storage = make_storage(args.results, args.storage)
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        name = args.study or (names[0] if len(names) == 1 else None)
+        if name not in names:
+            raise UsageError(f"--study: pass one of the storage's studies: {', '.join(names) or '(none)'}")
+        study = optuna.load_study(study_name=name, storage=storage)
+        metric = study.user_attrs.get("metric", "value")
+        space_names = list(study.user_attrs.get("space", {}))
+        frame = leaderboard.build(rows_from_study(study, metric, "tpe"), metric, space_names)
+        return frame, metric, study.direction.name.lower(), name
+    name = args.study or latest_study(args.results)
+    study_dir = args.results / name
+    board = study_dir / "leaderboard.csv"
+    if not board.is_file():
+        raise UsageError(f"--study {name}: no leaderboard at {board}; run the study first (leafsearch run SPACE --study {name})")
+    meta = read_json(study_dir / "study.json", {})
+    return leaderboard.read(board), meta.get("metric", "val_accuracy"), meta.get("direction", "maximize"), name
+
+
+def report(args: argparse.Namespace) -> int:
+    frame, metric, direction, name = load_leaderboard(args)
+    frame = leaderboard.sort_best_first(frame, metric, direction)
+    if args.top:
+        frame = frame.head(args.top)
+    if args.format == "table" and args.output is None:
+        from rich.console import Console
+
+        counts = frame["state"].value_counts().to_dict() if not frame.empty else {}
+        states = ", ".join(f"{n} {s.lower()}" for s, n in counts.items()) or "no trials"
+        Console(highlight=False).print(leaderboard_table(frame, title=f"Study {name}: {states} ({metric}, {direction})"))
+        return 0
+    text = leaderboard.render(frame, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            write_text_atomic(args.output, text)
+        except OSError as exc:
+            raise UsageError(f"--output: cannot write {args.output} ({exc.strerror})") from None
+        print(f"Wrote {len(frame)} rows to {args.output}")
+    return 0
+
+
+# -- demo-data ---------------------------------------------------------------------------------
+def demo_data(args: argparse.Namespace) -> int:
+    from leafsearch import synthetic
+
+    if args.dir.exists() and any(args.dir.iterdir()):
+        raise UsageError(f"{args.dir}: folder exists and is not empty; pass a new folder")
+    try:
+        counts = synthetic.generate(args.dir, total=args.images, image_size=args.image_size, seed=args.seed, wild=args.wild)
+    except ValueError as exc:
+        raise UsageError(f"--images {args.images}: {exc}") from None
+    print(f"Wrote {sum(counts.values())} images of {len(counts)} species to {args.dir}")
+    return 0

@@ -1,0 +1,631 @@
+"""The leaf data pipeline: scan an image folder, decode once, split 5:1, feed ``tf.data``.
+
+A data folder has the ``keras.utils.image_dataset_from_directory`` layout: one sub-folder per
+class (class names are the sorted sub-folder names), images inside with one of the extensions in
+:data:`IMAGE_EXTENSIONS` (case-insensitive). Hidden entries (names starting with ``.``) are ignored.
+
+**Decode once** (see DESIGN.md): :func:`load_images` decodes every image with Pillow, converts it
+to RGB and resizes it to ``S x S`` with bilinear interpolation, exactly once per folder content and
+image size. The result is one ``uint8`` array ``(N, S, S, 3)`` cached in ``cache_dir`` as a plain
+``.npy`` file (so every trial opens it with ``numpy.load(mmap_mode="r")`` and shares the OS page
+cache) plus a small ``.json`` file that records which files were kept and which were skipped. The
+cache key is a fingerprint of the folder (relative paths, sizes and modification times of all
+files) and the image size, so adding, removing or modifying a file gives a new entry. Old entries
+are not deleted automatically; removing the cache folder is always safe.
+
+Notes on fidelity to ``image_dataset_from_directory``:
+
+* Resizing uses Pillow's ``BILINEAR`` filter. When shrinking, Pillow widens the filter support
+  (it antialiases) where ``tf.image.resize(..., "bilinear")`` samples only the 2x2 nearest pixels;
+  the antialiased result is the better input for a CNN. Upscaling matches closely.
+* Like TensorFlow's decoders, EXIF orientation is not applied and only the first frame of an
+  animated GIF/WebP is used; alpha is dropped.
+
+Files that cannot be decoded (corrupt, truncated, or not images at all) and non-image files in a
+class folder are skipped with ONE warning on the ``leafsearch.data`` logger that counts them and
+names the first few; they never reach training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import struct
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from search.errors import UsageError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageFolder",
+    "LeafData",
+    "LoadedImages",
+    "class_weights",
+    "load_images",
+    "make_tf_dataset",
+    "prepare",
+    "scan_folder",
+    "stratified_split",
+]
+
+log = logging.getLogger("leafsearch.data")
+
+#: Extensions (lower-case) recognised as images, as in ``image_dataset_from_directory``.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+
+#: Bumped whenever the decoded content for the same files would change (resize filter, layout).
+_CACHE_FORMAT = 1
+#: How many skipped files the warning names before saying "and N more".
+_NAMED_IN_WARNING = 5
+#: Files decoded per ordered chunk (bounds the memory held by in-flight decodes).
+_CHUNK = 256
+#: Fixed size of the ``.npy`` header we write ourselves (a multiple of 64, as the format asks).
+_NPY_HEADER_LEN = 128
+
+
+# --------------------------------------------------------------------------------------------
+# Scanning
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class ImageFolder:
+    """The files of a data folder, in a stable order (class, then file name).
+
+    ``paths[i]`` belongs to class ``class_names[labels[i]]``. ``ignored`` lists the non-hidden
+    files in class folders whose extension is not an image extension; they are reported in the
+    skip warning of :func:`load_images`, never decoded.
+    """
+
+    root: Path
+    class_names: tuple[str, ...]
+    paths: tuple[Path, ...]
+    labels: np.ndarray  # int64, shape (len(paths),), read-only
+    ignored: tuple[Path, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def scan_folder(root: str | os.PathLike[str]) -> ImageFolder:
+    """List the classes and image files of ``root``; raise :class:`UsageError` on a bad layout."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise UsageError(f"data folder {root} does not exist; pass --data DIR with one sub-folder per class")
+    if not root.is_dir():
+        raise UsageError(
+            f"data folder {root} is not a directory; pass a folder with one sub-folder per class, "
+            f"e.g. {root}/Apple/*.jpg"
+        )
+    try:
+        class_dirs = sorted(
+            (e for e in os.scandir(root) if not _is_hidden(e.name) and e.is_dir()),
+            key=lambda e: e.name,
+        )
+    except OSError as exc:
+        raise UsageError(
+            f"data folder {root} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from exc
+    if not class_dirs:
+        raise UsageError(
+            f"data folder {root} has no class sub-folders; expected one sub-folder per class, "
+            f"e.g. {root}/Apple/*.jpg"
+        )
+
+    class_names: list[str] = []
+    paths: list[Path] = []
+    labels: list[int] = []
+    ignored: list[Path] = []
+    for label, entry in enumerate(class_dirs):
+        images: list[Path] = []
+        for path in _walk_files(Path(entry.path)):
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                images.append(path)
+            else:
+                ignored.append(path)
+        if not images:
+            exts = " ".join(sorted(IMAGE_EXTENSIONS))
+            raise UsageError(
+                f"class folder {Path(entry.path)} in data folder {root} has no images ({exts}); "
+                f"add images to it or remove it"
+            )
+        class_names.append(entry.name)
+        paths.extend(images)
+        labels.extend([label] * len(images))
+    if len(class_names) < 2:
+        raise UsageError(
+            f"data folder {root} has only one class ({class_names[0]!r}); a classifier needs at "
+            f"least two class sub-folders, e.g. {root}/Apple/*.jpg and {root}/Grape/*.jpg"
+        )
+    label_array = np.asarray(labels, dtype=np.int64)
+    label_array.setflags(write=False)
+    return ImageFolder(
+        root=root,
+        class_names=tuple(class_names),
+        paths=tuple(paths),
+        labels=label_array,
+        ignored=tuple(ignored),
+    )
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    """Non-hidden regular files under ``folder`` (recursively, like Keras), sorted by relative path."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        for name in filenames:
+            if not _is_hidden(name):
+                found.append(Path(dirpath, name))
+    found.sort(key=lambda p: p.relative_to(folder).as_posix())
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting
+# --------------------------------------------------------------------------------------------
+def stratified_split(
+    labels: Sequence[int] | np.ndarray, val_fraction: float = 1 / 6, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split positions ``0..len(labels)-1`` into (train, validation), stratified per class.
+
+    Per class of ``n`` items the validation count is ``round(n * val_fraction)`` (halves round
+    up), clamped to ``[1, n - 1]`` when ``n >= 2``; a class of one item goes to training. The
+    default fraction 1/6 is the seed recipe's 5:1 split. The result is deterministic for a seed,
+    disjoint and complete; both arrays are sorted ``int64``.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional, got shape {labels.shape}")
+    rng = np.random.default_rng(seed)
+    train_parts: list[np.ndarray] = []
+    val_parts: list[np.ndarray] = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        n = len(members)
+        n_val = int(math.floor(n * val_fraction + 0.5))
+        if n >= 2:
+            n_val = min(max(n_val, 1), n - 1)
+        else:
+            n_val = 0
+        shuffled = rng.permutation(members)
+        val_parts.append(shuffled[:n_val])
+        train_parts.append(shuffled[n_val:])
+    empty = np.empty(0, dtype=np.int64)
+    train = np.sort(np.concatenate(train_parts or [empty])).astype(np.int64)
+    val = np.sort(np.concatenate(val_parts or [empty])).astype(np.int64)
+    return train, val
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding (once) and the on-disk cache
+# --------------------------------------------------------------------------------------------
+class LoadedImages(NamedTuple):
+    """What :func:`load_images` returns.
+
+    ``images[j]`` is the decoded file ``folder.paths[kept[j]]`` with label ``labels[j]``.
+    ``skipped`` lists ``(relative path, reason)`` for every file that was not decoded, including
+    the folder's non-image files.
+    """
+
+    images: np.ndarray  # uint8 (K, S, S, 3); a read-only memmap when loaded from the cache
+    labels: np.ndarray  # int64 (K,)
+    kept: np.ndarray  # int64 (K,), indices into folder.paths
+    skipped: tuple[tuple[str, str], ...]
+
+
+def _fingerprint(folder: ImageFolder, image_size: int) -> str:
+    """Hash of every file's relative path, size and mtime, plus the image size and cache format."""
+    digest = hashlib.sha256()
+    digest.update(f"leafsearch-data v{_CACHE_FORMAT} size={image_size}\n".encode())
+    for kind, paths in (("img", folder.paths), ("other", folder.ignored)):
+        for path in paths:
+            try:
+                st = path.stat()
+                stamp = f"{st.st_size} {st.st_mtime_ns}"
+            except OSError:
+                stamp = "missing"
+            rel = path.relative_to(folder.root).as_posix()
+            digest.update(f"{kind}\0{rel}\0{stamp}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _decode_one(path: Path, size: int) -> np.ndarray | str:
+    """Decode ``path`` to a ``(size, size, 3)`` uint8 array, or return why it failed."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            # e.g. "Palette images with Transparency..." or truncated-EXIF chatter: not actionable.
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                img.seek(0)
+                if img.mode == "P":  # palette (maybe with transparency): via RGBA, alpha dropped
+                    img = img.convert("RGBA")
+                if img.mode != "RGB":
+                    img = img.convert("RGB")
+                if img.size != (size, size):
+                    img = img.resize((size, size), Image.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+    except Exception as exc:  # noqa: BLE001 - any decode failure means "skip this file"
+        return f"{type(exc).__name__}: {exc}".splitlines()[0][:200] if str(exc) else type(exc).__name__
+    if arr.shape != (size, size, 3):
+        return f"unexpected decoded shape {arr.shape}"
+    return arr
+
+
+def _decode_all(
+    paths: Sequence[Path], size: int, workers: int | None
+) -> Iterator[tuple[int, np.ndarray | str]]:
+    """Yield ``(index, array-or-reason)`` in order, decoding in a thread pool.
+
+    Pillow releases the GIL while decoding and resizing, so threads scale with cores.
+    """
+    if workers is None:
+        workers = min(32, os.cpu_count() or 1)
+    workers = max(1, workers)
+    if workers == 1 or len(paths) <= 1:
+        for i, path in enumerate(paths):
+            yield i, _decode_one(path, size)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="leafsearch-decode") as pool:
+        for start in range(0, len(paths), _CHUNK):
+            chunk = paths[start : start + _CHUNK]
+            for offset, result in enumerate(pool.map(lambda p: _decode_one(p, size), chunk)):
+                yield start + offset, result
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """A version-1.0 ``.npy`` header for a C-order uint8 array, padded to ``_NPY_HEADER_LEN``.
+
+    Written by hand so the array can be streamed to disk before its final length is known.
+    """
+    magic = b"\x93NUMPY\x01\x00"
+    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {shape!r}, }}".encode("latin1")
+    body_len = _NPY_HEADER_LEN - len(magic) - 2
+    if len(text) + 1 > body_len:  # pragma: no cover - would need absurd shapes
+        raise ValueError(f"shape {shape} too long for the .npy header")
+    return magic + struct.pack("<H", body_len) + text + b" " * (body_len - len(text) - 1) + b"\n"
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Exclusive inter-process lock (so parallel trials decode a folder once); no-op without fcntl."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _try_load_cache(
+    npy: Path, meta_path: Path, folder: ImageFolder, key: str, size: int
+) -> LoadedImages | None:
+    if not (npy.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        images = np.load(npy, mmap_mode="r")
+        kept = np.asarray(meta["kept"], dtype=np.int64)
+        skipped = tuple((str(p), str(r)) for p, r in meta["skipped"])
+        valid = (
+            meta.get("key") == key
+            and meta.get("format") == _CACHE_FORMAT
+            and images.dtype == np.uint8
+            and images.shape == (len(kept), size, size, 3)
+            and (len(kept) == 0 or (kept.min() >= 0 and kept.max() < len(folder.paths)))
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.info("ignoring unreadable decode cache %s (%s); decoding again", npy, exc)
+        return None
+    if not valid:
+        log.info("ignoring inconsistent decode cache %s; decoding again", npy)
+        return None
+    return LoadedImages(images, folder.labels[kept], kept, skipped)
+
+
+def load_images(
+    folder: ImageFolder,
+    image_size: int,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    workers: int | None = None,
+) -> LoadedImages:
+    """Decode every image of ``folder`` to ``uint8 (K, S, S, 3)`` RGB, at most once per content.
+
+    With ``cache_dir`` the array is streamed to ``<cache_dir>/leafdata-<S>px-<key>.npy`` (via a
+    temporary file and ``os.replace``, so a kill mid-write never leaves a half file) with the
+    kept/skipped record in a ``.json`` next to it (written last: it marks the entry complete).
+    A later call with the same folder content and size memory-maps the cached array read-only
+    and decodes nothing. Without ``cache_dir`` the array is decoded into memory.
+
+    ``workers`` is the number of decoding threads (default: the CPU count, at most 32).
+    """
+    if image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    size = int(image_size)
+
+    if cache_dir is None:
+        return _decode_to_memory(folder, size, workers)
+
+    cache_dir = Path(cache_dir).expanduser()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = _fingerprint(folder, size)
+    stem = f"leafdata-{size}px-{key[:24]}"
+    npy, meta_path = cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
+
+    cached = _try_load_cache(npy, meta_path, folder, key, size)
+    if cached is not None:
+        log.info(
+            "using %d decoded images of %s at %dpx from cache %s (%d files skipped when decoded)",
+            len(cached.kept), folder.root, size, npy, len(cached.skipped),
+        )
+        return cached
+    with _locked(cache_dir / f"{stem}.lock"):
+        # Another process may have finished the same entry while we waited for the lock.
+        cached = _try_load_cache(npy, meta_path, folder, key, size)
+        if cached is not None:
+            return cached
+        kept, skipped = _decode_to_npy(folder, size, workers, npy)
+        meta = {
+            "format": _CACHE_FORMAT,
+            "key": key,
+            "root": str(folder.root),
+            "image_size": size,
+            "class_names": list(folder.class_names),
+            "kept": kept.tolist(),
+            "skipped": [list(item) for item in skipped],
+        }
+        _atomic_write_text(meta_path, json.dumps(meta))
+    _warn_skipped(folder, skipped)
+    log.info("decoded %d images of %s at %dpx into cache %s", len(kept), folder.root, size, npy)
+    images = np.load(npy, mmap_mode="r")
+    return LoadedImages(images, folder.labels[kept], kept, skipped)
+
+
+def _non_image_skips(folder: ImageFolder) -> list[tuple[str, str]]:
+    return [(p.relative_to(folder.root).as_posix(), "not an image file (extension)") for p in folder.ignored]
+
+
+def _decode_to_memory(folder: ImageFolder, size: int, workers: int | None) -> LoadedImages:
+    images = np.empty((len(folder.paths), size, size, 3), dtype=np.uint8)
+    kept: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    for i, result in _decode_all(folder.paths, size, workers):
+        if isinstance(result, str):
+            skipped.append((folder.paths[i].relative_to(folder.root).as_posix(), result))
+        else:
+            images[len(kept)] = result  # compact as we go: kept images stay in file order
+            kept.append(i)
+    skipped.extend(_non_image_skips(folder))
+    skipped_t = tuple(skipped)
+    _warn_skipped(folder, skipped_t)
+    kept_arr = np.asarray(kept, dtype=np.int64)
+    images = images[: len(kept)] if len(kept) < len(images) else images
+    return LoadedImages(images, folder.labels[kept_arr], kept_arr, skipped_t)
+
+
+def _decode_to_npy(
+    folder: ImageFolder, size: int, workers: int | None, target: Path
+) -> tuple[np.ndarray, tuple[tuple[str, str], ...]]:
+    """Stream decoded images into a temp ``.npy`` next to ``target``, then ``os.replace`` it.
+
+    Only the kept images are written (in file order), so the whole array is never held in memory.
+    """
+    kept: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(b"\0" * _NPY_HEADER_LEN)  # placeholder, rewritten once K is known
+            for i, result in _decode_all(folder.paths, size, workers):
+                if isinstance(result, str):
+                    skipped.append((folder.paths[i].relative_to(folder.root).as_posix(), result))
+                else:
+                    handle.write(np.ascontiguousarray(result).tobytes())
+                    kept.append(i)
+            handle.seek(0)
+            handle.write(_npy_header((len(kept), size, size, 3)))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    skipped.extend(_non_image_skips(folder))
+    return np.asarray(kept, dtype=np.int64), tuple(skipped)
+
+
+def _warn_skipped(folder: ImageFolder, skipped: Sequence[tuple[str, str]]) -> None:
+    if not skipped:
+        return
+    named = "; ".join(f"{path} ({reason})" for path, reason in skipped[:_NAMED_IN_WARNING])
+    more = f"; and {len(skipped) - _NAMED_IN_WARNING} more" if len(skipped) > _NAMED_IN_WARNING else ""
+    log.warning(
+        "skipped %d file%s in %s that %s not readable images: %s%s",
+        len(skipped),
+        "" if len(skipped) == 1 else "s",
+        folder.root,
+        "is" if len(skipped) == 1 else "are",
+        named,
+        more,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Tying it together
+# --------------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class LeafData:
+    """Decoded images with their labels and the 5:1 stratified split.
+
+    ``images`` (uint8 ``(K, S, S, 3)``, often a read-only memmap) and ``labels`` (int64 ``(K,)``)
+    are aligned; ``train_idx`` and ``val_idx`` index into them. ``skipped`` lists the files that
+    were not decoded, as ``(relative path, reason)``.
+    """
+
+    class_names: tuple[str, ...]
+    images: np.ndarray
+    labels: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    root: Path | None = None
+    skipped: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+
+def prepare(
+    root: str | os.PathLike[str],
+    image_size: int,
+    cache_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    *,
+    val_fraction: float = 1 / 6,
+    workers: int | None = None,
+) -> LeafData:
+    """Scan ``root``, decode it once (cached in ``cache_dir``) and split it 5:1 with ``seed``.
+
+    Raises :class:`UsageError` when the folder layout is wrong or a class has no readable image.
+    """
+    folder = scan_folder(root)
+    loaded = load_images(folder, image_size, cache_dir, workers=workers)
+    counts = np.bincount(loaded.labels, minlength=folder.num_classes)
+    empty = [name for name, count in zip(folder.class_names, counts) if count == 0]
+    if empty:
+        raise UsageError(
+            f"class folder {folder.root / empty[0]} has no readable images (all failed to decode); "
+            f"replace them or remove the folder"
+        )
+    train_idx, val_idx = stratified_split(loaded.labels, val_fraction=val_fraction, seed=seed)
+    return LeafData(
+        class_names=folder.class_names,
+        images=loaded.images,
+        labels=loaded.labels,
+        train_idx=train_idx,
+        val_idx=val_idx,
+        root=folder.root,
+        skipped=loaded.skipped,
+    )
+
+
+def class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> dict[int, float]:
+    """"Balanced" weights ``n_samples / (num_classes * count_c)`` for Keras ``fit(class_weight=)``.
+
+    Same formula as scikit-learn's ``compute_class_weight("balanced")``. A class with no samples
+    gets 1.0 (it never contributes to the loss anyway) so the dict always covers every class.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]")
+    counts = np.bincount(labels, minlength=num_classes)
+    n = labels.size
+    return {c: (float(n) / (num_classes * int(counts[c])) if counts[c] else 1.0) for c in range(num_classes)}
+
+
+# --------------------------------------------------------------------------------------------
+# tf.data
+# --------------------------------------------------------------------------------------------
+def make_tf_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: Sequence[int] | np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+):
+    """A ``tf.data.Dataset`` of ``(uint8 images (B, S, S, 3), one-hot float32 labels (B, C))``.
+
+    Images stay 0-255 ``uint8``: the model rescales (Keras casts the batch to its input dtype on
+    the device) and augmentation runs inside the model, so a batch costs a quarter of the bytes
+    of float32 to move.
+
+    How it avoids copies: only the *positions* ``0..len(indices)-1`` enter TensorFlow. They are
+    shuffled (seeded, ``reshuffle_each_iteration=True``, so each epoch has a new order that is
+    the same from run to run), batched, and each batch of images is gathered straight from
+    ``images`` -- an in-memory array or the read-only memmap of the decode cache -- with a
+    ``tf.numpy_function``. Nothing the size of the dataset is ever copied into a TF constant (so
+    there is no 2 GiB graph-constant limit and no second copy in RAM); with a memmap, only the
+    pages of the batches in flight are touched, and all trials share the OS page cache. The
+    per-batch Python call is small next to a training step and overlaps it via ``prefetch``.
+    """
+    import tensorflow as tf  # lazy: the rest of the module does not need TensorFlow
+
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.ndim != 1 or indices.size == 0:
+        raise ValueError("indices must be a non-empty 1-D array")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must have shape (N, S, S, 3), got {images.shape}")
+    subset_labels = np.asarray(labels, dtype=np.int64)[indices]
+    onehot = np.zeros((len(indices), num_classes), dtype=np.float32)
+    onehot[np.arange(len(indices)), subset_labels] = 1.0
+    image_shape = tuple(int(d) for d in images.shape[1:])
+    image_dtype = tf.as_dtype(images.dtype)
+
+    def gather(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.ascontiguousarray(images[indices[positions]]), onehot[positions]
+
+    @tf.autograph.experimental.do_not_convert  # plain Python around numpy_function; nothing to convert
+    def gather_tf(positions):
+        batch_images, batch_labels = tf.numpy_function(
+            gather, [positions], (image_dtype, tf.float32), stateful=False
+        )
+        batch_images.set_shape((None, *image_shape))
+        batch_labels.set_shape((None, num_classes))
+        return batch_images, batch_labels
+
+    ds = tf.data.Dataset.range(len(indices))
+    if shuffle:
+        ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(gather_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,24 @@
+"""The engine-agnostic search layer: space DSL, study spec, runners, reporter, leaderboard.
+
+It knows nothing of leaves, images or Keras models; the application plugs in an objective
+`objective(params, reporter) -> dict[str, float]`.
+"""
+
+from search.errors import TrialPruned, UsageError
+from search.space import Bool, Choice, Fixed, Float, Int, Param, Space
+from search.spacefile import load_space_file
+from search.study import Study
+
+__all__ = [
+    "Bool",
+    "Choice",
+    "Fixed",
+    "Float",
+    "Int",
+    "Param",
+    "Space",
+    "Study",
+    "TrialPruned",
+    "UsageError",
+    "load_space_file",
+]

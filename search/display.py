@@ -1,0 +1,69 @@
+"""What a running study prints: one line per event, readable in a terminal and in a log file."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from rich.console import Console
+from rich.table import Table
+
+import pandas as pd
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    return " ".join(f"{name}={format_value(value)}" for name, value in params.items())
+
+
+class Display:
+    """Progress lines: trial number, epoch, metric, and the best value so far."""
+
+    def __init__(self, metric: str, console: Console | None = None):
+        self.metric = metric
+        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.best: tuple[float, int] | None = None  # (value, trial)
+
+    def note(self, text: str) -> None:
+        self.console.print(text)
+
+    def study_started(self, name: str, finished: int, target: int, engine: str, storage: str) -> None:
+        todo = max(target - finished, 0)
+        what = f"running {todo} more" if todo else "nothing left to run"
+        self.console.print(
+            f"[bold]Study {name}[/]: {finished} of {target} trials finished, {what} ({engine}; storage {storage})"
+        )
+
+    def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
+        self.console.print(f"[bold cyan]Trial {number}[/] {format_params(params)}")
+
+    def epoch_finished(self, number: int, epoch: int, row: Mapping[str, float]) -> None:
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch")
+        self.console.print(f"  trial {number} epoch {epoch + 1}: {metrics}{self._best_text()}")
+
+    def trial_finished(self, number: int, state: str, value: float | None, duration_s: float, error: str = "") -> None:
+        shown = f"{self.metric}={value:.4f}" if value is not None else error
+        colour = {"COMPLETE": "green", "PRUNED": "yellow"}.get(state, "red")
+        self.console.print(f"[{colour}]Trial {number} {state}[/] {shown} in {duration_s:.1f}s{self._best_text()}")
+
+    def set_best(self, value: float, trial: int) -> None:
+        self.best = (value, trial)
+
+    def _best_text(self) -> str:
+        if self.best is None:
+            return ""
+        return f" | best {self.metric}={self.best[0]:.4f} (trial {self.best[1]})"
+
+
+def leaderboard_table(frame: pd.DataFrame, title: str | None = None) -> Table:
+    """A rich table of a leaderboard frame (NaN shown blank, floats shortened)."""
+    table = Table(title=title, show_lines=False)
+    for column in frame.columns:
+        table.add_column(column.removeprefix("param_") if column.startswith("param_") else column, overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*("" if pd.isna(value) else format_value(value) for value in row))
+    return table

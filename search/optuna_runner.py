@@ -1,0 +1,286 @@
+"""The Optuna trial runner: ask, train through the objective, tell, rewrite the leaderboard.
+
+The study is its storage (a journal file under the study folder by default, any Optuna storage
+URL otherwise), so running the same command again resumes it: `trials` is the target number of
+finished trials in total, not a number to add.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from search import leaderboard
+from search.display import Display
+from search.errors import TrialPruned, UsageError
+from search.files import write_json_atomic
+from search.optuna_space import sample
+from search.reporter import Reporter, summarise
+from search.space import Space
+from search.study import Study
+
+ALGORITHMS = ("tpe", "random")
+JOURNAL_NAME = "study.journal"
+BACKEND = "optuna"
+
+Objective = Callable[[dict, Reporter], Mapping[str, float]]
+
+
+class SearchAborted(Exception):
+    """The search cannot usefully go on (e.g. too many failures in a row)."""
+
+
+@dataclasses.dataclass
+class RunOptions:
+    study_name: str
+    study_dir: Path
+    trials: int
+    storage: str | None = None
+    algorithm: str = "tpe"
+    prune: bool = True
+    seed: int = 0
+    timeout_s: float | None = None
+    max_consecutive_failures: int = 3
+    run_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # recorded in every trial folder
+
+
+class OptunaReporter(Reporter):
+    """Forwards epoch metrics to `trial.report`, so Optuna's pruners can act on them."""
+
+    def __init__(self, trial: optuna.Trial, seed: int, **kwargs: Any):
+        super().__init__(trial_number=trial.number, **kwargs)
+        self._trial = trial
+        self.seed = seed
+
+    def _send(self, epoch: int, value: float) -> None:
+        self._trial.report(value, step=epoch)
+
+    def should_prune(self) -> bool:
+        return self._trial.should_prune()
+
+
+def make_storage(study_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
+    """The embedded journal file (no server, safe for local workers) or the given URL."""
+    if url is None:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_NAME)))
+    try:
+        return optuna.storages.get_storage(url)
+    except Exception as exc:  # noqa: BLE001 - any failure to open the user's URL is bad input
+        raise UsageError(f"--storage: cannot open {mask_url(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def mask_url(url: str | None) -> str:
+    """A storage URL without its password, safe to print and to write into files."""
+    if url is None:
+        return ""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+def make_sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
+    if algorithm == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UsageError(f"--algorithm {algorithm}: unknown for the optuna backend; use one of {', '.join(ALGORITHMS)}")
+
+
+def make_pruner(prune: bool) -> optuna.pruners.BasePruner:
+    """Median rule once a few trials have finished, never in the first epochs (they are noisy)."""
+    if not prune:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+
+
+def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
+    """Finished trials count, except ones interrupted by the user (they are queued again)."""
+    return trial.state.is_finished() and not trial.user_attrs.get("interrupted", False)
+
+
+def open_study(space: Space, spec: Study, options: RunOptions) -> optuna.Study:
+    storage = make_storage(options.study_dir, options.storage)
+    summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    n_existing = summaries.get(options.study_name, 0)
+    # A resumed run must not replay the first run's random draws: offset the seed by the trials so far.
+    study = optuna.create_study(
+        storage=storage,
+        study_name=options.study_name,
+        direction=spec.direction,
+        sampler=make_sampler(options.algorithm, options.seed + n_existing),
+        pruner=make_pruner(options.prune),
+        load_if_exists=True,
+    )
+    if study.direction.name.lower() != spec.direction:
+        raise UsageError(
+            f"study {options.study_name!r} was created to {study.direction.name.lower()} its metric, "
+            f"this space asks to {spec.direction}; pass a new --study NAME"
+        )
+    if not study.user_attrs:
+        study.set_user_attr("metric", spec.metric)
+        study.set_user_attr("pipeline", spec.pipeline)
+        study.set_user_attr("space", space.to_dict())
+    return study
+
+
+def rows_from_study(study: optuna.Study, metric: str, algorithm: str) -> list[dict[str, Any]]:
+    """Leaderboard rows from the storage, the single source of truth (all workers' trials)."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.WAITING:
+            continue
+        attrs = trial.user_attrs
+        summary = attrs.get("summary", {})
+        value = trial.value if trial.state == TrialState.COMPLETE else summary.get(metric)
+        rows.append(
+            {
+                "trial": trial.number,
+                "state": trial.state.name,
+                metric: value,
+                "val_loss": summary.get("val_loss"),
+                "best_epoch": summary.get("best_epoch"),
+                "epochs": summary.get("epochs"),
+                "duration_s": round(trial.duration.total_seconds(), 2) if trial.duration else None,
+                "backend": BACKEND,
+                "algorithm": attrs.get("algorithm", algorithm),
+                "error": attrs.get("error", ""),
+                "params": attrs.get("params", trial.params),
+            }
+        )
+    return rows
+
+
+class OptunaRunner:
+    """Runs trials until the study has `options.trials` finished ones (or the timeout passes)."""
+
+    def __init__(self, space: Space, spec: Study, objective: Objective, options: RunOptions, display: Display):
+        self.space = space
+        self.spec = spec
+        self.objective = objective
+        self.options = options
+        self.display = display
+        self.study: optuna.Study | None = None
+
+    def finished_count(self) -> int:
+        return sum(counts_toward_target(t) for t in self.study.get_trials(deepcopy=False))
+
+    def run(self) -> optuna.Study:
+        optuna.logging.set_verbosity(logging.WARNING)
+        options = self.options
+        self.study = open_study(self.space, self.spec, options)
+        write_json_atomic(
+            options.study_dir / "study.json",
+            {"study": options.study_name, "metric": self.spec.metric, "direction": self.spec.direction,
+             "pipeline": self.spec.pipeline, "backend": BACKEND, "algorithm": options.algorithm,
+             "storage": mask_url(options.storage) or JOURNAL_NAME, "params": self.space.names},
+        )
+        self._refresh_best()
+        self.display.study_started(
+            options.study_name,
+            self.finished_count(),
+            options.trials,
+            f"optuna/{options.algorithm}{'' if options.prune else ', no pruning'}",
+            mask_url(options.storage) or str(options.study_dir / JOURNAL_NAME),
+        )
+        self.write_leaderboard()
+        started = time.monotonic()
+        failures_in_a_row = 0
+        while self.finished_count() < options.trials:
+            if options.timeout_s is not None and time.monotonic() - started >= options.timeout_s:
+                self.display.note(f"Timeout of {options.timeout_s:.0f}s reached: no new trial started; run again to continue.")
+                break
+            state = self.run_one_trial()
+            failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
+            if failures_in_a_row >= options.max_consecutive_failures:
+                raise SearchAborted(
+                    f"{failures_in_a_row} trials failed in a row; the last error is in the leaderboard "
+                    f"({options.study_dir / 'leaderboard.csv'}). Fix the cause and run again to resume."
+                )
+        return self.study
+
+    def run_one_trial(self) -> TrialState:
+        study, options = self.study, self.options
+        trial = study.ask()
+        params = sample(self.space, trial)
+        seed = options.seed + trial.number
+        trial.set_user_attr("params", params)
+        trial.set_user_attr("algorithm", options.algorithm)
+        trial.set_user_attr("seed", seed)
+        trial_dir = options.study_dir / "trials" / str(trial.number)
+        write_json_atomic(trial_dir / "params.json", params)
+        write_json_atomic(
+            trial_dir / "run.json",
+            {"trial": trial.number, "seed": seed, "backend": BACKEND, "algorithm": options.algorithm,
+             "python": platform.python_version(), "optuna": optuna.__version__, **options.run_info},
+        )
+        reporter = OptunaReporter(trial, seed, trial_dir=trial_dir, metric=self.spec.metric, listener=self.display.epoch_finished)
+        self.display.trial_started(trial.number, params)
+        error = ""
+        try:
+            metrics = dict(self.objective(params, reporter))
+            value = metrics.get(self.spec.metric)
+            if value is None or not math.isfinite(value):
+                raise ValueError(f"the objective returned no finite {self.spec.metric!r}: {metrics}")
+            state = TrialState.COMPLETE
+        except TrialPruned:
+            state, value = TrialState.PRUNED, None
+        except KeyboardInterrupt:
+            self._interrupted(trial, params, reporter)
+            raise
+        except UsageError:
+            self._record(trial, reporter, TrialState.FAIL, None, "bad input")
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing trial is recorded and the search goes on
+            state, value = TrialState.FAIL, None
+            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+        self._record(trial, reporter, state, value, error)
+        return state
+
+    def _record(self, trial: optuna.Trial, reporter: Reporter, state: TrialState, value: float | None, error: str) -> None:
+        summary = summarise(reporter.history, self.spec.metric, self.spec.direction)
+        trial.set_user_attr("summary", summary)
+        if error:
+            trial.set_user_attr("error", error)
+        self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        start = trial.datetime_start
+        duration = (datetime.datetime.now() - start).total_seconds() if start else 0.0
+        self._refresh_best()
+        shown = value if state == TrialState.COMPLETE else summary.get(self.spec.metric)
+        self.display.trial_finished(trial.number, state.name, shown, duration, error)
+        self.write_leaderboard()
+
+    def _interrupted(self, trial: optuna.Trial, params: dict, reporter: Reporter) -> None:
+        """Ctrl-C: record the trial as interrupted and queue its parameters to run again first."""
+        trial.set_user_attr("interrupted", True)
+        trial.set_user_attr("error", "interrupted by the user; queued to run again")
+        trial.set_user_attr("summary", summarise(reporter.history, self.spec.metric, self.spec.direction))
+        self.study.enqueue_trial({k: v for k, v in params.items() if k in trial.params}, skip_if_exists=False)
+        self.study.tell(trial, None, state=TrialState.FAIL)
+        self.write_leaderboard()
+
+    def _refresh_best(self) -> None:
+        try:
+            best = self.study.best_trial
+        except ValueError:
+            return
+        self.display.set_best(best.value, best.number)
+
+    def write_leaderboard(self) -> None:
+        rows = rows_from_study(self.study, self.spec.metric, self.options.algorithm)
+        frame = leaderboard.build(rows, self.spec.metric, self.space.names)
+        leaderboard.write(frame, self.options.study_dir / "leaderboard.csv")

@@ -1,0 +1,61 @@
+"""The reporter: the objective's only channel back to the engine.
+
+The objective calls `report(epoch, metrics)` after every epoch and stops when `should_prune()`
+says so; it keeps its checkpoints under `checkpoint_dir`. Each engine subclasses it once.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from search.files import write_json_atomic
+
+EpochListener = Callable[[int, int, Mapping[str, float]], None]
+
+
+class Reporter(abc.ABC):
+    """Keeps the trial's per-epoch history (on disk too) and forwards the metric to the engine."""
+
+    def __init__(self, trial_number: int, trial_dir: Path, metric: str, listener: EpochListener | None = None):
+        self.trial_number = trial_number
+        self.trial_dir = Path(trial_dir)
+        self.metric = metric
+        self.history: list[dict[str, float]] = []
+        self._listener = listener
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the objective keeps this trial's checkpoints (created by whoever writes there)."""
+        return self.trial_dir / "checkpoints"
+
+    def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Record one finished epoch (0-based, counted across training phases)."""
+        row = {"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}}
+        self.history.append(row)
+        write_json_atomic(self.trial_dir / "history.json", self.history)
+        value = row.get(self.metric)
+        if value is not None and math.isfinite(value):
+            self._send(epoch, value)
+        if self._listener is not None:
+            self._listener(self.trial_number, epoch, row)
+
+    @abc.abstractmethod
+    def _send(self, epoch: int, value: float) -> None:
+        """Give the engine the objective metric of one epoch (for pruning and plots)."""
+
+    @abc.abstractmethod
+    def should_prune(self) -> bool:
+        """Whether the engine wants this trial stopped now."""
+
+
+def summarise(history: list[dict[str, float]], metric: str, direction: str) -> dict[str, Any]:
+    """The best epoch of a history by the study's metric: its metrics, its index, the epoch count."""
+    scored = [row for row in history if isinstance(row.get(metric), float) and math.isfinite(row[metric])]
+    if not scored:
+        return {"epochs": len(history)}
+    pick = max if direction == "maximize" else min
+    best = pick(scored, key=lambda row: row[metric])
+    return {metric: best[metric], "val_loss": best.get("val_loss"), "best_epoch": int(best["epoch"]), "epochs": len(history)}

@@ -1,0 +1,16 @@
+"""The seed's first attempt: a plain CNN (5 x conv + ReLU + batch norm + max-pool, flatten,
+dense, dropout, softmax), searching what the seed found mattered most: batch size and learning
+rate, then dropout, dense units and early-stopping patience. Defaults are the seed's values.
+"""
+
+from search import Choice, Float, Int, Space, Study
+
+SPACE = Space(
+    batch_size=Choice([8, 16, 32, 64, 128], default=64),
+    learning_rate=Float(1e-4, 1e-2, log=True, default=1e-3),
+    dropout=Float(0.0, 0.5, default=0.3),
+    dense_units=Int(128, 1024, step=128, default=512),
+    patience=Int(3, 12, default=10),
+)
+
+STUDY = Study(pipeline="cnn", metric="val_accuracy", direction="maximize", trials=20, max_epochs=30)
