@@ -1,0 +1,98 @@
+"""The command line end to end, in subprocesses, on a tiny synthetic dataset the test draws."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CNN_SPACE = ROOT / "spaces" / "cnn.py"
+TINY = ["--image-size", "32", "--max-epochs", "1", "--set", "batch_size=16"]
+
+
+def leafsearch(*args, cwd: Path, timeout=600) -> subprocess.CompletedProcess:
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    import os
+
+    env = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-m", "leafsearch", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data") / "leaves"
+    done = leafsearch("demo-data", folder, "--images", "112", "--image-size", "32", cwd=folder.parent)
+    assert done.returncode == 0, done.stderr
+    assert len(list(folder.iterdir())) == 14
+    return folder
+
+
+def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
+    first = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "2", *TINY, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Trial 0" in first.stdout and "Trial 1" in first.stdout and "best val_accuracy" in first.stdout
+    board_path = tmp_path / "results" / "cnn" / "leaderboard.csv"
+    board = pd.read_csv(board_path)
+    assert len(board) == 2 and (board["state"] == "COMPLETE").all()
+    assert board["val_accuracy"].between(0, 1).all()
+    space_params = ["batch_size", "learning_rate", "dropout", "dense_units", "patience", "image_size"]
+    assert sorted(c for c in board.columns if c.startswith("param_")) == sorted("param_" + p for p in space_params)
+    assert (board["param_batch_size"] == 16).all() and (board["param_image_size"] == 32).all()
+    run_info = json.loads((tmp_path / "results" / "cnn" / "trials" / "0" / "run.json").read_text())
+    assert run_info["seed"] == 0 and "tensorflow" in run_info and "keras" in run_info
+
+    second = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "3", *TINY, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "2 of 3 trials finished, running 1 more" in second.stdout
+    resumed = pd.read_csv(board_path)
+    assert resumed["trial"].tolist() == [0, 1, 2]
+    pd.testing.assert_frame_equal(resumed.iloc[:2].reset_index(drop=True), board)
+
+    report = leafsearch("report", "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    rows = json.loads(report.stdout)
+    values = [row["val_accuracy"] for row in rows]
+    assert len(rows) == 3 and values == sorted(values, reverse=True)
+
+    table = leafsearch("report", "--study", "cnn", "--top", "2", cwd=tmp_path)
+    assert table.returncode == 0 and "Study cnn" in table.stdout
+
+    csv_out = tmp_path / "board.csv"
+    assert leafsearch("report", "--format", "csv", "--output", csv_out, cwd=tmp_path).returncode == 0
+    assert pd.read_csv(csv_out)["trial"].tolist() == [rows[0]["trial"], rows[1]["trial"], rows[2]["trial"]]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_args, fragment",
+    [
+        (lambda tmp, data: ["run", tmp / "missing.py"], "space file not found"),
+        (lambda tmp, data: ["run", write(tmp / "bad.py", "SPACE = Space(\n")], "bad.py:1: syntax error"),
+        (lambda tmp, data: ["run", write(tmp / "range.py", CNN_SPACE.read_text().replace("Float(1e-4, 1e-2", "Float(1e-2, 1e-4"))],
+         "parameter `learning_rate`: low must be < high"),
+        (lambda tmp, data: ["run", CNN_SPACE, "--data", tmp / "nowhere"], "nowhere"),
+        (lambda tmp, data: ["run", CNN_SPACE, "--data", tmp / "flat"], "sub-folder"),
+        (lambda tmp, data: ["run", CNN_SPACE, "--set", "batch_size=12"], "--set batch_size=12: outside the space"),
+        (lambda tmp, data: ["run", CNN_SPACE, "--set", "colour=red"], "unknown parameter `colour`"),
+        (lambda tmp, data: ["run", CNN_SPACE, "--algorithm", "grid"], "--algorithm grid"),
+        (lambda tmp, data: ["run", CNN_SPACE, "--trials", "zero"], "--trials"),
+        (lambda tmp, data: ["report"], "no study found"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, make_args, fragment):
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "loose.jpg").write_bytes(b"images but no class sub-folders")
+    done = leafsearch(*make_args(tmp_path, None), cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert fragment in lines[0] and "Traceback" not in done.stderr
+    assert not (tmp_path / "results" / "cnn" / "study.journal").exists()
