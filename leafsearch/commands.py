@@ -62,7 +62,7 @@ def synthetic_data(results: Path, out=None) -> Path:
     done = folder / ".complete"
     if not done.exists():
         print(f"Drawing the built-in synthetic leaf dataset into {folder} ...", file=out or sys.stdout)
-        synthetic.generate(folder, total=SYNTHETIC_IMAGES, image_size=SYNTHETIC_SIZE, seed=0)
+        synthetic.generate(folder, total=SYNTHETIC_IMAGES, image_size=SYNTHETIC_SIZE, seed=0, workers=2)
         done.write_text("ok\n")
     return folder
 
@@ -168,7 +168,7 @@ def report(args: argparse.Namespace) -> int:
 
         counts = frame["state"].value_counts().to_dict() if not frame.empty else {}
         states = ", ".join(f"{n} {s.lower()}" for s, n in counts.items()) or "no trials"
-        Console(highlight=False).print(leaderboard_table(frame, title=f"Study {name}: {states} ({metric}, {direction})"))
+        Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(leaderboard_table(frame, title=f"Study {name}: {states} ({metric}, {direction})"))
         return 0
     text = leaderboard.render(frame, args.format)
     if args.output is None:
@@ -189,8 +189,8 @@ def demo_data(args: argparse.Namespace) -> int:
     if args.dir.exists() and any(args.dir.iterdir()):
         raise UsageError(f"{args.dir}: folder exists and is not empty; pass a new folder")
     try:
-        counts = synthetic.generate(args.dir, total=args.images, image_size=args.image_size, seed=args.seed, wild=args.wild)
+        counts = synthetic.generate(args.dir, total=args.images, image_size=args.image_size, seed=args.seed, wild=args.wild, workers=2)
     except ValueError as exc:
-        raise UsageError(f"--images {args.images}: {exc}") from None
+        raise UsageError(f"demo-data: {exc}") from None
     print(f"Wrote {sum(counts.values())} images of {len(counts)} species to {args.dir}")
     return 0

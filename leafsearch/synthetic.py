@@ -14,7 +14,9 @@ from __future__ import annotations
 import colorsys
 import functools
 import math
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,7 +168,7 @@ def _colour(hsv) -> tuple[int, int, int]:
     return _colour_rgb(_rgb(hsv))
 
 
-# ---------------------------------------------------------------- leaf geometry
+# ---------------------------------------------------------------- class sizes
 
 
 def class_counts(total: int, min_per_class: int = 6) -> dict[str, int]:
@@ -197,6 +199,9 @@ def class_counts(total: int, min_per_class: int = 6) -> dict[str, int]:
     for s in sorted(share, key=lambda s: share[s] - int(share[s]), reverse=True)[:leftover]:
         counts[s] += 1
     return {s: counts[s] for s in SPECIES}
+
+
+# ---------------------------------------------------------------- leaf geometry
 
 
 def _leaflet(rng, shape, aspect, teeth=(0, 0.0), n_veins=6, double=False, lobing=0.0, parallel=False) -> _Shape:
@@ -267,6 +272,8 @@ def _compound(rng, spec, pinnate: bool) -> _Shape:
     """Leaflets on a rachis: trifoliate (3, sometimes 5) or pinnate with 1-3 lateral pairs."""
     aspect = _jitter(rng, spec["aspect"], 1.0)
     teeth = spec["teeth"]
+    rachis = rng.uniform(0.25, 0.45) if not pinnate else rng.uniform(0.8, 1.2)
+    out = _Shape(stems=[(np.array([(0, -0.3), (0, rachis)]), 0.025)])
 
     def leaflet(size, angle, at):
         leaf = _leaflet(rng, spec["shape"], aspect * rng.normal(1, 0.05), teeth, spec["veins"],
@@ -275,8 +282,6 @@ def _compound(rng, spec, pinnate: bool) -> _Shape:
         out.stems.append((np.array([at, at + stalk]), 0.015))
         return leaf.affine(_rotation(angle, size), np.asarray(at) + stalk, size)
 
-    rachis = rng.uniform(0.25, 0.45) if not pinnate else rng.uniform(0.8, 1.2)
-    out = _Shape(stems=[(np.array([(0, -0.3), (0, rachis)]), 0.025)])
     out.extend(leaflet(1.0, 0.0, (0, rachis)))
     if pinnate:
         pairs = int(rng.integers(1, 4))
@@ -346,7 +351,7 @@ def _irregular(rng, centre, radius, points: int = 24) -> list[tuple[float, float
 
 @dataclass
 class _Lesions:
-    """Disease marks, kept apart from the leaf so they can be softened and blended later."""
+    """Disease marks on their own layers (made only when needed), blended onto the leaf later."""
 
     canvas: int
     colour: Image.Image | None = None
@@ -519,27 +524,50 @@ def _with_noise(rng, pixels: np.ndarray) -> Image.Image:
 def _grid(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates in [-0.5, 0.5), cached: every image of a size needs the same."""
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n - 0.5
+    yy.setflags(write=False)  # shared between calls: nobody may change it in place
+    xx.setflags(write=False)
     return yy, xx
 
 
-def generate(out_dir, total: int = 560, image_size: int = 256, seed: int = 0, wild: bool = False) -> dict[str, int]:
+def generate(
+    out_dir, total: int = 560, image_size: int = 256, seed: int = 0, wild: bool = False, workers: int = 1
+) -> dict[str, int]:
     """Write the data set as out_dir/<Species>/<species>_<index:05d>.png and return the counts.
 
     Every image has its own RNG seeded by (seed, class, index), so files are
-    byte-identical for a seed whatever order or subset is generated. Stale images of
-    ours left by an earlier, larger run are removed so the folder matches the counts.
+    byte-identical for a seed whatever order, subset or number of `workers` draws
+    them. workers > 1 draws in that many processes (about 2x faster on 2 cores;
+    like any multiprocessing, call it from under `if __name__ == "__main__":`).
+    Stale images of ours left by an earlier, larger run are removed so the folder
+    matches the counts.
     """
+    if image_size < 8:
+        raise ValueError(f"image_size={image_size} is too small: use at least 8 pixels")
     counts = class_counts(total)
     root = Path(out_dir)
+    jobs = []
     for class_idx, species in enumerate(SPECIES):
         folder = root / species
         folder.mkdir(parents=True, exist_ok=True)
         prefix = species.lower()
-        names = {f"{prefix}_{i:05d}.png" for i in range(counts[species])}
+        names = [f"{prefix}_{i:05d}.png" for i in range(counts[species])]
+        wanted = set(names)
         for old in folder.glob(f"{prefix}_*.png"):
-            if re.fullmatch(rf"{prefix}_\d{{5}}\.png", old.name) and old.name not in names:
+            if re.fullmatch(rf"{prefix}_\d{{5}}\.png", old.name) and old.name not in wanted:
                 old.unlink()
-        for i in range(counts[species]):
-            rng = np.random.default_rng([seed, class_idx, i])
-            draw_leaf(species, rng, image_size, wild).save(folder / f"{prefix}_{i:05d}.png", compress_level=1)
+        jobs += [(species, class_idx, i, folder / name, image_size, seed, wild) for i, name in enumerate(names)]
+    if workers > 1:
+        # spawn, not fork: safe even when the caller already runs TensorFlow threads
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            list(pool.map(_write_one, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+    else:
+        for job in jobs:
+            _write_one(job)
     return counts
+
+
+def _write_one(job) -> None:
+    species, class_idx, i, path, image_size, seed, wild = job
+    rng = np.random.default_rng([seed, class_idx, i])
+    draw_leaf(species, rng, image_size, wild).save(path, compress_level=1)

@@ -60,10 +60,21 @@ class Display:
 
 
 def leaderboard_table(frame: pd.DataFrame, title: str | None = None) -> Table:
-    """A rich table of a leaderboard frame (NaN shown blank, floats shortened)."""
-    table = Table(title=title, show_lines=False)
+    """A compact rich table: columns that are blank or equal in every row go to the caption."""
+    shown, constant = [], {}
     for column in frame.columns:
-        table.add_column(column.removeprefix("param_") if column.startswith("param_") else column, overflow="fold")
-    for row in frame.itertuples(index=False):
+        values = frame[column].dropna()
+        if column in ("trial", "state") or (len(frame) > 1 and values.astype(str).nunique() > 1):
+            shown.append(column)
+        elif len(values) and str(values.iloc[0]) != "":
+            if len(frame) > 1:
+                constant[column] = values.iloc[0]
+            else:
+                shown.append(column)
+    caption = " ".join(f"{k.removeprefix('param_')}={format_value(v)}" for k, v in constant.items())
+    table = Table(title=title, caption=f"same in every row: {caption}" if caption else None, caption_justify="left")
+    for column in shown:
+        table.add_column(column.removeprefix("param_"), no_wrap=column != "error", overflow="fold")
+    for row in frame[shown].itertuples(index=False):
         table.add_row(*("" if pd.isna(value) else format_value(value) for value in row))
     return table
