@@ -23,9 +23,46 @@ def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -
     if recipe["aug_contrast"] > 0:
         layers.append(keras.layers.RandomContrast(recipe["aug_contrast"], value_range=(0, 255), seed=seed + 3, name="aug_contrast"))
     if recipe["aug_crop"] > 0:
-        crop = max(1, round(image_size * (1.0 - recipe["aug_crop"])))
-        layers.append(keras.layers.RandomCrop(crop, crop, seed=seed + 4, name="aug_crop"))
-        layers.append(keras.layers.Resizing(image_size, image_size, interpolation="bilinear", name="aug_crop_resize"))
+        layers.append(RandomCropResize(recipe["aug_crop"], seed=seed + 4, name="aug_crop"))
     if recipe["aug_noise"] > 0:
-        layers.append(keras.layers.GaussianNoise(recipe["aug_noise"] * 255.0, seed=seed + 5, name="aug_noise"))
+        # Keras' GaussianNoise takes a stddev in [0, 1]: add it on the 0-1 scale.
+        layers.append(keras.layers.Rescaling(1.0 / 255.0, name="aug_noise_scale_down"))
+        layers.append(keras.layers.GaussianNoise(recipe["aug_noise"], seed=seed + 5, name="aug_noise"))
+        layers.append(keras.layers.Rescaling(255.0, name="aug_noise_scale_up"))
     return layers
+
+
+@keras.saving.register_keras_serializable(package="leafsearch")
+class RandomCropResize(keras.layers.Layer):
+    """In training, crop a random window `1 - fraction` of the side and resize it back (the
+    seed's RandomCrop attempt); at inference, the image unchanged.
+
+    Keras' RandomCrop alone changes the output size and, at inference, resizes the whole image,
+    which would blur every validation image.
+    """
+
+    def __init__(self, fraction: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"Argument `fraction` must be in (0, 1). Received: fraction={fraction}")
+        self.fraction = fraction
+        self.seed = seed
+
+    def build(self, input_shape):
+        height, width = int(input_shape[-3]), int(input_shape[-2])
+        crop_h, crop_w = max(1, round(height * (1 - self.fraction))), max(1, round(width * (1 - self.fraction)))
+        self._crop = keras.layers.RandomCrop(crop_h, crop_w, seed=self.seed)
+        self._resize = keras.layers.Resizing(height, width, interpolation="bilinear")
+        self._crop.build(input_shape)
+        self._resize.build((None, crop_h, crop_w, input_shape[-1]))
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        return self._resize(self._crop(inputs, training=True))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "fraction": self.fraction, "seed": self.seed}

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--algorithm", default="tpe", help="optuna: tpe (default) or random")
     run.add_argument("--trials", type=positive_int, help="target number of finished trials in the study, in total (default: the space file's STUDY.trials)")
     run.add_argument("--max-epochs", type=positive_int, help="cap on the epochs of every training phase (default: STUDY.max_epochs)")
-    run.add_argument("--image-size", type=positive_int, help="pin the image size (pixels, square)")
+    run.add_argument("--image-size", type=positive_int, help="override the image size (pixels, square)")
+    run.add_argument("--backbone", help="override the backbone, e.g. efficientnet_b0 (efficientnet pipeline)")
+    run.add_argument("--weights", help="override the backbone weights: imagenet, none, or a path to a .weights.h5 file")
     run.add_argument("--set", dest="pins", action="append", type=name_value, default=[], metavar="NAME=VALUE",
                      help="pin one parameter of the space to a value, e.g. --set batch_size=16 (repeatable)")
     run.add_argument("--study", help="study name (default: the space file's name, e.g. cnn)")

@@ -34,14 +34,28 @@ def load_space(args: argparse.Namespace):
     from leafsearch import recipe
 
     space, spec = load_space_file(args.space, known_names=set(recipe.KNOWN_NAMES), pipelines=set(recipe.PIPELINES))
-    problems = recipe.space_problems(space)
-    if problems:
-        raise UsageError(f"{args.space}: invalid space: " + "; ".join(problems))
     for name, value in args.pins:
         space = space.pin(name, value)
-    if args.image_size:  # an explicit override, allowed outside the space's own sizes
-        space = Space({**dict(space.items()), "image_size": Fixed(args.image_size)})
+    # Explicit overrides, allowed outside the space's own values (a smaller image, offline weights).
+    overrides = {"image_size": args.image_size, "backbone": args.backbone, "weights": args.weights}
+    for name, value in overrides.items():
+        if value is not None:
+            space = Space({**dict(space.items()), name: Fixed(value)})
+    problems = recipe.space_problems(space, spec.pipeline)
+    if problems:
+        raise UsageError(f"{args.space}: invalid space: " + "; ".join(problems))
     return space, spec
+
+
+def recipe_values(space: Space, first: str, second: str, pipeline: str) -> list[tuple]:
+    """Every (first, second) value pair the space can give a trial (defaults where not searched)."""
+    from leafsearch import recipe
+
+    def values(name):
+        param = space[name] if name in space else Fixed(recipe.resolve({}, pipeline)[name])
+        return param.values if hasattr(param, "values") else (param.value,)
+
+    return [(a, b) for a in values(first) for b in values(second)]
 
 
 def check_writable(folder: Path) -> None:
@@ -83,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         data_root = args.data
     folder = leafdata.scan_folder(data_root)  # a bad folder is reported before the study is touched
+    if spec.pipeline == "efficientnet":
+        from leafsearch import efficientnet
+
+        for backbone, weights in recipe_values(space, "backbone", "weights", spec.pipeline):
+            efficientnet.check_weights_available(backbone, weights)
 
     from leafsearch import device
     from leafsearch.training import LeafObjective

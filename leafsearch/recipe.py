@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "plateau_factor": 0.2,
     "plateau_patience": 3,
     "clr_max_lr_factor": 10.0,
-    "clr_step_epochs": 2.0,
+    "clr_step_epochs": 2,
     "learning_rate": 1e-3,
     "transfer_lr": 1e-2,
     "finetune_lr": 1e-4,
@@ -86,9 +86,14 @@ def resolve(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
     return recipe
 
 
-def space_problems(space: Space) -> list[str]:
+def space_problems(space: Space, pipeline: str) -> list[str]:
     """Values a space offers for a categorical knob that the pipeline does not have."""
     out = []
+    if "backbone" in space:
+        offered = space["backbone"].values if isinstance(space["backbone"], Choice) else (getattr(space["backbone"], "value", None),)
+        for value in offered:
+            if value in BACKBONES and (value == "cnn") != (pipeline == "cnn"):
+                out.append(f"parameter `backbone`: {value!r} does not fit the {pipeline!r} pipeline")
     for name, allowed in _CHOICES.items():
         if name not in space:
             continue

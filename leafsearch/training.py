@@ -120,6 +120,10 @@ class LeafObjective:
 
     def build(self, recipe: Mapping[str, Any], num_classes: int, seed: int) -> tuple[keras.Model, list[Phase]]:
         """The model and its training phases for this recipe."""
+        if self.pipeline == "efficientnet":
+            from leafsearch.efficientnet import build_efficientnet, efficientnet_phases  # imports training
+
+            return build_efficientnet(recipe, num_classes, seed), efficientnet_phases(recipe, self.max_epochs)
         epochs = min(recipe["epochs"], self.max_epochs)
         return build_cnn(recipe, num_classes, seed), [Phase("train", recipe["learning_rate"], epochs)]
 

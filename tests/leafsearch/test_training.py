@@ -1,0 +1,133 @@
+"""The recipe → Keras pieces: optimizer, schedule, callbacks, augmentation, CNN head, objective."""
+
+import keras
+import numpy as np
+import pytest
+
+from leafsearch import recipe as recipes
+from leafsearch.augment import RandomCropResize, augmentation_layers
+from leafsearch.cnn import build_cnn
+from leafsearch.ranger import Ranger
+from leafsearch.schedules import Triangular2CyclicalLearningRate, TriangularCyclicalLearningRate
+from leafsearch.training import LeafObjective, make_optimizer, phase_callbacks
+from search import UsageError
+from search.errors import TrialPruned
+from search.reporter import Reporter
+
+
+def cnn_recipe(**params):
+    return recipes.resolve({"image_size": 32, **params}, "cnn")
+
+
+def test_resolve_fills_the_seed_defaults_and_checks_the_pipeline():
+    recipe = recipes.resolve({"dropout": 0.1}, "efficientnet")
+    assert recipe["dropout"] == 0.1 and recipe["backbone"] == "efficientnet_b4" and recipe["transfer_lr"] == 1e-2
+    assert recipes.resolve({}, "cnn")["backbone"] == "cnn"
+    with pytest.raises(UsageError, match="does not fit the 'cnn' pipeline"):
+        recipes.resolve({"backbone": "efficientnet_b0"}, "cnn")
+    with pytest.raises(UsageError, match="`optimizer`: 'sgd' is not one of adam, ranger"):
+        recipes.resolve({"optimizer": "sgd"}, "cnn")
+
+
+def test_make_optimizer_adam_ranger_and_cyclical_schedules():
+    assert isinstance(make_optimizer(cnn_recipe(), 1e-3, 10), keras.optimizers.Adam)
+    assert isinstance(make_optimizer(cnn_recipe(optimizer="ranger"), 1e-3, 10), Ranger)
+    opt = make_optimizer(cnn_recipe(lr_schedule="triangular2", clr_max_lr_factor=4.0, clr_step_epochs=2), 1e-3, 10)
+    schedule = opt._learning_rate
+    assert isinstance(schedule, Triangular2CyclicalLearningRate)
+    assert schedule.step_size == 20 and schedule.maximal_learning_rate == pytest.approx(4e-3)
+    assert float(schedule(20)) == pytest.approx(4e-3)  # peak of the first cycle
+    opt = make_optimizer(cnn_recipe(lr_schedule="triangular"), 1e-3, 5)
+    assert isinstance(opt._learning_rate, TriangularCyclicalLearningRate)
+
+
+def test_phase_callbacks_early_stopping_and_plateau():
+    callbacks = phase_callbacks(cnn_recipe(patience=4), "val_accuracy", "max")
+    assert [type(c).__name__ for c in callbacks] == ["EarlyStopping"]
+    assert callbacks[0].patience == 4 and callbacks[0].restore_best_weights
+    callbacks = phase_callbacks(cnn_recipe(lr_schedule="reduce_on_plateau", plateau_factor=0.5, plateau_patience=2), "val_accuracy", "max")
+    plateau = callbacks[1]
+    assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau) and plateau.factor == 0.5 and plateau.patience == 2
+
+
+ALL_AUGMENTATIONS = dict(aug_flip=True, aug_rotation=0.2, aug_zoom=0.2, aug_contrast=0.3, aug_crop=0.2, aug_noise=0.05)
+
+
+def test_augmentation_runs_only_in_training():
+    layers = augmentation_layers(cnn_recipe(**ALL_AUGMENTATIONS), 32, seed=1)
+    names = [layer.name for layer in layers]
+    assert [n for n in names if "scale" not in n] == ["aug_flip", "aug_rotation", "aug_zoom", "aug_contrast", "aug_crop", "aug_noise"]
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    model = keras.Sequential([keras.Input((32, 32, 3)), *layers])
+    np.testing.assert_allclose(model(images, training=False), images, rtol=1e-5)
+    trained = keras.ops.convert_to_numpy(model(images, training=True))
+    assert trained.shape == images.shape and not np.allclose(trained, images)
+
+
+def test_no_augmentation_when_strengths_are_zero():
+    off = dict(aug_flip=False, aug_rotation=0.0, aug_zoom=0.0, aug_contrast=0.0, aug_crop=0.0, aug_noise=0.0)
+    assert augmentation_layers(cnn_recipe(**off), 32, seed=0) == []
+
+
+def test_random_crop_resize_crops_in_training_and_round_trips_its_config():
+    layer = RandomCropResize(0.5, seed=3)
+    ramp = np.tile(np.arange(8, dtype="float32")[None, :, None, None], (1, 1, 8, 3)).reshape(1, 8, 8, 3)
+    out = keras.ops.convert_to_numpy(layer(ramp, training=True))
+    assert out.shape == (1, 8, 8, 3) and out.max() - out.min() < 7  # a window of half the range, stretched
+    assert RandomCropResize.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_cnn_head_dense_units_and_mish():
+    model = build_cnn(cnn_recipe(dense_units=64, activation="mish"), num_classes=5, seed=0)
+    dense = model.get_layer("dense")
+    assert dense.units == 64 and dense.activation.__name__ == "mish"
+    assert model.output_shape == (None, 5)
+    no_dense = build_cnn(cnn_recipe(dense_units=0), num_classes=5, seed=0)
+    assert "dense" not in [layer.name for layer in no_dense.layers]
+
+
+class ListReporter(Reporter):
+    def __init__(self, tmp_path, prune_after=None):
+        super().__init__(0, tmp_path, "val_accuracy")
+        self.seed = 0
+        self.prune_after = prune_after
+
+    def _send(self, epoch, value):
+        pass
+
+    def should_prune(self):
+        return self.prune_after is not None and len(self.history) >= self.prune_after
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    from leafsearch import synthetic
+
+    folder = tmp_path_factory.mktemp("leaves")
+    synthetic.generate(folder, total=84, image_size=32, seed=0)
+    return folder
+
+
+def test_objective_trains_reports_every_epoch_and_returns_the_best(tmp_path, tiny_folder):
+    objective = LeafObjective(tiny_folder, "cnn", max_epochs=2, cache_dir=tmp_path / "cache")
+    reporter = ListReporter(tmp_path)
+    result = objective({"image_size": 32, "batch_size": 16, "optimizer": "ranger", "loss": "sigmoid_focal",
+                        "lr_schedule": "triangular2", "class_weights": True, **ALL_AUGMENTATIONS}, reporter)
+    assert [row["epoch"] for row in reporter.history] == [0, 1]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(reporter.history[0])
+    assert result["val_accuracy"] == max(row["val_accuracy"] for row in reporter.history)
+    assert result["epochs"] == 2
+
+
+def test_objective_stops_when_pruned(tmp_path, tiny_folder):
+    objective = LeafObjective(tiny_folder, "cnn", max_epochs=3, cache_dir=tmp_path / "cache")
+    reporter = ListReporter(tmp_path, prune_after=1)
+    with pytest.raises(TrialPruned):
+        objective({"image_size": 32, "batch_size": 32}, reporter)
+    assert len(reporter.history) == 1
+
+
+def test_nan_loss_fails_the_trial(tmp_path, tiny_folder):
+    objective = LeafObjective(tiny_folder, "cnn", max_epochs=2, cache_dir=tmp_path / "cache")
+    with pytest.raises(FloatingPointError, match="nan loss"):
+        objective({"image_size": 32, "batch_size": 16, "learning_rate": 1e30}, ListReporter(tmp_path))
