@@ -96,3 +96,29 @@ def test_bad_input_exits_2_with_one_line(tmp_path, make_args, fragment):
     assert len(lines) == 1, done.stderr
     assert fragment in lines[0] and "Traceback" not in done.stderr
     assert not (tmp_path / "results" / "cnn" / "study.journal").exists()
+
+
+def test_finetune_space_runs_end_to_end_with_tiny_overrides(tmp_path, tiny_data):
+    """EfficientNet-B0 at 32 px, no pretrained weights, one epoch per phase: one leaderboard row."""
+    done = leafsearch("run", ROOT / "spaces" / "finetune.py", "--data", tiny_data, "--trials", "1",
+                      "--backbone", "efficientnet_b0", "--weights", "none", *TINY, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    board = pd.read_csv(tmp_path / "results" / "finetune" / "leaderboard.csv")
+    assert len(board) == 1 and board.loc[0, "state"] == "COMPLETE"
+    assert board.loc[0, "epochs"] == 2  # one transfer epoch, then one fine-tuning epoch
+    assert board.loc[0, "param_backbone"] == "efficientnet_b0" and board.loc[0, "param_weights"] == "none"
+    assert 1 <= board.loc[0, "param_unfreeze_blocks"] <= 7
+
+
+def test_imagenet_weights_offline_fail_fast_with_one_line(tmp_path, tiny_data):
+    import os
+
+    offline = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), **offline}
+    done = subprocess.run([sys.executable, "-m", "leafsearch", "run", str(ROOT / "spaces" / "transfer.py"), "--data", str(tiny_data),
+                           "--image-size", "32"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--weights imagenet" in lines[0]
+    assert "--weights PATH" in lines[0] and "--weights none" in lines[0]
+    assert not (tmp_path / "results" / "transfer" / "study.journal").exists()

@@ -1,0 +1,197 @@
+"""The seed's second attempt: an EfficientNet backbone, transfer learning then fine-tuning.
+
+Phase 1 trains only the head on the frozen backbone; phase 2 unfreezes the backbone's last
+blocks (never its batch-norm layers) and trains on with a small learning rate. The model is
+built once per trial, so phase 2 starts from phase 1's weights.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import keras
+
+from leafsearch.augment import augmentation_layers
+from leafsearch.cnn import BN_MOMENTUM
+from search.errors import UsageError
+
+BACKBONES = {
+    "efficientnet_b0": keras.applications.EfficientNetB0,
+    "efficientnet_b1": keras.applications.EfficientNetB1,
+    "efficientnet_b2": keras.applications.EfficientNetB2,
+    "efficientnet_b3": keras.applications.EfficientNetB3,
+    "efficientnet_b4": keras.applications.EfficientNetB4,
+    "efficientnet_b5": keras.applications.EfficientNetB5,
+    "efficientnet_b6": keras.applications.EfficientNetB6,
+    "efficientnet_b7": keras.applications.EfficientNetB7,
+}
+
+# The resolution each variant was trained at (the seed went 256 -> 380 for B4 for this reason).
+_NATIVE_SIZES = {"efficientnet_b0": 224, "efficientnet_b1": 240, "efficientnet_b2": 260, "efficientnet_b3": 300,
+                 "efficientnet_b4": 380, "efficientnet_b5": 456, "efficientnet_b6": 528, "efficientnet_b7": 600}
+
+# Copied from keras/src/applications/efficientnet.py (BASE_WEIGHTS_PATH, the "_notop" half of
+# WEIGHTS_HASHES), so the file we fetch is the very file Keras then finds in its cache.
+_WEIGHTS_URL = "https://storage.googleapis.com/keras-applications/"
+_NOTOP_HASHES = {
+    "efficientnet_b0": "50bc09e76180e00e4465e1a485ddc09d",
+    "efficientnet_b1": "74c4e6b3e1f6a1eea24c589628592432",
+    "efficientnet_b2": "111f8e2ac8aa800a7a99e3239f7bfb39",
+    "efficientnet_b3": "af6d107764bb5b1abb91932881670226",
+    "efficientnet_b4": "ebc24e6d6c33eaebbd558eafbeedf1ba",
+    "efficientnet_b5": "38879255a25d3c92d5e44e04ae6cec6f",
+    "efficientnet_b6": "9ecce42647a20130c1f39a5d4cb75743",
+    "efficientnet_b7": "cbcfe4450ddf6f3ad90b1b398090fe4a",
+}
+
+BACKBONE_LAYER = "backbone"
+MAX_BLOCKS = 7  # every EfficientNet variant has blocks 1..7 (B1-B7 only repeat them more)
+_BLOCK_NAME = re.compile(r"^block(\d+)[a-z]+_")
+_CHECK_SIZE = 32  # smallest input keras.applications accepts; the weights do not depend on it
+
+
+def native_size(backbone: str) -> int:
+    """The image size `backbone` was designed for; other sizes work but may cost accuracy."""
+    _check_backbone(backbone)
+    return _NATIVE_SIZES[backbone]
+
+
+def _check_backbone(backbone: str) -> None:
+    if backbone not in BACKBONES:
+        raise UsageError(f"backbone {backbone!r} is not one of {', '.join(BACKBONES)}")
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    """Keras' reason, cut to one line: the CLI prints a UsageError as a single line."""
+    text = str(error).split("List of objects that could not be loaded")[0]
+    text = " ".join(text.split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def resolve_weights(weights: str) -> str | None:
+    """The `weights` argument for keras.applications: None, "imagenet" or an existing file."""
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--weights PATH: file not found: {weights}; pass a weights file, 'imagenet' or 'none'")
+    return str(path)
+
+
+def check_weights_available(backbone: str, weights: str) -> None:
+    """Fails before a study starts, rather than in every trial, when the weights are unusable.
+
+    "imagenet": fetches the no-top file into the Keras cache (free once cached). A path: loads
+    it into the backbone architecture built small, so a file for another variant is caught.
+    """
+    _check_backbone(backbone)
+    resolved = resolve_weights(weights)
+    if resolved is None:
+        return
+    if resolved == "imagenet":
+        file_name = f"efficientnet{backbone.removeprefix('efficientnet_')}_notop.h5"
+        try:
+            keras.utils.get_file(file_name, _WEIGHTS_URL + file_name, cache_subdir="models", file_hash=_NOTOP_HASHES[backbone])
+        except Exception as error:  # offline, a proxy, a corrupt cache: Keras raises a bare Exception
+            raise UsageError(
+                f"--weights imagenet: cannot download the ImageNet weights of {backbone} "
+                f"(no network? {_one_line(error)}); pass --weights PATH to a weights file "
+                f"(e.g. Noisy-Student converted to .weights.h5) or --weights none"
+            ) from None
+        return
+    model = BACKBONES[backbone](include_top=False, weights=None, input_shape=(_CHECK_SIZE, _CHECK_SIZE, 3))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras warns once per skipped layer before it raises
+            model.load_weights(resolved)
+    except Exception as error:
+        raise UsageError(
+            f"--weights {weights}: cannot load it into {backbone} without its top: {_one_line(error)}"
+        ) from None
+
+
+def build_efficientnet(recipe: Mapping[str, Any], num_classes: int, seed: int) -> keras.Model:
+    """0-255 RGB images of `image_size` -> augmentation -> frozen backbone -> head -> float32 probabilities.
+
+    No rescaling here: keras.applications' EfficientNet normalises 0-255 inputs itself. The
+    backbone runs with training=False so its batch-norm layers stay in inference mode even
+    once unfrozen (the Keras transfer-learning guide's advice). `dense_units = 0` drops the
+    dense layer of the head.
+    """
+    size = recipe["image_size"]
+    name = recipe["backbone"]
+    _check_backbone(name)
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    x = inputs
+    for layer in augmentation_layers(recipe, size, seed):
+        x = layer(x)
+    # Keras names the ImageNet download after the model's name, so the default name must stay
+    # until the weights are in; renamed afterwards so the phase helpers can find it.
+    backbone = BACKBONES[name](include_top=False, weights=resolve_weights(recipe["weights"]), input_shape=(size, size, 3))
+    backbone.name = BACKBONE_LAYER
+    backbone.trainable = False
+    x = backbone(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="head_bn")(x)
+    if recipe["dense_units"]:
+        x = keras.layers.Dense(recipe["dense_units"], activation=recipe["activation"], name="dense")(x)
+    x = keras.layers.Dropout(recipe["dropout"], seed=seed, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="leaf_efficientnet")
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    return model.get_layer(BACKBONE_LAYER)
+
+
+def freeze_backbone(model: keras.Model) -> None:
+    """Phase 1 (transfer learning): only the head learns, so the pretrained features survive
+    the head's large first updates."""
+    backbone_of(model).trainable = False
+
+
+def _check_blocks(blocks: int) -> None:
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= MAX_BLOCKS:
+        raise ValueError(f"unfreeze_blocks must be an integer from 1 to {MAX_BLOCKS} (EfficientNet has {MAX_BLOCKS} blocks), got {blocks!r}")
+
+
+def unfreeze_top_blocks(model: keras.Model, blocks: int) -> list[str]:
+    """Phase 2 (fine-tuning): the last `blocks` blocks and the top conv learn, nothing below.
+
+    Whole blocks, as the seed did (found by keras.applications' `block<N><letter>_` layer
+    names); batch-norm layers stay frozen so their statistics are not wrecked by small
+    batches. Returns the names of the layers made trainable.
+    """
+    _check_blocks(blocks)
+    backbone = backbone_of(model)
+    numbers = [int(m.group(1)) for layer in backbone.layers if (m := _BLOCK_NAME.match(layer.name))]
+    first = max(numbers) - blocks + 1
+    backbone.trainable = True  # a frozen parent would override its layers' own flags
+    names = []
+    for layer in backbone.layers:
+        m = _BLOCK_NAME.match(layer.name)
+        wanted = (m is not None and int(m.group(1)) >= first) or layer.name.startswith("top_")
+        wanted = wanted and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = wanted
+        if wanted:
+            names.append(layer.name)
+    return names
+
+
+def efficientnet_phases(recipe: Mapping[str, Any], max_epochs: int) -> list:
+    """Transfer learning then fine-tuning, each capped at `max_epochs`; a bad `unfreeze_blocks`
+    fails here rather than after phase 1 has trained."""
+    from leafsearch.training import Phase  # lazy: training imports this module
+
+    blocks = recipe["unfreeze_blocks"]
+    _check_blocks(blocks)
+    return [
+        Phase("transfer", recipe["transfer_lr"], min(recipe["transfer_epochs"], max_epochs), prepare=freeze_backbone),
+        Phase("finetune", recipe["finetune_lr"], min(recipe["finetune_epochs"], max_epochs),
+              prepare=lambda model: unfreeze_top_blocks(model, blocks)),
+    ]
