@@ -13,6 +13,8 @@ from leafsearch import efficientnet as en
 from leafsearch.recipe import resolve
 from search.errors import UsageError
 
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras' TF backend, numpy 2
+
 SIZE = 32
 CLASSES = 4
 
@@ -65,7 +67,8 @@ def head_weight_ids(model):
 
 def test_model_layout(model):
     names = [layer.name for layer in model.layers]
-    assert names == ["image", "aug_flip", "aug_rotation", "aug_zoom", "backbone", "head_pool", "head_bn", "dense", "dropout", "classifier"]
+    assert names[0] == "image" and all(n.startswith("aug_") for n in names[1 : names.index("backbone")])
+    assert names[names.index("backbone") :] == ["backbone", "head_pool", "head_bn", "dense", "dropout", "classifier"]
     assert model.input_shape == (None, SIZE, SIZE, 3)
     assert model.output_shape == (None, CLASSES)
     backbone = en.backbone_of(model)
