@@ -131,3 +131,13 @@ def test_nan_loss_fails_the_trial(tmp_path, tiny_folder):
     objective = LeafObjective(tiny_folder, "cnn", max_epochs=2, cache_dir=tmp_path / "cache")
     with pytest.raises(FloatingPointError, match="nan loss"):
         objective({"image_size": 32, "batch_size": 16, "learning_rate": 1e30}, ListReporter(tmp_path))
+
+
+def test_cnn_with_every_augmentation_saves_and_loads_with_identical_predictions(tmp_path):
+    model = build_cnn(cnn_recipe(**ALL_AUGMENTATIONS), num_classes=3, seed=0)
+    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    path = tmp_path / "cnn.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.get_layer("aug_crop"), RandomCropResize)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6)
