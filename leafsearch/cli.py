@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from search.errors import UsageError
+from search.leaderboard import FORMATS
 
 EXIT_OK, EXIT_ABORTED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
@@ -36,6 +37,16 @@ def positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return value
 
 
@@ -79,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study", help="study name (default: the space file's name, e.g. cnn)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
     run.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file in the study folder)")
-    run.add_argument("--seed", type=int, default=0, help="seed of the sampler, the split and the trials (default: 0)")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampler, the split and the trials (default: 0)")
     run.add_argument("--timeout", type=parse_duration, help="stop starting new trials after this long, e.g. 2h or 90m; run again to continue")
     run.add_argument("--no-prune", action="store_true", help="never stop a trial early (default: median pruning)")
     run.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
@@ -90,14 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
     report.add_argument("--storage", help="read the trials from this Optuna storage URL instead of the leaderboard file")
     report.add_argument("--top", type=positive_int, help="show only the K best trials")
-    report.add_argument("--format", default="table", choices=["table", "csv", "markdown", "json"], help="output format (default: table)")
+    report.add_argument("--format", default="table", choices=list(FORMATS), help="output format (default: table)")
     report.add_argument("--output", type=Path, help="write to this file instead of the terminal")
 
     demo = commands.add_parser("demo-data", help="write the synthetic leaf dataset as an image folder")
     demo.add_argument("dir", type=Path, help="output folder (one sub-folder per species)")
     demo.add_argument("--images", type=positive_int, default=560, help="total number of images (default: 560)")
     demo.add_argument("--image-size", type=positive_int, default=256, help="image side in pixels (default: 256, as the real data)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     demo.add_argument("--wild", action="store_true", help="cluttered, coloured backgrounds (the real test set's hardest subset)")
     return parser
 
@@ -135,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C exits at once
-        print(f"\nleafsearch {args.command}: interrupted; {commands.RESUME_HINT}", file=sys.stderr)
+        hint = commands.RESUME_HINTS.get(args.command)
+        print(f"leafsearch {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
     except commands.SearchAborted as exc:
         print(f"leafsearch {args.command}: stopped: {exc}", file=sys.stderr)

@@ -21,11 +21,14 @@ from search.optuna_runner import (
 from search.space import Fixed, Space
 from search.spacefile import load_space_file
 
-RESUME_HINT = "run the same command again to resume (finished trials are kept)"
+RESUME_HINTS = {
+    "run": "run the same command again to resume (finished trials are kept)",
+    "demo-data": "the output folder is incomplete; delete it and run again",
+}
 SYNTHETIC_IMAGES = 560
 SYNTHETIC_SIZE = 256
 
-__all__ = ["RESUME_HINT", "SearchAborted", "demo_data", "report", "run"]
+__all__ = ["RESUME_HINTS", "SearchAborted", "demo_data", "report", "run"]
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -33,7 +36,9 @@ def load_space(args: argparse.Namespace):
     """The space file's SPACE (with --set and --image-size pinned) and STUDY."""
     from leafsearch import recipe
 
-    space, spec = load_space_file(args.space, known_names=set(recipe.KNOWN_NAMES), pipelines=set(recipe.PIPELINES))
+    space, spec = load_space_file(
+        args.space, known_names=set(recipe.KNOWN_NAMES), pipelines=set(recipe.PIPELINES), metrics=set(recipe.METRICS)
+    )
     for name, value in args.pins:
         space = space.pin(name, value)
     # Explicit overrides, allowed outside the space's own values (a smaller image, offline weights).
@@ -47,15 +52,16 @@ def load_space(args: argparse.Namespace):
     return space, spec
 
 
-def recipe_values(space: Space, first: str, second: str, pipeline: str) -> list[tuple]:
-    """Every (first, second) value pair the space can give a trial (defaults where not searched)."""
+def recipe_values(space: Space, name: str, pipeline: str) -> tuple:
+    """Every value the space can give `name` in a trial (the recipe's default where not searched)."""
     from leafsearch import recipe
 
-    def values(name):
-        param = space[name] if name in space else Fixed(recipe.resolve({}, pipeline)[name])
-        return param.values if hasattr(param, "values") else (param.value,)
-
-    return [(a, b) for a in values(first) for b in values(second)]
+    param = space[name] if name in space else Fixed(recipe.resolve({}, pipeline)[name])
+    if isinstance(param, Fixed):
+        return (param.value,)
+    if hasattr(param, "values"):
+        return tuple(param.values)
+    raise UsageError(f"parameter `{name}` must be a Choice or Fixed, not a range")
 
 
 def check_writable(folder: Path) -> None:
@@ -100,13 +106,13 @@ def run(args: argparse.Namespace) -> int:
     if spec.pipeline == "efficientnet":
         from leafsearch import efficientnet
 
-        for backbone, weights in recipe_values(space, "backbone", "weights", spec.pipeline):
-            efficientnet.check_weights_available(backbone, weights)
+        for backbone in recipe_values(space, "backbone", spec.pipeline):
+            for weights in recipe_values(space, "weights", spec.pipeline):
+                efficientnet.check_weights_available(backbone, weights)
 
     from leafsearch import device
     from leafsearch.training import LeafObjective
 
-    policy = device.set_precision(args.precision)
     objective = LeafObjective(
         data_root=data_root,
         pipeline=spec.pipeline,
@@ -116,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
         direction=spec.direction,
         split_seed=args.seed,
     )
+    for size in recipe_values(space, "image_size", spec.pipeline):  # decode once, and find bad data now
+        objective.data(size)
+    policy = device.set_precision(args.precision)
     options = RunOptions(
         study_name=study_name,
         study_dir=args.results / study_name,
@@ -125,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         prune=not args.no_prune,
         seed=args.seed,
         timeout_s=args.timeout,
+        identity={"data": "built-in synthetic leaves" if args.data is None else str(Path(data_root).resolve()),
+                  "split_seed": args.seed},
         run_info={**device.versions(), "precision": policy, "data": str(data_root), "classes": len(folder.class_names)},
     )
     display = Display(spec.metric)
@@ -180,13 +191,13 @@ def load_leaderboard(args: argparse.Namespace):
 def report(args: argparse.Namespace) -> int:
     frame, metric, direction, name = load_leaderboard(args)
     frame = leaderboard.sort_best_first(frame, metric, direction)
+    counts = frame["state"].value_counts().to_dict() if not frame.empty else {}
+    states = ", ".join(f"{n} {s.lower()}" for s, n in counts.items()) or "no trials"
     if args.top:
         frame = frame.head(args.top)
     if args.format == "table" and args.output is None:
         from rich.console import Console
 
-        counts = frame["state"].value_counts().to_dict() if not frame.empty else {}
-        states = ", ".join(f"{n} {s.lower()}" for s, n in counts.items()) or "no trials"
         Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(leaderboard_table(frame, title=f"Study {name}: {states} ({metric}, {direction})"))
         return 0
     text = leaderboard.render(frame, args.format)

@@ -543,6 +543,12 @@ def prepare(
             f"class folder {folder.root / empty[0]} has no readable images (all failed to decode); "
             f"replace them or remove the folder"
         )
+    small = [name for name, count in zip(folder.class_names, counts) if count < 2]
+    if small:
+        raise UsageError(
+            f"class folder {folder.root / small[0]} has fewer than 2 readable images, too few to both train "
+            f"and validate ({len(small)} such class(es)); add images or remove the folder"
+        )
     train_idx, val_idx = stratified_split(loaded.labels, val_fraction=val_fraction, seed=seed)
     return LeafData(
         class_names=folder.class_names,

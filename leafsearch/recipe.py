@@ -13,6 +13,7 @@ from search.errors import UsageError
 from search.space import Choice, Fixed, Space
 
 PIPELINES = ("cnn", "efficientnet")
+METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")  # what a trial reports every epoch
 BACKBONES = ("cnn",) + tuple(f"efficientnet_b{i}" for i in range(8))
 ACTIVATIONS = ("relu", "mish")
 OPTIMIZERS = ("adam", "ranger")

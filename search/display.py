@@ -64,7 +64,7 @@ def leaderboard_table(frame: pd.DataFrame, title: str | None = None) -> Table:
     shown, constant = [], {}
     for column in frame.columns:
         values = frame[column].dropna()
-        if column in ("trial", "state") or (len(frame) > 1 and values.astype(str).nunique() > 1):
+        if column in ("trial", "state") or (len(frame) > 1 and frame[column].astype(str).nunique(dropna=False) > 1):
             shown.append(column)
         elif len(values) and str(values.iloc[0]) != "":
             if len(frame) > 1:

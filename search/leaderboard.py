@@ -13,7 +13,6 @@ import pandas as pd
 from search.files import write_text_atomic
 
 PARAM_PREFIX = "param_"
-STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
 FORMATS = ("table", "csv", "markdown", "json")
 
 
@@ -36,6 +35,8 @@ def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[
         records.append(record)
     columns = base_columns(metric) + param_cols
     frame = pd.DataFrame.from_records(records, columns=columns)
+    for column in ("trial", "best_epoch", "epochs"):  # stay integers even when some rows are blank
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     return frame.sort_values("trial", kind="stable").reset_index(drop=True)
 
 

@@ -11,7 +11,9 @@ import dataclasses
 import datetime
 import logging
 import math
+import os
 import platform
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -52,6 +54,7 @@ class RunOptions:
     seed: int = 0
     timeout_s: float | None = None
     max_consecutive_failures: int = 3
+    identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # must match to resume (data, split seed)
     run_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # recorded in every trial folder
 
 
@@ -109,8 +112,29 @@ def make_pruner(prune: bool) -> optuna.pruners.BasePruner:
 
 
 def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
-    """Finished trials count, except ones interrupted by the user (they are queued again)."""
-    return trial.state.is_finished() and not trial.user_attrs.get("interrupted", False)
+    """Finished trials count, except ones that were queued again (interrupted, or their process
+    died) and ones stopped by bad input (the user fixes it and runs again)."""
+    attrs = trial.user_attrs
+    return trial.state.is_finished() and not attrs.get("requeued", False) and not attrs.get("bad_input", False)
+
+
+def _differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What differs between two studies' identities, named for the user."""
+    out = []
+    for key, value in current.items():
+        old = stored.get(key)
+        if old == value:
+            continue
+        if key == "space" and isinstance(old, dict):
+            changed = [n for n in value if n in old and old[n] != value[n]]
+            added = [n for n in value if n not in old]
+            removed = [n for n in old if n not in value]
+            parts = [f"{label} {', '.join(names)}" for label, names in
+                     (("changed", changed), ("added", added), ("removed", removed)) if names]
+            out.append("space " + "; ".join(parts))
+        else:
+            out.append(f"{key} {old!r} -> {value!r}")
+    return out
 
 
 def open_study(space: Space, spec: Study, options: RunOptions) -> optuna.Study:
@@ -118,23 +142,31 @@ def open_study(space: Space, spec: Study, options: RunOptions) -> optuna.Study:
     summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     n_existing = summaries.get(options.study_name, 0)
     # A resumed run must not replay the first run's random draws: offset the seed by the trials so far.
+    sampler = make_sampler(options.algorithm, options.seed + n_existing)
+    identity = {"metric": spec.metric, "pipeline": spec.pipeline, "space": space.to_dict(), **options.identity}
+    if options.study_name in summaries:  # resume: read only, so a refused run changes nothing
+        study = optuna.load_study(study_name=options.study_name, storage=storage, sampler=sampler, pruner=make_pruner(options.prune))
+        if study.direction.name.lower() != spec.direction:
+            raise UsageError(
+                f"study {options.study_name!r} was created to {study.direction.name.lower()} its metric, "
+                f"this space asks to {spec.direction}; pass a new --study NAME"
+            )
+        differences = _differences(study.user_attrs, identity)
+        if differences:
+            raise UsageError(
+                f"study {options.study_name!r} was run with a different setup ({'; '.join(differences)}): "
+                f"its trials would not be comparable; pass a new --study NAME, or undo the change to resume"
+            )
+        return study
     study = optuna.create_study(
-        storage=storage,
-        study_name=options.study_name,
-        direction=spec.direction,
-        sampler=make_sampler(options.algorithm, options.seed + n_existing),
-        pruner=make_pruner(options.prune),
-        load_if_exists=True,
+        storage=storage, study_name=options.study_name, direction=spec.direction, sampler=sampler, pruner=make_pruner(options.prune)
     )
-    if study.direction.name.lower() != spec.direction:
-        raise UsageError(
-            f"study {options.study_name!r} was created to {study.direction.name.lower()} its metric, "
-            f"this space asks to {spec.direction}; pass a new --study NAME"
-        )
-    if not study.user_attrs:
-        study.set_user_attr("metric", spec.metric)
-        study.set_user_attr("pipeline", spec.pipeline)
-        study.set_user_attr("space", space.to_dict())
+    for key, value in identity.items():
+        study.set_user_attr(key, value)
+    baseline = space.defaults()
+    if baseline and None not in baseline.values():
+        # The space's defaults (the seed's recipe in leafsearch's spaces) are trial 0: a baseline.
+        study.enqueue_trial(baseline, user_attrs={"baseline": True})
     return study
 
 
@@ -183,6 +215,7 @@ class OptunaRunner:
         optuna.logging.set_verbosity(logging.WARNING)
         options = self.options
         self.study = open_study(self.space, self.spec, options)
+        self.requeue_orphans()
         write_json_atomic(
             options.study_dir / "study.json",
             {"study": options.study_name, "metric": self.spec.metric, "direction": self.spec.direction,
@@ -213,14 +246,35 @@ class OptunaRunner:
                 )
         return self.study
 
+    def requeue_orphans(self) -> None:
+        """RUNNING trials whose process died (kill -9, a crash, a lost machine) are marked failed
+        and their parameters queued again with the same seed, so no budget is lost."""
+        here = socket.gethostname()
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            attrs = frozen.user_attrs
+            owner_alive = attrs.get("host") == here and _pid_alive(attrs.get("pid"))
+            foreign = attrs.get("host") not in (None, here)
+            if owner_alive or foreign or (attrs.get("host") is None and self.options.storage is not None):
+                continue
+            params = attrs.get("params") or frozen.params
+            self.study.enqueue_trial(params, user_attrs={"seed": attrs.get("seed"), "resumes": frozen.number})
+            storage = self.study._storage  # noqa: SLF001 - Optuna has no public API for another process's trial
+            storage.set_trial_user_attr(frozen._trial_id, "requeued", True)  # noqa: SLF001
+            storage.set_trial_user_attr(frozen._trial_id, "error", "its process died; queued to run again")  # noqa: SLF001
+            storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)  # noqa: SLF001
+            self.display.note(f"Trial {frozen.number} was left running by a process that died: queued to run again.")
+
     def run_one_trial(self) -> TrialState:
         study, options = self.study, self.options
         trial = study.ask()
-        params = sample(self.space, trial)
-        seed = options.seed + trial.number
-        trial.set_user_attr("params", params)
-        trial.set_user_attr("algorithm", options.algorithm)
+        seed = trial.user_attrs.get("seed")
+        seed = options.seed + trial.number if seed is None else seed
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("algorithm", options.algorithm)
+        params = sample(self.space, trial)
+        trial.set_user_attr("params", params)
         trial_dir = options.study_dir / "trials" / str(trial.number)
         write_json_atomic(trial_dir / "params.json", params)
         write_json_atomic(
@@ -242,8 +296,9 @@ class OptunaRunner:
         except KeyboardInterrupt:
             self._interrupted(trial, params, reporter)
             raise
-        except UsageError:
-            self._record(trial, reporter, TrialState.FAIL, None, "bad input")
+        except UsageError as exc:
+            trial.set_user_attr("bad_input", True)
+            self._record(trial, reporter, TrialState.FAIL, None, str(exc))
             raise
         except Exception as exc:  # noqa: BLE001 - a failing trial is recorded and the search goes on
             state, value = TrialState.FAIL, None
@@ -266,10 +321,10 @@ class OptunaRunner:
 
     def _interrupted(self, trial: optuna.Trial, params: dict, reporter: Reporter) -> None:
         """Ctrl-C: record the trial as interrupted and queue its parameters to run again first."""
-        trial.set_user_attr("interrupted", True)
+        trial.set_user_attr("requeued", True)
         trial.set_user_attr("error", "interrupted by the user; queued to run again")
         trial.set_user_attr("summary", summarise(reporter.history, self.spec.metric, self.spec.direction))
-        self.study.enqueue_trial({k: v for k, v in params.items() if k in trial.params}, skip_if_exists=False)
+        self.study.enqueue_trial(params, user_attrs={"seed": reporter.seed, "resumes": trial.number})
         self.study.tell(trial, None, state=TrialState.FAIL)
         self.write_leaderboard()
 
@@ -284,3 +339,15 @@ class OptunaRunner:
         rows = rows_from_study(self.study, self.spec.metric, self.options.algorithm)
         frame = leaderboard.build(rows, self.spec.metric, self.space.names)
         leaderboard.write(frame, self.options.study_dir / "leaderboard.csv")
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

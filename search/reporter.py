@@ -52,10 +52,11 @@ class Reporter(abc.ABC):
 
 
 def summarise(history: list[dict[str, float]], metric: str, direction: str) -> dict[str, Any]:
-    """The best epoch of a history by the study's metric: its metrics, its index, the epoch count."""
+    """The best epoch of a history by the study's metric: its metrics, its number (1-based, as
+    progress lines show it), and the epoch count."""
     scored = [row for row in history if isinstance(row.get(metric), float) and math.isfinite(row[metric])]
     if not scored:
         return {"epochs": len(history)}
     pick = max if direction == "maximize" else min
     best = pick(scored, key=lambda row: row[metric])
-    return {metric: best[metric], "val_loss": best.get("val_loss"), "best_epoch": int(best["epoch"]), "epochs": len(history)}
+    return {metric: best[metric], "val_loss": best.get("val_loss"), "best_epoch": int(best["epoch"]) + 1, "epochs": len(history)}

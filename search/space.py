@@ -97,7 +97,12 @@ class Float(Param):
         return out
 
     def contains(self, value: Any) -> bool:
-        return _is_number(value) and math.isfinite(value) and self.low <= value <= self.high
+        if not (_is_number(value) and math.isfinite(value) and self.low <= value <= self.high):
+            return False
+        if self.step is None:
+            return True
+        steps = (value - self.low) / self.step
+        return abs(steps - round(steps)) < 1e-9
 
     def parse(self, text: str) -> float:
         return float(text)

@@ -13,6 +13,7 @@ def load_space_file(
     path: str | Path,
     known_names: set[str] | None = None,
     pipelines: set[str] | None = None,
+    metrics: set[str] | None = None,
 ) -> tuple[Space, Study]:
     """Execute the file and return its validated (SPACE, STUDY).
 
@@ -44,7 +45,7 @@ def load_space_file(
     if not isinstance(study, Study):
         found = "defines no STUDY" if study is None else f"STUDY is a {type(study).__name__}, not a search.Study"
         raise UsageError(f"{path}: {found}; add `STUDY = Study(pipeline='cnn', metric='val_accuracy', trials=20)`")
-    problems = space.problems(known_names) + study.problems(pipelines)
+    problems = space.problems(known_names) + study.problems(pipelines, metrics)
     if problems:
         raise UsageError(f"{path}: invalid space: " + "; ".join(problems))
     return space, study

@@ -22,8 +22,10 @@ class Study:
     trials: int = 20
     max_epochs: int = 30
 
-    def problems(self, pipelines: set[str] | None = None) -> list[str]:
+    def problems(self, pipelines: set[str] | None = None, metrics: set[str] | None = None) -> list[str]:
         out = []
+        if metrics is not None and self.metric not in metrics:
+            out.append(f"STUDY metric must be one of {', '.join(sorted(metrics))}. Received: {self.metric!r}")
         if pipelines is not None and self.pipeline not in pipelines:
             out.append(f"STUDY pipeline must be one of {', '.join(sorted(pipelines))}. Received: {self.pipeline!r}")
         if self.direction not in DIRECTIONS:
@@ -35,7 +37,3 @@ class Study:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 out.append(f"STUDY {name} must be an integer >= 1. Received: {name}={value!r}")
         return out
-
-    def better(self, a: float, b: float) -> bool:
-        """Whether metric value `a` beats `b` in this study's direction."""
-        return a > b if self.direction == "maximize" else a < b

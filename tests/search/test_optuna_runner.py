@@ -56,7 +56,7 @@ def test_runs_the_target_and_writes_the_leaderboard_schema(tmp_path):
     assert {"param_width", "param_depth"} <= set(frame.columns)
     assert frame["trial"].tolist() == [0, 1, 2]
     assert (frame["state"] == "COMPLETE").all() and (frame["backend"] == "optuna").all()
-    assert frame["val_accuracy"].between(0, 1).all() and (frame["epochs"] == 3).all() and (frame["best_epoch"] == 2).all()
+    assert frame["val_accuracy"].between(0, 1).all() and (frame["epochs"] == 3).all() and (frame["best_epoch"] == 3).all()
     # a conditional parameter is blank where inactive
     assert frame["param_depth"].isna().tolist() == (frame["param_width"] != 32).tolist()
 
@@ -176,3 +176,77 @@ def test_the_study_opens_in_optuna_itself(tmp_path):
 )
 def test_mask_url_hides_passwords(url, shown):
     assert mask_url(url) == shown
+
+
+def test_a_trial_left_running_by_a_dead_process_runs_again_with_its_parameters_and_seed(tmp_path):
+    import socket
+    import subprocess
+
+    run(tmp_path, Curve(), trials=1)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    from search.optuna_runner import make_storage
+
+    study = optuna.load_study(study_name="s", storage=make_storage(tmp_path / "s", None))
+    orphan = study.ask()  # what a process killed with SIGKILL leaves behind
+    for key, value in {"host": socket.gethostname(), "pid": dead.pid, "seed": 1234, "params": {"lr": 0.01, "width": 8}}.items():
+        orphan.set_user_attr(key, value)
+
+    objective = Curve()
+    run(tmp_path, objective, trials=2)
+    assert objective.calls == [{"lr": 0.01, "width": 8}]
+    frame = board(tmp_path)
+    assert frame["state"].tolist() == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert "process died" in frame.loc[1, "error"]
+    info = json.loads((tmp_path / "s" / "trials" / "2" / "run.json").read_text())
+    assert info["seed"] == 1234
+
+
+def test_a_live_owner_keeps_its_running_trial(tmp_path):
+    import os
+    import socket
+
+    run(tmp_path, Curve(), trials=1)
+    from search.optuna_runner import make_storage
+
+    study = optuna.load_study(study_name="s", storage=make_storage(tmp_path / "s", None))
+    mine = study.ask()
+    mine.set_user_attr("host", socket.gethostname())
+    mine.set_user_attr("pid", os.getpid())
+    run(tmp_path, Curve(), trials=2)
+    assert "RUNNING" in board(tmp_path)["state"].tolist()
+
+
+def test_resuming_with_a_changed_space_or_data_is_refused(tmp_path):
+    from search import UsageError
+
+    run(tmp_path, Curve(), trials=1, identity={"data": "a"})
+    before = (tmp_path / "s" / "study.journal").read_bytes()
+    with pytest.raises(UsageError, match="different setup .*data 'a' -> 'b'.*pass a new --study"):
+        run(tmp_path, Curve(), trials=2, identity={"data": "b"})
+    changed = Space({**dict(SPACE.items()), "lr": Float(1e-3, 1.0, log=True)})
+    options = RunOptions(study_name="s", study_dir=tmp_path / "s", trials=2, identity={"data": "a"})
+    with pytest.raises(UsageError, match="space changed lr"):
+        OptunaRunner(changed, SPEC, Curve(), options, Display("val_accuracy", Console(file=open(tmp_path / "o", "w")))).run()
+    assert (tmp_path / "s" / "study.journal").read_bytes() == before
+
+
+def test_the_space_defaults_are_trial_0(tmp_path):
+    space = Space(lr=Float(1e-4, 1e-1, log=True, default=0.003), width=Choice([8, 16, 32], default=16))
+    objective = Curve()
+    options = RunOptions(study_name="s", study_dir=tmp_path / "s", trials=2)
+    OptunaRunner(space, SPEC, objective, options, Display("val_accuracy", Console(file=open(tmp_path / "o", "w")))).run()
+    assert objective.calls[0] == {"lr": 0.003, "width": 16}
+    assert objective.calls[1] != objective.calls[0]
+
+
+def test_positive_timeout_stops_after_the_running_trial(tmp_path):
+    import time
+
+    def slow(params, reporter):
+        time.sleep(0.3)
+        reporter.report(0, {"val_accuracy": 0.5})
+        return {"val_accuracy": 0.5}
+
+    run(tmp_path, slow, trials=20, timeout_s=0.2)
+    assert len(board(tmp_path)) == 1

@@ -77,3 +77,9 @@ def test_unknown_study_key_is_reported(tmp_path):
 def test_bad_study_values(tmp_path):
     message = load_error(write(tmp_path, GOOD.replace("trials=4", "trials=0, direction='up'")))
     assert "STUDY trials must be an integer >= 1" in message and "direction must be 'maximize' or 'minimize'" in message
+
+
+def test_unknown_metric_is_reported(tmp_path):
+    path = write(tmp_path, GOOD.replace("trials=4", "trials=4, metric='val_acc'"))
+    message = load_error(path, metrics={"val_accuracy", "val_loss"})
+    assert "STUDY metric must be one of val_accuracy, val_loss. Received: 'val_acc'" in message
