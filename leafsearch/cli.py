@@ -125,7 +125,7 @@ def import_keras_quietly() -> None:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             try:
-                import keras  # noqa: F401
+                import keras  # noqa: F401 - imported for its side effect (TF start-up)
             finally:
                 os.dup2(saved, 2)
     finally:

@@ -46,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from search.errors import UsageError
+from search.files import write_text_atomic
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -323,20 +324,6 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _try_load_cache(
     npy: Path, meta_path: Path, folder: ImageFolder, key: str, size: int
 ) -> LoadedImages | None:
@@ -415,7 +402,7 @@ def load_images(
             "kept": kept.tolist(),
             "skipped": [list(item) for item in skipped],
         }
-        _atomic_write_text(meta_path, json.dumps(meta))
+        write_text_atomic(meta_path, json.dumps(meta))
     _warn_skipped(folder, skipped)
     log.info("decoded %d images of %s at %dpx into cache %s", len(kept), folder.root, size, npy)
     images = np.load(npy, mmap_mode="r")

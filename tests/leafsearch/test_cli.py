@@ -145,7 +145,10 @@ def test_ctrl_c_exits_130_with_one_line_and_the_same_command_resumes(tmp_path, t
     args = [sys.executable, "-m", "leafsearch", "run", str(CNN_SPACE), "--data", str(tiny_data), "--trials", "2",
             "--image-size", "32", "--max-epochs", "30", "--set", "batch_size=16", "--set", "patience=12"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell that started us in the background may have set SIGINT to "ignored"; a user's terminal has not.
+    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=restore_sigint)
     for line in proc.stdout:
         if "trial 0 epoch 2:" in line:
             break
