@@ -61,10 +61,9 @@ class RunOptions:
 class OptunaReporter(Reporter):
     """Forwards epoch metrics to `trial.report`, so Optuna's pruners can act on them."""
 
-    def __init__(self, trial: optuna.Trial, seed: int, **kwargs: Any):
+    def __init__(self, trial: optuna.Trial, **kwargs: Any):
         super().__init__(trial_number=trial.number, **kwargs)
         self._trial = trial
-        self.seed = seed
 
     def _send(self, epoch: int, value: float) -> None:
         self._trial.report(value, step=epoch)
@@ -282,7 +281,7 @@ class OptunaRunner:
             {"trial": trial.number, "seed": seed, "backend": BACKEND, "algorithm": options.algorithm,
              "python": platform.python_version(), "optuna": optuna.__version__, **options.run_info},
         )
-        reporter = OptunaReporter(trial, seed, trial_dir=trial_dir, metric=self.spec.metric, listener=self.display.epoch_finished)
+        reporter = OptunaReporter(trial, seed=seed, trial_dir=trial_dir, metric=self.spec.metric, listener=self.display.epoch_finished)
         self.display.trial_started(trial.number, params)
         error = ""
         try:

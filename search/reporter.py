@@ -2,6 +2,11 @@
 
 The objective calls `report(epoch, metrics)` after every epoch and stops when `should_prune()`
 says so; it keeps its checkpoints under `checkpoint_dir`. Each engine subclasses it once.
+
+Continuing a trial: when `checkpoint_dir` already holds a checkpoint (the runner copied it there:
+an interrupted trial queued again, or the Hyperband trial this one extends), the objective loads it
+and calls `restore(history)` with the epochs it already has, then trains on. `epoch_budget`, when
+set, is the total number of epochs (across phases) the engine allows this trial to reach.
 """
 
 from __future__ import annotations
@@ -19,11 +24,22 @@ EpochListener = Callable[[int, int, Mapping[str, float]], None]
 class Reporter(abc.ABC):
     """Keeps the trial's per-epoch history (on disk too) and forwards the metric to the engine."""
 
-    def __init__(self, trial_number: int, trial_dir: Path, metric: str, listener: EpochListener | None = None):
+    def __init__(
+        self,
+        trial_number: int,
+        trial_dir: Path,
+        metric: str,
+        listener: EpochListener | None = None,
+        seed: int = 0,
+        epoch_budget: int | None = None,
+    ):
         self.trial_number = trial_number
         self.trial_dir = Path(trial_dir)
         self.metric = metric
+        self.seed = seed
+        self.epoch_budget = epoch_budget
         self.history: list[dict[str, float]] = []
+        self.resumed_from_epoch: int | None = None  # set by restore(): epochs taken from a checkpoint
         self._listener = listener
 
     @property
@@ -41,6 +57,17 @@ class Reporter(abc.ABC):
             self._send(epoch, value)
         if self._listener is not None:
             self._listener(self.trial_number, epoch, row)
+
+    def restore(self, history: list[dict[str, float]]) -> None:
+        """Take the epochs of a checkpoint the objective continues from, as if just reported (the
+        engine sees one continuous curve; the listener is not told again)."""
+        self.history = [dict(row) for row in history]
+        self.resumed_from_epoch = len(self.history)
+        write_json_atomic(self.trial_dir / "history.json", self.history)
+        for row in self.history:
+            value = row.get(self.metric)
+            if value is not None and math.isfinite(value):
+                self._send(int(row["epoch"]), value)
 
     @abc.abstractmethod
     def _send(self, epoch: int, value: float) -> None:
