@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampler, the split and the trials (default: 0)")
     run.add_argument("--timeout", type=parse_duration, help="stop starting new trials after this long, e.g. 2h or 90m; run again to continue")
     run.add_argument("--no-prune", action="store_true", help="never stop a trial early (default: median pruning)")
+    run.add_argument("--in-process", action="store_true",
+                     help="train every trial in this process (for debugging; default: a fresh child process per trial)")
     run.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
                      help="dtype policy (default: auto = mixed_float16 on a GPU, float32 on the CPU)")
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from leafsearch.cli import import_keras_quietly
 from search import leaderboard
 from search.display import Display, leaderboard_table
 from search.errors import UsageError
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         metric=spec.metric,
         direction=spec.direction,
         split_seed=args.seed,
+        precision=args.precision,
     )
     for size in recipe_values(space, "image_size", spec.pipeline):  # decode once, and find bad data now
         objective.data(size)
@@ -137,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         identity={"data": "built-in synthetic leaves" if args.data is None else str(Path(data_root).resolve()),
                   "split_seed": args.seed},
         run_info={**device.versions(), "precision": policy, "data": str(data_root), "classes": len(folder.class_names)},
+        in_process=args.in_process,
+        child_setup=import_keras_quietly,
     )
     display = Display(spec.metric)
     display.note(f"Data: {len(folder.paths)} images in {len(folder.class_names)} classes; device: {device.describe()}, precision {policy}")

@@ -2,12 +2,18 @@
 
 `LeafObjective(params, reporter)` is what every engine calls. Epochs are counted across the
 training phases, so a pruner sees one continuous curve.
+
+Every epoch ends with a checkpoint in the reporter's `checkpoint_dir` (weights, optimizer state,
+phase and epoch, callback counters, the history so far). A trial that finds a checkpoint there
+continues from it, so an interrupted trial loses at most the epoch in flight.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -19,8 +25,11 @@ from leafsearch.losses import make_loss
 from leafsearch.ranger import Ranger
 from leafsearch.recipe import resolve
 from leafsearch.schedules import Triangular2CyclicalLearningRate, TriangularCyclicalLearningRate
-from search.errors import TrialPruned
+from search.checkpoints import CheckpointStore
+from search.errors import OutOfMemory, TrialFailed, TrialPruned
 from search.reporter import Reporter, summarise
+
+WEIGHTS = "model.weights.h5"
 
 
 @dataclasses.dataclass
@@ -34,7 +43,9 @@ class Phase:
 
 
 class ReporterCallback(keras.callbacks.Callback):
-    """Sends each epoch's logs to the reporter and stops training when the engine prunes."""
+    """Sends each epoch's logs to the reporter and stops training when the engine prunes.
+
+    `epoch_offset` turns the phase's epoch numbers into the trial's (counted across phases)."""
 
     def __init__(self, reporter: Reporter, epoch_offset: int):
         super().__init__()
@@ -51,12 +62,57 @@ class ReporterCallback(keras.callbacks.Callback):
         logs = {k: float(v) for k, v in (logs or {}).items() if not k.startswith("learning_rate")}
         if "loss" in logs and not math.isfinite(logs["loss"]):
             self.model.stop_training = True
-            raise FloatingPointError("nan loss")
+            raise TrialFailed("nan loss")
         self.reporter.report(self.epoch_offset + epoch, logs)
-        self.epochs_done = epoch + 1
+        self.epochs_done += 1
         if self.reporter.should_prune():
             self.pruned = True
             self.model.stop_training = True
+
+
+class _ResumableState:
+    """A Keras callback whose counters (patience waited, best value) survive a resume: they are
+    saved in each checkpoint and set back after Keras resets them in `on_train_begin`."""
+
+    STATE: tuple[str, ...] = ()
+
+    def __init__(self, *args, state: Mapping[str, Any] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resume_state = dict(state or {})
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for name, value in self.resume_state.items():
+            setattr(self, name, value)
+
+    def state(self) -> dict[str, Any]:
+        return {name: _plain(getattr(self, name)) for name in self.STATE}
+
+
+class ResumableEarlyStopping(_ResumableState, keras.callbacks.EarlyStopping):
+    STATE = ("wait", "best", "best_epoch")
+
+
+class ResumableReduceLROnPlateau(_ResumableState, keras.callbacks.ReduceLROnPlateau):
+    STATE = ("wait", "best", "cooldown_counter")
+
+
+def _plain(value: Any) -> Any:
+    return None if value is None else float(value) if not isinstance(value, int) else value
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Writes the trial's checkpoint at the end of every epoch (after the other callbacks, so
+    their counters and the learning rate they set are in it)."""
+
+    def __init__(self, save: Callable[[int, bool], None], reporting: ReporterCallback):
+        super().__init__()
+        self.save = save
+        self.reporting = reporting
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.reporting.pruned:
+            self.save(epoch + 1, bool(self.model.stop_training))
 
 
 def make_optimizer(recipe: Mapping[str, Any], learning_rate: float, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -75,23 +131,55 @@ def make_optimizer(recipe: Mapping[str, Any], learning_rate: float, steps_per_ep
     return keras.optimizers.Adam(learning_rate=rate)
 
 
-def phase_callbacks(recipe: Mapping[str, Any], monitor: str, mode: str) -> list[keras.callbacks.Callback]:
+def phase_callbacks(recipe: Mapping[str, Any], monitor: str, mode: str, state: Mapping[str, Any] | None = None) -> list[keras.callbacks.Callback]:
+    """Early stopping (and the plateau schedule), with their counters from `state` on a resume.
+    The best weights of a phase are restored from its best checkpoint, not kept in memory."""
+    state = state or {}
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=recipe["patience"], restore_best_weights=True),
+        ResumableEarlyStopping(monitor=monitor, mode=mode, patience=recipe["patience"], state=state.get("early_stopping")),
     ]
     if recipe["lr_schedule"] == "reduce_on_plateau":
         callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, mode=mode, factor=recipe["plateau_factor"], patience=recipe["plateau_patience"]
+            ResumableReduceLROnPlateau(
+                monitor=monitor, mode=mode, factor=recipe["plateau_factor"], patience=recipe["plateau_patience"],
+                state=state.get("plateau"),
             )
         )
     return callbacks
 
 
+def callback_states(callbacks: list[keras.callbacks.Callback]) -> dict[str, Any]:
+    names = {ResumableEarlyStopping: "early_stopping", ResumableReduceLROnPlateau: "plateau"}
+    return {names[type(c)]: c.state() for c in callbacks if type(c) in names}
+
+
+def save_training_state(model: keras.Model, folder: Path) -> None:
+    """Weights and optimizer state (moments, step count, learning rate): Keras writes the compiled
+    optimizer's variables into the same weights file."""
+    model.save_weights(folder / WEIGHTS)
+
+
+def load_training_state(model: keras.Model, folder: Path) -> None:
+    """The inverse of `save_training_state`, on a model compiled for the same phase (its
+    optimizer is built first, so that Keras loads the optimizer's variables too)."""
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(folder / WEIGHTS)
+
+
+def load_weights_only(model: keras.Model, folder: Path) -> None:
+    """The model's weights of a checkpoint (a phase's best), not its optimizer's: the next phase
+    compiles an optimizer of its own."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(folder / WEIGHTS)
+
+
 class LeafObjective:
     """Trains the leaf pipeline for one trial's parameters; shared by every engine.
 
-    Decoded images are kept per image size, so trials after the first pay no decoding.
+    Decoded images are kept per image size, so trials after the first pay no decoding. The
+    object is sent to each trial's child process: it travels without its loaded arrays (the
+    child opens the same memory-mapped decode cache) and sets the dtype policy there.
     """
 
     def __init__(
@@ -103,6 +191,7 @@ class LeafObjective:
         metric: str = "val_accuracy",
         direction: str = "maximize",
         split_seed: int = 0,
+        precision: str | None = None,
     ):
         self.data_root = Path(data_root)
         self.pipeline = pipeline
@@ -111,7 +200,11 @@ class LeafObjective:
         self.metric = metric
         self.direction = direction
         self.split_seed = split_seed
+        self.precision = precision
         self._data: dict[int, leafdata.LeafData] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_data": {}}
 
     def data(self, image_size: int) -> leafdata.LeafData:
         if image_size not in self._data:
@@ -128,43 +221,138 @@ class LeafObjective:
         return build_cnn(recipe, num_classes, seed), [Phase("train", recipe["learning_rate"], epochs)]
 
     def __call__(self, params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
-        recipe = resolve(params, self.pipeline)
-        seed = getattr(reporter, "seed", 0)
+        if self.precision is not None:
+            from leafsearch import device
+
+            device.set_precision(self.precision)
+        try:
+            _TrialTraining(self, resolve(params, self.pipeline), reporter).run()
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                raise OutOfMemory(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
+            raise
+        summary = summarise(reporter.history, self.metric, self.direction)
+        return {k: v for k, v in summary.items() if v is not None}
+
+
+class _TrialTraining:
+    """One trial's training: phase after phase, checkpointing every epoch, continuing from the
+    checkpoint it finds."""
+
+    def __init__(self, objective: LeafObjective, recipe: Mapping[str, Any], reporter: Reporter):
+        self.objective = objective
+        self.recipe = recipe
+        self.reporter = reporter
+        self.store = CheckpointStore(reporter.checkpoint_dir)
+        self.mode = "max" if objective.direction == "maximize" else "min"
+
+    def best_epoch(self, since: int = 0) -> int | None:
+        """The trial's best epoch by the study's metric (among epochs >= `since`)."""
+        metric = self.objective.metric
+        rows = [r for r in self.reporter.history if r["epoch"] >= since and math.isfinite(r.get(metric, math.nan))]
+        if not rows:
+            return None
+        pick = max if self.mode == "max" else min
+        return int(pick(rows, key=lambda r: r[metric])["epoch"])
+
+    def run(self) -> None:
+        recipe, reporter = self.recipe, self.reporter
+        seed = reporter.seed
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
-        data = self.data(recipe["image_size"])
+        resumed = self.store.latest()
+        state = resumed[1] if resumed else None
+        if state is not None:
+            reporter.restore(state["history"])
+        done = len(reporter.history)  # epochs trained so far, across phases
+        data = self.objective.data(recipe["image_size"])
         num_classes = len(data.class_names)
         batch_size = recipe["batch_size"]
-        train = leafdata.make_tf_dataset(data.images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed)
+        # A continued trial draws new shuffles rather than replaying the first epochs' order.
+        train = leafdata.make_tf_dataset(data.images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
         val = leafdata.make_tf_dataset(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)
         class_weight = leafdata.class_weights(data.labels[data.train_idx], num_classes) if recipe["class_weights"] else None
         steps_per_epoch = math.ceil(len(data.train_idx) / batch_size)
+        model, phases = self.objective.build(recipe, num_classes, seed)
 
-        model, phases = self.build(recipe, num_classes, seed)
-        mode = "max" if self.direction == "maximize" else "min"
-        epoch_offset = 0
-        for phase in phases:
-            if phase.epochs <= 0:
+        first_phase = 0
+        if state is not None:
+            first_phase = state["phase"] + (1 if state["phase_done"] else 0)
+        budget = reporter.epoch_budget
+        for index, phase in enumerate(phases):
+            if index < first_phase or phase.epochs <= 0:
                 continue
+            if budget is not None and done >= budget:
+                return
+            continuing = state is not None and index == state["phase"] and not state["phase_done"]
+            phase_epoch = state["phase_epoch"] if continuing else 0
+            phase_start = done - phase_epoch  # the trial epoch at which this phase began
             if phase.prepare is not None:
                 phase.prepare(model)
+            if state is not None and index == first_phase and not continuing:  # the finished phase's best
+                best = state["phase_best"]
+                load_weights_only(model, resumed[0] if best is None else self.store.path(best))
             model.compile(
                 optimizer=make_optimizer(recipe, phase.learning_rate, steps_per_epoch),
                 loss=make_loss(recipe["loss"], recipe["label_smoothing"], recipe["focal_gamma"], recipe["focal_alpha"]),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             )
-            reporting = ReporterCallback(reporter, epoch_offset)
+            if continuing:
+                load_training_state(model, resumed[0])
+            last_epoch = phase.epochs if budget is None else min(phase.epochs, phase_epoch + budget - done)
+            reporting = ReporterCallback(reporter, phase_start)
+            others = phase_callbacks(recipe, self.objective.metric, self.mode, state if continuing else None)
+
+            def save(phase_epochs_done: int, stopping: bool, index=index, phase=phase, phase_start=phase_start, others=others):
+                self.save(model, index, phase, phase_start, phase_epochs_done, stopping, others)
+
             model.fit(
                 train,
                 validation_data=val,
-                epochs=phase.epochs,
+                initial_epoch=phase_epoch,
+                epochs=last_epoch,
                 class_weight=class_weight,
                 shuffle=False,  # the dataset shuffles itself, seeded
-                callbacks=[reporting, *phase_callbacks(recipe, self.metric, mode)],
+                callbacks=[reporting, *others, CheckpointCallback(save, reporting)],
                 verbose=0,
             )
-            epoch_offset += reporting.epochs_done
+            done += reporting.epochs_done
             if reporting.pruned:
-                raise TrialPruned(f"pruned after epoch {epoch_offset}")
-        summary = summarise(reporter.history, self.metric, self.direction)
-        return {k: v for k, v in summary.items() if v is not None}
+                raise TrialPruned(f"pruned after epoch {done}")
+            finished = reporting.epochs_done < last_epoch - phase_epoch or last_epoch >= phase.epochs
+            if not finished:  # stopped by the engine's epoch budget
+                return
+            best = self.best_epoch(since=phase_start)
+            if best is not None and best != done - 1 and self.store.load(best) is not None:
+                load_weights_only(model, self.store.path(best))  # the next phase starts from the best
+            state = None
+
+    def save(self, model: keras.Model, index: int, phase: Phase, phase_start: int, phase_epochs_done: int,
+             stopping: bool, callbacks: list[keras.callbacks.Callback]) -> None:
+        epoch = len(self.reporter.history) - 1
+        best, phase_best = self.best_epoch(), self.best_epoch(since=phase_start)
+        state = {
+            "phase": index,
+            "phase_name": phase.name,
+            "phase_epoch": phase_epochs_done,
+            "phase_done": stopping or phase_epochs_done >= phase.epochs,
+            "seed": self.reporter.seed,
+            "batch_size": self.recipe["batch_size"],
+            "best": best,
+            "phase_best": phase_best,
+            "history": self.reporter.history,
+            **callback_states(callbacks),
+        }
+        keep = {e for e in (best, phase_best) if e is not None}
+        self.store.save(epoch, lambda folder: save_training_state(model, folder), state, keep=keep)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """TensorFlow's ResourceExhaustedError, or the RESOURCE_EXHAUSTED status other backends
+    (JAX/XLA) put in their runtime error's message."""
+    if isinstance(exc, MemoryError):
+        return True
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(exc, tf.errors.ResourceExhaustedError):
+        return True
+    return "RESOURCE_EXHAUSTED" in str(exc)[:200]

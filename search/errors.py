@@ -10,3 +10,13 @@ class UsageError(Exception):
 
 class TrialPruned(Exception):
     """Raised inside an objective when the reporter says the trial should stop early."""
+
+
+class TrialFailed(Exception):
+    """Raised inside an objective to fail the trial with a short reason for the leaderboard
+    (e.g. ``nan loss``); the search goes on."""
+
+
+class OutOfMemory(Exception):
+    """The trial ran out of (accelerator or host) memory; the runner retries it once with half
+    the batch size."""

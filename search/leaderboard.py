@@ -19,7 +19,7 @@ FORMATS = ("table", "csv", "markdown", "json")
 def base_columns(metric: str) -> list[str]:
     """The fixed columns, in order; `param_<name>` columns follow."""
     metric_cols = [metric] if metric == "val_loss" else [metric, "val_loss"]
-    return ["trial", "state", *metric_cols, "best_epoch", "epochs", "duration_s", "backend", "algorithm", "error"]
+    return ["trial", "state", *metric_cols, "best_epoch", "epochs", "duration_s", "backend", "algorithm", "resumed_from", "error"]
 
 
 def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[str]) -> pd.DataFrame:
@@ -35,7 +35,7 @@ def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[
         records.append(record)
     columns = base_columns(metric) + param_cols
     frame = pd.DataFrame.from_records(records, columns=columns)
-    for column in ("trial", "best_epoch", "epochs"):  # stay integers even when some rows are blank
+    for column in ("trial", "best_epoch", "epochs", "resumed_from"):  # stay integers even when some rows are blank
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     return frame.sort_values("trial", kind="stable").reset_index(drop=True)
 

@@ -25,12 +25,14 @@ from optuna.trial import TrialState
 
 from search import leaderboard
 from search.display import Display
-from search.errors import TrialPruned, UsageError
+from search.errors import TrialFailed, TrialPruned, UsageError
+from search.checkpoints import CheckpointStore, move_checkpoints
 from search.files import write_json_atomic
 from search.optuna_space import sample
 from search.reporter import Reporter, summarise
 from search.space import Space
 from search.study import Study
+from search.trial_exec import TrialExecutor
 
 ALGORITHMS = ("tpe", "random")
 JOURNAL_NAME = "study.journal"
@@ -56,6 +58,8 @@ class RunOptions:
     max_consecutive_failures: int = 3
     identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # must match to resume (data, split seed)
     run_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # recorded in every trial folder
+    in_process: bool = False  # train in this process instead of a child process per trial (debugging)
+    child_setup: Callable[[], None] | None = None  # picklable; runs first in each trial's child process
 
 
 class OptunaReporter(Reporter):
@@ -64,9 +68,12 @@ class OptunaReporter(Reporter):
     def __init__(self, trial: optuna.Trial, **kwargs: Any):
         super().__init__(trial_number=trial.number, **kwargs)
         self._trial = trial
+        self._sent: set[int] = set()
 
     def _send(self, epoch: int, value: float) -> None:
-        self._trial.report(value, step=epoch)
+        if epoch not in self._sent:  # a retry after out-of-memory reports its epochs again
+            self._sent.add(epoch)
+            self._trial.report(value, step=epoch)
 
     def should_prune(self) -> bool:
         return self._trial.should_prune()
@@ -172,8 +179,10 @@ def open_study(space: Space, spec: Study, options: RunOptions) -> optuna.Study:
 def rows_from_study(study: optuna.Study, metric: str, algorithm: str) -> list[dict[str, Any]]:
     """Leaderboard rows from the storage, the single source of truth (all workers' trials)."""
     rows = []
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state == TrialState.WAITING:
+    trials = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs["resumes"] for t in trials if "resumes" in t.user_attrs and t.state != TrialState.WAITING}
+    for trial in trials:
+        if trial.state == TrialState.WAITING or trial.number in continued:
             continue
         attrs = trial.user_attrs
         summary = attrs.get("summary", {})
@@ -189,6 +198,7 @@ def rows_from_study(study: optuna.Study, metric: str, algorithm: str) -> list[di
                 "duration_s": round(trial.duration.total_seconds(), 2) if trial.duration else None,
                 "backend": BACKEND,
                 "algorithm": attrs.get("algorithm", algorithm),
+                "resumed_from": attrs.get("resumes"),
                 "error": attrs.get("error", ""),
                 "params": attrs.get("params", trial.params),
             }
@@ -206,6 +216,7 @@ class OptunaRunner:
         self.options = options
         self.display = display
         self.study: optuna.Study | None = None
+        self.executor = TrialExecutor(isolate=not options.in_process, prepare=options.child_setup)
 
     def finished_count(self) -> int:
         return sum(counts_toward_target(t) for t in self.study.get_trials(deepcopy=False))
@@ -230,6 +241,14 @@ class OptunaRunner:
             mask_url(options.storage) or str(options.study_dir / JOURNAL_NAME),
         )
         self.write_leaderboard()
+        try:
+            self._loop()
+        finally:
+            self.executor.close()
+        return self.study
+
+    def _loop(self) -> None:
+        options = self.options
         started = time.monotonic()
         failures_in_a_row = 0
         while self.finished_count() < options.trials:
@@ -243,7 +262,6 @@ class OptunaRunner:
                     f"{failures_in_a_row} trials failed in a row; the last error is in the leaderboard "
                     f"({options.study_dir / 'leaderboard.csv'}). Fix the cause and run again to resume."
                 )
-        return self.study
 
     def requeue_orphans(self) -> None:
         """RUNNING trials whose process died (kill -9, a crash, a lost machine) are marked failed
@@ -255,13 +273,17 @@ class OptunaRunner:
             foreign = attrs.get("host") not in (None, here)
             if owner_alive or foreign or (attrs.get("host") is None and self.options.storage is not None):
                 continue
+            storage = self.study._storage  # noqa: SLF001 - Optuna has no public API for another process's trial
+            try:
+                storage.set_trial_user_attr(frozen._trial_id, "requeued", True)  # noqa: SLF001
+                storage.set_trial_user_attr(frozen._trial_id, "error", "its process died; queued to continue from its last checkpoint")  # noqa: SLF001
+                # Of several workers finding the same orphan, only the one that ends it queues it again.
+                storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)  # noqa: SLF001
+            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                continue
             params = attrs.get("params") or frozen.params
             self.study.enqueue_trial(params, user_attrs={"seed": attrs.get("seed"), "resumes": frozen.number})
-            storage = self.study._storage  # noqa: SLF001 - Optuna has no public API for another process's trial
-            storage.set_trial_user_attr(frozen._trial_id, "requeued", True)  # noqa: SLF001
-            storage.set_trial_user_attr(frozen._trial_id, "error", "its process died; queued to run again")  # noqa: SLF001
-            storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)  # noqa: SLF001
-            self.display.note(f"Trial {frozen.number} was left running by a process that died: queued to run again.")
+            self.display.note(f"Trial {frozen.number} was left running by a process that died: queued to continue from its last checkpoint.")
 
     def run_one_trial(self) -> TrialState:
         study, options = self.study, self.options
@@ -275,20 +297,29 @@ class OptunaRunner:
         params = sample(self.space, trial)
         trial.set_user_attr("params", params)
         trial_dir = options.study_dir / "trials" / str(trial.number)
+        resumes = trial.user_attrs.get("resumes")
+        if resumes is not None:
+            move_checkpoints(options.study_dir / "trials" / str(resumes), trial_dir)
+            latest = CheckpointStore(trial_dir / "checkpoints").latest()
+            where = f"after epoch {latest[1]['epoch'] + 1}" if latest else "from epoch 1 (it had no checkpoint yet)"
+            self.display.note(f"Trial {trial.number} continues trial {resumes} {where}.")
         write_json_atomic(trial_dir / "params.json", params)
         write_json_atomic(
             trial_dir / "run.json",
-            {"trial": trial.number, "seed": seed, "backend": BACKEND, "algorithm": options.algorithm,
+            {"trial": trial.number, "seed": seed, "backend": BACKEND, "algorithm": options.algorithm, "resumes": resumes,
              "python": platform.python_version(), "optuna": optuna.__version__, **options.run_info},
         )
         reporter = OptunaReporter(trial, seed=seed, trial_dir=trial_dir, metric=self.spec.metric, listener=self.display.epoch_finished)
         self.display.trial_started(trial.number, params)
         error = ""
         try:
-            metrics = dict(self.objective(params, reporter))
+            metrics, trained = self.executor.run(self.objective, params, reporter, on_retry=self.display.note)
+            if trained != params:
+                trial.set_user_attr("params", trained)
+                error = "out of memory at " + ", ".join(f"{k}={params[k]}" for k in params if trained[k] != params[k]) + "; trained with smaller"
             value = metrics.get(self.spec.metric)
             if value is None or not math.isfinite(value):
-                raise ValueError(f"the objective returned no finite {self.spec.metric!r}: {metrics}")
+                raise TrialFailed(f"the objective returned no finite {self.spec.metric!r}: {metrics}")
             state = TrialState.COMPLETE
         except TrialPruned:
             state, value = TrialState.PRUNED, None
@@ -299,9 +330,8 @@ class OptunaRunner:
             trial.set_user_attr("bad_input", True)
             self._record(trial, reporter, TrialState.FAIL, None, str(exc))
             raise
-        except Exception as exc:  # noqa: BLE001 - a failing trial is recorded and the search goes on
-            state, value = TrialState.FAIL, None
-            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+        except TrialFailed as exc:  # recorded, and the search goes on
+            state, value, error = TrialState.FAIL, None, str(exc)
         self._record(trial, reporter, state, value, error)
         return state
 
@@ -319,9 +349,9 @@ class OptunaRunner:
         self.write_leaderboard()
 
     def _interrupted(self, trial: optuna.Trial, params: dict, reporter: Reporter) -> None:
-        """Ctrl-C: record the trial as interrupted and queue its parameters to run again first."""
+        """Ctrl-C: record the trial as interrupted and queue it to continue from its last checkpoint."""
         trial.set_user_attr("requeued", True)
-        trial.set_user_attr("error", "interrupted by the user; queued to run again")
+        trial.set_user_attr("error", "interrupted by the user; queued to continue from its last checkpoint")
         trial.set_user_attr("summary", summarise(reporter.history, self.spec.metric, self.spec.direction))
         self.study.enqueue_trial(params, user_attrs={"seed": reporter.seed, "resumes": trial.number})
         self.study.tell(trial, None, state=TrialState.FAIL)

@@ -9,9 +9,10 @@ from leafsearch.augment import RandomCropResize, augmentation_layers
 from leafsearch.cnn import build_cnn
 from leafsearch.ranger import Ranger
 from leafsearch.schedules import Triangular2CyclicalLearningRate, TriangularCyclicalLearningRate
-from leafsearch.training import LeafObjective, make_optimizer, phase_callbacks
+from leafsearch.training import LeafObjective, Phase, make_optimizer, phase_callbacks
 from search import UsageError
-from search.errors import TrialPruned
+from search.checkpoints import CheckpointStore, copy_checkpoints
+from search.errors import TrialFailed, TrialPruned
 from search.reporter import Reporter
 
 
@@ -43,8 +44,14 @@ def test_make_optimizer_adam_ranger_and_cyclical_schedules():
 
 def test_phase_callbacks_early_stopping_and_plateau():
     callbacks = phase_callbacks(cnn_recipe(patience=4), "val_accuracy", "max")
-    assert [type(c).__name__ for c in callbacks] == ["EarlyStopping"]
-    assert callbacks[0].patience == 4 and callbacks[0].restore_best_weights
+    assert [type(c).__name__ for c in callbacks] == ["ResumableEarlyStopping"]
+    assert callbacks[0].patience == 4
+    assert not callbacks[0].restore_best_weights  # each phase's best weights come from its best checkpoint
+    resumed = phase_callbacks(cnn_recipe(patience=4), "val_accuracy", "max",
+                              state={"early_stopping": {"wait": 3, "best": 0.7, "best_epoch": 5}})[0]
+    resumed.on_train_begin()  # Keras resets the counters here; a resumed trial keeps its own
+    assert (resumed.wait, resumed.best, resumed.best_epoch) == (3, 0.7, 5)
+    assert resumed.state() == {"wait": 3, "best": 0.7, "best_epoch": 5}
     callbacks = phase_callbacks(cnn_recipe(lr_schedule="reduce_on_plateau", plateau_factor=0.5, plateau_patience=2), "val_accuracy", "max")
     plateau = callbacks[1]
     assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau) and plateau.factor == 0.5 and plateau.patience == 2
@@ -87,10 +94,15 @@ def test_cnn_head_dense_units_and_mish():
 
 
 class ListReporter(Reporter):
-    def __init__(self, tmp_path, prune_after=None):
-        super().__init__(0, tmp_path, "val_accuracy")
-        self.seed = 0
+    def __init__(self, tmp_path, prune_after=None, interrupt_at=None, epoch_budget=None):
+        super().__init__(0, tmp_path, "val_accuracy", seed=0, epoch_budget=epoch_budget)
         self.prune_after = prune_after
+        self.interrupt_at = interrupt_at
+
+    def report(self, epoch, metrics):
+        if epoch == self.interrupt_at:
+            raise KeyboardInterrupt  # Ctrl-C during this epoch: its checkpoint is never written
+        super().report(epoch, metrics)
 
     def _send(self, epoch, value):
         pass
@@ -129,8 +141,74 @@ def test_objective_stops_when_pruned(tmp_path, tiny_folder):
 
 def test_nan_loss_fails_the_trial(tmp_path, tiny_folder):
     objective = LeafObjective(tiny_folder, "cnn", max_epochs=2, cache_dir=tmp_path / "cache")
-    with pytest.raises(FloatingPointError, match="nan loss"):
+    with pytest.raises(TrialFailed, match="^nan loss$"):
         objective({"image_size": 32, "batch_size": 16, "learning_rate": 1e30}, ListReporter(tmp_path))
+
+
+def optimizer_steps(folder) -> int:
+    import h5py
+
+    with h5py.File(folder / "model.weights.h5") as saved:
+        return int(saved["optimizer/vars/0"][()])  # Keras creates the iteration counter first
+
+
+def test_an_interrupted_trial_continues_from_its_last_checkpoint(tmp_path, tiny_folder):
+    objective = LeafObjective(tiny_folder, "cnn", max_epochs=4, cache_dir=tmp_path / "cache")
+    params = {"image_size": 32, "batch_size": 16, "patience": 10, "lr_schedule": "reduce_on_plateau", "optimizer": "ranger"}
+    first = ListReporter(tmp_path / "trial", interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        objective(params, first)
+    store = CheckpointStore(first.checkpoint_dir)
+    folder, state = store.latest()
+    assert state["epoch"] == 1 and state["phase_epoch"] == 2 and not state["phase_done"]
+    steps = optimizer_steps(folder)  # after two epochs
+    assert steps > 0
+
+    again = ListReporter(tmp_path / "trial")
+    result = objective(params, again)
+    assert again.resumed_from_epoch == 2
+    assert again.history[:2] == first.history  # taken from the checkpoint, not trained again
+    assert [row["epoch"] for row in again.history] == [0, 1, 2, 3] and result["epochs"] == 4
+    last, state = store.latest()
+    assert state["epoch"] == 3 and optimizer_steps(last) == 2 * steps  # the optimizer state went on too
+    assert set(store.epochs()) <= {state["best"], 3}  # old checkpoints pruned: the best and the last
+
+
+class TwoPhaseCNN(LeafObjective):
+    """The EfficientNet recipe's shape (two phases, the second on a changed model) on the cheap CNN."""
+
+    def build(self, recipe, num_classes, seed):
+        model, _ = super().build(recipe, num_classes, seed)
+
+        def freeze_first_conv(model):
+            next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)).trainable = False
+
+        return model, [Phase("transfer", 1e-3, 2), Phase("finetune", 1e-4, 2, prepare=freeze_first_conv)]
+
+
+def test_a_trial_interrupted_in_its_second_phase_continues_there(tmp_path, tiny_folder):
+    objective = TwoPhaseCNN(tiny_folder, "cnn", max_epochs=4, cache_dir=tmp_path / "cache")
+    params = {"image_size": 32, "batch_size": 16, "patience": 10}
+    first = ListReporter(tmp_path / "trial", interrupt_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        objective(params, first)
+    state = CheckpointStore(first.checkpoint_dir).latest()[1]
+    assert (state["phase_name"], state["phase_epoch"], state["epoch"]) == ("finetune", 1, 2)
+    again = ListReporter(tmp_path / "trial")
+    objective(params, again)
+    assert again.resumed_from_epoch == 3 and [row["epoch"] for row in again.history] == [0, 1, 2, 3]
+
+
+def test_an_epoch_budget_stops_the_trial_and_a_larger_one_extends_it(tmp_path, tiny_folder):
+    objective = TwoPhaseCNN(tiny_folder, "cnn", max_epochs=4, cache_dir=tmp_path / "cache")
+    params = {"image_size": 32, "batch_size": 16, "patience": 10}
+    short = ListReporter(tmp_path / "a", epoch_budget=1)
+    assert objective(params, short)["epochs"] == 1
+    copy_checkpoints(tmp_path / "a", tmp_path / "b")  # what Hyperband does for the trial it promotes
+    longer = ListReporter(tmp_path / "b", epoch_budget=3)
+    assert objective(params, longer)["epochs"] == 3
+    assert longer.resumed_from_epoch == 1 and longer.history[0] == short.history[0]
+    assert CheckpointStore(longer.checkpoint_dir).latest()[1]["phase_name"] == "finetune"
 
 
 def test_cnn_with_every_augmentation_saves_and_loads_with_identical_predictions(tmp_path):

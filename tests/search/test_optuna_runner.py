@@ -39,6 +39,7 @@ class Curve:
 
 
 def run(tmp_path, objective, trials, **kwargs):
+    kwargs.setdefault("in_process", True)  # the fake objective records its calls in this process
     options = RunOptions(study_name="s", study_dir=tmp_path / "s", trials=trials, **kwargs)
     display = Display(SPEC.metric, console=Console(file=open(tmp_path / "out.txt", "a"), width=200))
     return OptunaRunner(SPACE, SPEC, objective, options, display).run()
@@ -51,8 +52,8 @@ def board(tmp_path) -> pd.DataFrame:
 def test_runs_the_target_and_writes_the_leaderboard_schema(tmp_path):
     run(tmp_path, Curve(), trials=3)
     frame = board(tmp_path)
-    assert list(frame.columns[:11]) == ["trial", "state", "val_accuracy", "val_loss", "best_epoch", "epochs",
-                                        "duration_s", "backend", "algorithm", "error", "param_lr"]
+    assert list(frame.columns[:12]) == ["trial", "state", "val_accuracy", "val_loss", "best_epoch", "epochs",
+                                        "duration_s", "backend", "algorithm", "resumed_from", "error", "param_lr"]
     assert {"param_width", "param_depth"} <= set(frame.columns)
     assert frame["trial"].tolist() == [0, 1, 2]
     assert (frame["state"] == "COMPLETE").all() and (frame["backend"] == "optuna").all()
@@ -149,8 +150,10 @@ def test_ctrl_c_queues_the_trial_again_with_the_same_parameters(tmp_path):
     assert len(resumed.calls) == 2  # the interrupted trial again, then the missing one
     assert resumed.calls[0] == interrupted
     frame = board(tmp_path)
-    assert frame["state"].tolist().count("COMPLETE") == 3
-    assert "interrupted" in frame.loc[frame["trial"] == 1, "error"].item()
+    # shown once, as its continuation, which says which trial it continues
+    assert frame["trial"].tolist() == [0, 2, 3] and (frame["state"] == "COMPLETE").all()
+    assert frame.loc[frame["trial"] == 2, "resumed_from"].item() == 1  # queued at once, so numbered next
+    assert frame["resumed_from"].isna().sum() == 2
 
 
 def test_timeout_stops_starting_trials(tmp_path):
@@ -196,8 +199,9 @@ def test_a_trial_left_running_by_a_dead_process_runs_again_with_its_parameters_a
     run(tmp_path, objective, trials=2)
     assert objective.calls == [{"lr": 0.01, "width": 8}]
     frame = board(tmp_path)
-    assert frame["state"].tolist() == ["COMPLETE", "FAIL", "COMPLETE"]
-    assert "process died" in frame.loc[1, "error"]
+    assert frame["trial"].tolist() == [0, 2] and (frame["state"] == "COMPLETE").all()
+    assert frame.loc[1, "resumed_from"] == 1
+    assert "process died" in optuna.load_study(study_name="s", storage=make_storage(tmp_path / "s", None)).trials[1].user_attrs["error"]
     info = json.loads((tmp_path / "s" / "trials" / "2" / "run.json").read_text())
     assert info["seed"] == 1234
 
@@ -234,7 +238,7 @@ def test_resuming_with_a_changed_space_or_data_is_refused(tmp_path):
 def test_the_space_defaults_are_trial_0(tmp_path):
     space = Space(lr=Float(1e-4, 1e-1, log=True, default=0.003), width=Choice([8, 16, 32], default=16))
     objective = Curve()
-    options = RunOptions(study_name="s", study_dir=tmp_path / "s", trials=2)
+    options = RunOptions(study_name="s", study_dir=tmp_path / "s", trials=2, in_process=True)
     OptunaRunner(space, SPEC, objective, options, Display("val_accuracy", Console(file=open(tmp_path / "o", "w")))).run()
     assert objective.calls[0] == {"lr": 0.003, "width": 16}
     assert objective.calls[1] != objective.calls[0]

@@ -1,0 +1,265 @@
+"""Running one trial: in a fresh child process by default, retried once with half the batch size
+when it runs out of memory.
+
+Why a child process: Keras and TensorFlow do not give all memory back after a model is dropped,
+so a long study in one process creeps up until it dies (keras-tuner #873, #1031; optuna #3050),
+and an out-of-memory kill or a crash in native code would take the whole study with it. The
+child trains; the parent keeps the engine and its storage and hears from the child only through
+the reporter (every epoch, and to ask whether to prune).
+
+The child is started with `multiprocessing`'s spawn method (a clean interpreter: forking a process
+that has started TensorFlow's threads is unsafe). Starting one costs the imports (~5 s for Keras),
+so `TrialProcesses` keeps one spare child started ahead: it does its imports while the previous
+trial trains. Children ignore SIGINT: on Ctrl-C the parent stops the child itself, after the
+child's last epoch checkpoint is safely on disk.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import signal
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+from search.errors import OutOfMemory, TrialFailed, TrialPruned, UsageError
+from search.reporter import Reporter
+
+Objective = Callable[[dict, Reporter], Mapping[str, float]]
+
+# The name of the parameter halved on an out-of-memory retry.
+BATCH_SIZE = "batch_size"
+MIN_BATCH_SIZE = 1
+
+
+def error_text(exc: BaseException) -> str:
+    """'Type: first line of the message', the leaderboard's `error` (a TrialFailed: its reason)."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, TrialFailed):
+        return message or "failed"
+    return f"{type(exc).__name__}: {message}".rstrip(": ")
+
+
+class ChildReporter(Reporter):
+    """The child's side of the reporter: each call goes over the pipe to the parent's reporter."""
+
+    def __init__(self, conn: multiprocessing.connection.Connection, state: Mapping[str, Any]):
+        super().__init__(
+            trial_number=state["trial_number"],
+            trial_dir=state["trial_dir"],
+            metric=state["metric"],
+            seed=state["seed"],
+            epoch_budget=state["epoch_budget"],
+        )
+        self._conn = conn
+
+    def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        row = {"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}}
+        self.history.append(row)
+        self._conn.send(("report", int(epoch), row))
+
+    def restore(self, history: list[dict[str, float]]) -> None:
+        self.history = [dict(row) for row in history]
+        self.resumed_from_epoch = len(self.history)
+        self._conn.send(("restore", self.history))
+
+    def _send(self, epoch: int, value: float) -> None:  # report() forwards everything itself
+        raise NotImplementedError
+
+    def should_prune(self) -> bool:
+        self._conn.send(("should_prune",))
+        return bool(self._conn.recv())
+
+
+def _reporter_state(reporter: Reporter) -> dict[str, Any]:
+    return {
+        "trial_number": reporter.trial_number,
+        "trial_dir": str(reporter.trial_dir),
+        "metric": reporter.metric,
+        "seed": reporter.seed,
+        "epoch_budget": reporter.epoch_budget,
+    }
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A child whose parent was killed (kill -9) stops at once instead of training on unheard."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _child_main(conn: multiprocessing.connection.Connection, prepare: Callable[[], None] | None, parent: int) -> None:
+    """A spare child: do the slow imports, then run the one trial it is sent and exit."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    if prepare is not None:
+        prepare()
+    try:
+        message = conn.recv()
+    except EOFError:  # the parent closed without using this spare
+        return
+    if message[0] != "trial":
+        return
+    _, objective, params, state = message
+    reporter = ChildReporter(conn, state)
+    try:
+        result = dict(objective(params, reporter))
+        conn.send(("done", result))
+    except TrialPruned as exc:
+        conn.send(("pruned", str(exc)))
+    except UsageError as exc:
+        conn.send(("usage", str(exc)))
+    except (OutOfMemory, MemoryError) as exc:
+        conn.send(("oom", error_text(exc)))
+    except Exception as exc:  # noqa: BLE001 - every other failure is the trial's, reported to the parent
+        conn.send(("failed", error_text(exc)))
+    conn.close()
+
+
+class _Child:
+    def __init__(self, context: multiprocessing.context.BaseContext, prepare: Callable[[], None] | None):
+        self.conn, child_conn = context.Pipe()
+        self.process = context.Process(target=_child_main, args=(child_conn, prepare, os.getpid()), daemon=True)
+        # Ignored signals stay ignored across exec, so the child ignores Ctrl-C from its first
+        # instruction on; the parent decides when to stop it.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.process.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        child_conn.close()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+class TrialProcesses:
+    """Runs each trial in its own fresh child process, one spare child started ahead.
+
+    `prepare` (a picklable function, e.g. one that imports Keras quietly) runs first in each child.
+    """
+
+    def __init__(self, prepare: Callable[[], None] | None = None):
+        self._context = multiprocessing.get_context("spawn")
+        self._prepare = prepare
+        self._spare: _Child | None = None
+
+    def _take_child(self) -> _Child:
+        child = self._spare if self._spare is not None and self._spare.process.is_alive() else _Child(self._context, self._prepare)
+        self._spare = _Child(self._context, self._prepare)  # imports while this trial trains
+        return child
+
+    def run(self, objective: Objective, params: dict, reporter: Reporter) -> dict[str, float]:
+        child = self._take_child()
+        try:
+            child.conn.send(("trial", objective, params, _reporter_state(reporter)))
+            return self._serve(child, reporter)
+        finally:
+            child.stop()
+
+    def _serve(self, child: _Child, reporter: Reporter) -> dict[str, float]:
+        """Answer the child's reporter calls until it finishes, fails or dies."""
+        while True:
+            ready = multiprocessing.connection.wait([child.conn, child.process.sentinel])
+            if child.conn not in ready:
+                child.process.join()
+                raise _died(child.process.exitcode)
+            try:
+                message = child.conn.recv()
+            except EOFError:
+                child.process.join()
+                raise _died(child.process.exitcode) from None
+            kind = message[0]
+            if kind == "report":
+                reporter.report(message[1], {k: v for k, v in message[2].items() if k != "epoch"})
+            elif kind == "restore":
+                reporter.restore(message[1])
+            elif kind == "should_prune":
+                child.conn.send(reporter.should_prune())
+            elif kind == "done":
+                return message[1]
+            elif kind == "pruned":
+                raise TrialPruned(message[1])
+            elif kind == "usage":
+                raise UsageError(message[1])
+            elif kind == "oom":
+                raise OutOfMemory(message[1])
+            else:
+                raise TrialFailed(message[1])
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._spare.stop()
+            self._spare = None
+
+
+def _died(exitcode: int | None) -> Exception:
+    """A child that exits without a word: SIGKILL is how Linux's OOM killer ends a process."""
+    if exitcode is not None and exitcode < 0:
+        number = -exitcode
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        if number == signal.SIGKILL:
+            return OutOfMemory(f"the trial's process was killed ({name}; out of memory?)")
+        return TrialFailed(f"the trial's process died ({name})")
+    return TrialFailed(f"the trial's process exited with code {exitcode} without a result")
+
+
+class TrialExecutor:
+    """Runs a trial in a child process (or in this one when `isolate` is False) and retries it
+    once with half the batch size when it runs out of memory.
+
+    `run` returns (metrics, the params actually trained); it raises TrialPruned, UsageError,
+    KeyboardInterrupt, or TrialFailed with the reason for the leaderboard.
+    """
+
+    def __init__(self, isolate: bool = True, prepare: Callable[[], None] | None = None):
+        self.isolate = isolate
+        self._processes = TrialProcesses(prepare) if isolate else None
+
+    def _once(self, objective: Objective, params: dict, reporter: Reporter) -> dict[str, float]:
+        if self._processes is not None:
+            return self._processes.run(objective, params, reporter)
+        try:
+            return dict(objective(params, reporter))
+        except MemoryError as exc:
+            raise OutOfMemory(error_text(exc)) from exc
+
+    def run(self, objective: Objective, params: dict, reporter: Reporter,
+            on_retry: Callable[[str], None] | None = None) -> tuple[dict[str, float], dict]:
+        tried: list[Any] = []
+        while True:
+            tried.append(params.get(BATCH_SIZE))
+            try:
+                return self._once(objective, params, reporter), params
+            except (TrialPruned, UsageError, KeyboardInterrupt, TrialFailed):
+                raise
+            except OutOfMemory as exc:
+                batch = params.get(BATCH_SIZE)
+                if len(tried) > 1 or not isinstance(batch, int) or batch // 2 < MIN_BATCH_SIZE:
+                    sizes = ", ".join(str(b) for b in tried if b is not None)
+                    raise TrialFailed(f"out of memory{f' at batch sizes {sizes}' if sizes else ''}: {exc}") from None
+                params = {**params, BATCH_SIZE: batch // 2}
+                _start_again(reporter)
+                if on_retry is not None:
+                    on_retry(f"out of memory at batch size {batch}: trying again with {batch // 2}")
+            except Exception as exc:  # noqa: BLE001 - in-process failures, recorded like a child's
+                raise TrialFailed(error_text(exc)) from exc
+
+    def close(self) -> None:
+        if self._processes is not None:
+            self._processes.close()
+
+
+def _start_again(reporter: Reporter) -> None:
+    """A retry with another batch size is a new run: no checkpoint or history carries over."""
+    shutil.rmtree(reporter.checkpoint_dir, ignore_errors=True)
+    reporter.history = []
+    reporter.resumed_from_epoch = None
+
