@@ -136,8 +136,6 @@ def import_keras_quietly() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "run":
-        import_keras_quietly()
     from leafsearch import commands  # heavy imports only after the arguments are known to be valid
 
     handler = {"run": commands.run, "report": commands.report, "demo-data": commands.demo_data}[args.command]

@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         data_root = args.data
     folder = leafdata.scan_folder(data_root)  # a bad folder is reported before the study is touched
+    if args.storage is not None:
+        make_storage(args.results / study_name, args.storage)  # an unreachable server is reported now, not after decoding
+    import_keras_quietly()  # bad input above is reported without waiting for Keras to load
     if spec.pipeline == "efficientnet":
         from leafsearch import efficientnet
 

@@ -311,6 +311,7 @@ class OptunaRunner:
         )
         reporter = OptunaReporter(trial, seed=seed, trial_dir=trial_dir, metric=self.spec.metric, listener=self.display.epoch_finished)
         self.display.trial_started(trial.number, params)
+        self.write_leaderboard()  # shows it RUNNING
         error = ""
         try:
             metrics, trained = self.executor.run(self.objective, params, reporter, on_retry=self.display.note)
