@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import pandas as pd  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from leafsearch import synthetic  # noqa: E402
@@ -58,16 +59,18 @@ def run_mode(root: Path, data: Path, backend: str, in_process: bool, trials: int
     name = f"{backend}-{'inprocess' if in_process else 'isolated'}"
     objective = LeafObjective(data, "cnn", max_epochs=2, cache_dir=root / "cache")
     options = RunOptions(study_name=name, study_dir=root / name, trials=trials, prune=False, in_process=in_process,
-                         child_setup=import_keras_quietly, algorithm="random")
+                         preload=("leafsearch.preload",), algorithm="random")
     display = MeasuringDisplay(spec.metric, Console(file=open(root / f"{name}.log", "w"), width=200))
     runner_class = OptunaRunner
     if backend == "kerastuner":
         from search.kerastuner_runner import KerasTunerRunner as runner_class  # noqa: N813
     started = time.monotonic()
     runner_class(space, spec, objective, options, display).run()
+    wall = time.monotonic() - started
     samples = display.samples
+    durations = pd.read_csv(root / name / "leaderboard.csv")["duration_s"].tolist()
     return {"rss_mb_after_each_trial": samples, "growth_mb_first_to_last": round(samples[-1] - samples[0], 1),
-            "wall_s": round(time.monotonic() - started, 1)}
+            "trial_duration_s": durations, "wall_s": round(wall, 1)}
 
 
 def main() -> None:

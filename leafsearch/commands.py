@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 from leafsearch.cli import import_keras_quietly
-from search import leaderboard
+from search import engines, leaderboard
 from search.display import Display, leaderboard_table
 from search.errors import UsageError
 from search.files import read_json, write_text_atomic
 from search.optuna_runner import (
-    ALGORITHMS,
     OptunaRunner,
     RunOptions,
     SearchAborted,
@@ -92,8 +91,12 @@ def run(args: argparse.Namespace) -> int:
     from leafsearch import data as leafdata
 
     space, spec = load_space(args)
-    if args.backend == "optuna" and args.algorithm not in ALGORITHMS:
-        raise UsageError(f"--algorithm {args.algorithm}: unknown for the optuna backend; use one of {', '.join(ALGORITHMS)}")
+    algorithms = engines.ALGORITHMS[args.backend]
+    args.algorithm = args.algorithm or engines.default_algorithm(args.backend)
+    if args.algorithm not in algorithms:
+        raise UsageError(f"--algorithm {args.algorithm}: unknown for the {args.backend} backend; use one of {', '.join(algorithms)}")
+    if args.backend == "kerastuner" and args.storage is not None:
+        raise UsageError("--storage is for the optuna backend; a kerastuner study is stored in its project folder under --results")
     study_name = args.study or Path(args.space).stem
     if not study_name or "/" in study_name or study_name.startswith("."):
         raise UsageError(f"--study {study_name!r}: a study name is a plain folder name such as cnn")
@@ -143,23 +146,53 @@ def run(args: argparse.Namespace) -> int:
                   "split_seed": args.seed},
         run_info={**device.versions(), "precision": policy, "data": str(data_root), "classes": len(folder.class_names)},
         in_process=args.in_process,
-        child_setup=import_keras_quietly,
+        preload=("leafsearch.preload",),
     )
     display = Display(spec.metric)
     display.note(f"Data: {len(folder.paths)} images in {len(folder.class_names)} classes; device: {device.describe()}, precision {policy}")
-    study = OptunaRunner(space, spec, objective, options, display).run()
-    _print_outcome(study, spec.metric, options)
+    if args.backend == "kerastuner":
+        from search.kerastuner_runner import KerasTunerRunner
+
+        max_epochs = most_epochs_a_trial(space, spec.pipeline, args.max_epochs or spec.max_epochs)
+        runner = KerasTunerRunner(space, spec, objective, options, display, max_epochs=max_epochs)
+        runner.run()
+        best = runner.best_trial()
+    else:
+        study = OptunaRunner(space, spec, objective, options, display).run()
+        best = _best_of(study)
+    _print_outcome(best, spec.metric, options)
     return 0
 
 
-def _print_outcome(study, metric: str, options: RunOptions) -> None:
+def most_epochs_a_trial(space: Space, pipeline: str, cap: int) -> int:
+    """The most epochs one trial can train, across its phases, each capped at `cap` (Hyperband's
+    max_epochs)."""
+    names = ("transfer_epochs", "finetune_epochs") if pipeline == "efficientnet" else ("epochs",)
+    total = 0
+    for name in names:
+        param = space[name] if name in space else None
+        if param is not None and hasattr(param, "high"):
+            most = param.high
+        else:
+            most = max(recipe_values(space, name, pipeline))
+        total += min(int(most), cap)
+    return total
+
+
+def _best_of(study) -> dict | None:
     try:
         best = study.best_trial
     except ValueError:
+        return None
+    return {"trial": best.number, "value": best.value, "params": best.user_attrs.get("params", best.params)}
+
+
+def _print_outcome(best: dict | None, metric: str, options: RunOptions) -> None:
+    if best is None:
         print("No trial has completed yet.")
         return
-    params = " ".join(f"{k}={v}" for k, v in best.user_attrs.get("params", best.params).items())
-    print(f"Best: trial {best.number} {metric}={best.value:.4f} {params}")
+    params = " ".join(f"{k}={v}" for k, v in best["params"].items())
+    print(f"Best: trial {best['trial']} {metric}={best['value']:.4f} {params}")
     print(f"Leaderboard: {options.study_dir / 'leaderboard.csv'}  (leafsearch report --study {options.study_name})")
 
 

@@ -19,7 +19,6 @@ the number of trials so far (zero-padded), so they run 0, 1, 2... and never chan
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib.util
 import io
 import math
@@ -33,17 +32,18 @@ from typing import Any, Mapping
 import keras
 import keras_tuner
 
-from search import kerastuner_space, leaderboard
+from search import engines, kerastuner_space, leaderboard
 from search.display import Display
 from search.errors import TrialFailed, TrialPruned, UsageError
 from search.files import read_json, write_json_atomic
-from search.optuna_runner import Objective, RunOptions, SearchAborted, _differences
+from search.optuna_runner import Objective, RunOptions, SearchAborted, identity_differences
 from search.pruning import curve_of, median_should_prune
 from search.reporter import Reporter, summarise
 from search.space import Space
 from search.study import Study
+from search.trial_exec import TrialExecutor
 
-ALGORITHMS = ("random", "bayesian", "hyperband")
+ALGORITHMS = engines.ALGORITHMS["kerastuner"]
 BACKEND = "kerastuner"
 PROJECT_NAME = "kerastuner"  # KerasTuner's project folder inside the study folder
 IDENTITY_NAME = "leafsearch.json"  # in the project folder: what must match to resume
@@ -211,8 +211,7 @@ class _Tuner(keras_tuner.Tuner):
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)  # the oracle records the trial; the project is saved
-        keras.backend.clear_session()
-        gc.collect()
+        keras.backend.clear_session(free_memory=True)  # Keras's global state, then gc.collect()
         self.runner.trial_ended(trial)
 
     def save_model(self, trial_id, model, step=0):
@@ -248,14 +247,20 @@ class KerasTunerRunner:
         self._started = 0.0
         self._failures_in_a_row = 0
         self._outcome: tuple[int, str, float | None, float, str] | None = None
+        self.executor = TrialExecutor(isolate=not options.in_process, preload=options.preload)
 
     @property
     def project_dir(self) -> Path:
         return self.options.study_dir / PROJECT_NAME
 
     def identity(self) -> dict[str, Any]:
-        return {"metric": self.spec.metric, "direction": self.spec.direction, "pipeline": self.spec.pipeline,
-                "algorithm": self.options.algorithm, "space": self.space.to_dict(), **self.options.identity}
+        """What must match to resume: also the algorithm (each oracle keeps its own state) and
+        Hyperband's max_epochs (its brackets' budgets follow from it)."""
+        identity = {"metric": self.spec.metric, "direction": self.spec.direction, "pipeline": self.spec.pipeline,
+                    "algorithm": self.options.algorithm, "space": self.space.to_dict(), **self.options.identity}
+        if self.options.algorithm == "hyperband":
+            identity["hyperband_max_epochs"] = self.max_epochs
+        return identity
 
     # -- the run
     def run(self) -> keras_tuner.Tuner:
@@ -325,7 +330,7 @@ class KerasTunerRunner:
             if (self.project_dir / "oracle.json").exists():
                 raise UsageError(f"{self.project_dir} holds a KerasTuner project leafsearch did not make; pass a new --study NAME")
             return False
-        differences = _differences(stored, self.identity())
+        differences = identity_differences(stored, self.identity())
         if differences:
             raise UsageError(
                 f"study {options.study_name!r} was run with a different setup ({'; '.join(differences)}): "
@@ -351,6 +356,8 @@ class KerasTunerRunner:
         budget = hyperband_budget(trial.hyperparameters)
         seed = options.seed + number
         trial_dir = options.study_dir / "trials" / str(number)
+        if (trial_dir / "run.json").exists():
+            self.display.note(f"Trial {number} was stopped before it finished: it runs again.")
         write_json_atomic(trial_dir / "params.json", params)
         info = {"trial": number, "seed": seed, "backend": BACKEND, "algorithm": options.algorithm, **budget,
                 "python": platform.python_version(), "keras_tuner": keras_tuner.__version__, **options.run_info}
@@ -367,6 +374,8 @@ class KerasTunerRunner:
         )
         if budget.get("extends_trial") is not None:
             self._continue_from(budget["extends_trial"], reporter.checkpoint_dir)
+            self.display.note(f"Trial {number} continues trial {budget['extends_trial']} "
+                              f"(Hyperband: from epoch {budget['initial_epoch']} to {budget['epoch_budget']}).")
         self.display.trial_started(number, params)
         started = time.monotonic()
         error, value = "", None
@@ -401,15 +410,19 @@ class KerasTunerRunner:
             raise keras_tuner.errors.FailedTrialError(error)
         if value is None:
             raise keras_tuner.errors.FailedTrialError("pruned before its first finite value: nothing to score")
-        # A pruned trial is COMPLETED for KerasTuner, scored by its best value so far: the oracles
-        # know no other state that is neither a failure (which would count towards KerasTuner's
-        # failures in a row and teach Bayesian optimisation nothing) nor a success. Its value is a
-        # pessimistic but real observation, and under Hyperband it competes for promotion with it.
+        # A pruned trial is COMPLETED for KerasTuner, scored by its best value so far (the leaderboard
+        # says PRUNED): KerasTuner has no pruned state, and a failure would teach Bayesian
+        # optimisation nothing about a region that is measurably bad. Under Hyperband it competes
+        # for promotion with that (low) value.
         return {metric: float(value)}
 
     def _train(self, params: dict, reporter: Reporter) -> Mapping[str, float]:
-        """The one call of the objective for a trial."""
-        return self.objective(params, reporter)
+        """The one call of the objective for a trial: in its own process unless `in_process`,
+        retried at half the batch size on out-of-memory (see search/trial_exec.py)."""
+        metrics, trained = self.executor.run(self.objective, params, reporter, on_retry=self.display.note)
+        if trained != params:
+            write_json_atomic(reporter.trial_dir / "params.json", trained)
+        return metrics
 
     def trial_ended(self, trial) -> None:
         if self._outcome is None:  # it failed outside the objective: KerasTuner kept the traceback

@@ -23,18 +23,18 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from search import leaderboard
+from search import engines, leaderboard
 from search.display import Display
 from search.errors import TrialFailed, TrialPruned, UsageError
 from search.checkpoints import CheckpointStore, move_checkpoints
-from search.files import write_json_atomic
+from search.files import read_json, write_json_atomic
 from search.optuna_space import sample
 from search.reporter import Reporter, summarise
 from search.space import Space
 from search.study import Study
 from search.trial_exec import TrialExecutor
 
-ALGORITHMS = ("tpe", "random")
+ALGORITHMS = engines.ALGORITHMS["optuna"]
 JOURNAL_NAME = "study.journal"
 BACKEND = "optuna"
 
@@ -59,7 +59,7 @@ class RunOptions:
     identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # must match to resume (data, split seed)
     run_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # recorded in every trial folder
     in_process: bool = False  # train in this process instead of a child process per trial (debugging)
-    child_setup: Callable[[], None] | None = None  # picklable; runs first in each trial's child process
+    preload: tuple[str, ...] = ()  # modules the trial processes' fork server imports once (e.g. Keras)
 
 
 class OptunaReporter(Reporter):
@@ -124,7 +124,7 @@ def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state.is_finished() and not attrs.get("requeued", False) and not attrs.get("bad_input", False)
 
 
-def _differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+def identity_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """What differs between two studies' identities, named for the user."""
     out = []
     for key, value in current.items():
@@ -144,6 +144,9 @@ def _differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[
 
 
 def open_study(space: Space, spec: Study, options: RunOptions) -> optuna.Study:
+    backend = (read_json(options.study_dir / "study.json", {}) or {}).get("backend", BACKEND)
+    if options.storage is None and backend != BACKEND:
+        raise UsageError(f"study {options.study_name!r} was run with the {backend} backend; pass --backend {backend}, or a new --study NAME")
     storage = make_storage(options.study_dir, options.storage)
     summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     n_existing = summaries.get(options.study_name, 0)
@@ -157,7 +160,7 @@ def open_study(space: Space, spec: Study, options: RunOptions) -> optuna.Study:
                 f"study {options.study_name!r} was created to {study.direction.name.lower()} its metric, "
                 f"this space asks to {spec.direction}; pass a new --study NAME"
             )
-        differences = _differences(study.user_attrs, identity)
+        differences = identity_differences(study.user_attrs, identity)
         if differences:
             raise UsageError(
                 f"study {options.study_name!r} was run with a different setup ({'; '.join(differences)}): "
@@ -216,7 +219,7 @@ class OptunaRunner:
         self.options = options
         self.display = display
         self.study: optuna.Study | None = None
-        self.executor = TrialExecutor(isolate=not options.in_process, prepare=options.child_setup)
+        self.executor = TrialExecutor(isolate=not options.in_process, preload=options.preload)
 
     def finished_count(self) -> int:
         return sum(counts_toward_target(t) for t in self.study.get_trials(deepcopy=False))

@@ -7,11 +7,10 @@ and an out-of-memory kill or a crash in native code would take the whole study w
 child trains; the parent keeps the engine and its storage and hears from the child only through
 the reporter (every epoch, and to ask whether to prune).
 
-The child is started with `multiprocessing`'s spawn method (a clean interpreter: forking a process
-that has started TensorFlow's threads is unsafe). Starting one costs the imports (~5 s for Keras),
-so `TrialProcesses` keeps one spare child started ahead: it does its imports while the previous
-trial trains. Children ignore SIGINT: on Ctrl-C the parent stops the child itself, after the
-child's last epoch checkpoint is safely on disk.
+Children come from multiprocessing's fork server (see `TrialProcesses`), never from a fork of
+the study process: forking a process whose TensorFlow runtime has started threads is unsafe.
+Children ignore SIGINT: on Ctrl-C the parent kills the child itself; its last epoch checkpoint
+is already safely on disk.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import shutil
 import signal
 import threading
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from search.errors import OutOfMemory, TrialFailed, TrialPruned, UsageError
 from search.reporter import Reporter
@@ -85,24 +84,25 @@ def _reporter_state(reporter: Reporter) -> dict[str, Any]:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """A child whose parent was killed (kill -9) stops at once instead of training on unheard."""
+    """A child whose study process was killed (kill -9) stops at once instead of training on
+    unheard. (Its parent is the fork server, so it watches the study process's pid.)"""
     while True:
         time.sleep(0.5)
-        if os.getppid() != parent:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
             os._exit(1)
+        except PermissionError:
+            pass
 
 
-def _child_main(conn: multiprocessing.connection.Connection, prepare: Callable[[], None] | None, parent: int) -> None:
-    """A spare child: do the slow imports, then run the one trial it is sent and exit."""
+def _child_main(conn: multiprocessing.connection.Connection, parent: int) -> None:
+    """A trial's process: run the one trial it is sent, answer through the pipe, exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    if prepare is not None:
-        prepare()
     try:
         message = conn.recv()
-    except EOFError:  # the parent closed without using this spare
-        return
-    if message[0] != "trial":
+    except EOFError:
         return
     _, objective, params, state = message
     reporter = ChildReporter(conn, state)
@@ -120,84 +120,74 @@ def _child_main(conn: multiprocessing.connection.Connection, prepare: Callable[[
     conn.close()
 
 
-class _Child:
-    def __init__(self, context: multiprocessing.context.BaseContext, prepare: Callable[[], None] | None):
-        self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=_child_main, args=(child_conn, prepare, os.getpid()), daemon=True)
-        # Ignored signals stay ignored across exec, so the child ignores Ctrl-C from its first
-        # instruction on; the parent decides when to stop it.
+class TrialProcesses:
+    """Runs each trial in its own fresh child process.
+
+    Children are forked by multiprocessing's fork server, a clean process started once that has
+    imported the `preload` modules (Keras, the training code) but run nothing: a child starts in
+    milliseconds with them loaded, instead of paying the imports (~5 s for Keras) per trial. The
+    server and the children ignore Ctrl-C: the parent decides when a child stops.
+    """
+
+    def __init__(self, preload: Sequence[str] = ()):
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(list(preload))
+
+    def _start(self) -> tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]:
+        conn, child_conn = self._context.Pipe()
+        process = self._context.Process(target=_child_main, args=(child_conn, os.getpid()), daemon=True)
+        # Ignored signals stay ignored across fork and exec, so the fork server (started by the
+        # first child) and every child ignore SIGINT from their first instruction on.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            self.process.start()
+            process.start()
         finally:
             signal.signal(signal.SIGINT, previous)
         child_conn.close()
-
-    def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join()
-        self.conn.close()
-
-
-class TrialProcesses:
-    """Runs each trial in its own fresh child process, one spare child started ahead.
-
-    `prepare` (a picklable function, e.g. one that imports Keras quietly) runs first in each child.
-    """
-
-    def __init__(self, prepare: Callable[[], None] | None = None):
-        self._context = multiprocessing.get_context("spawn")
-        self._prepare = prepare
-        self._spare: _Child | None = None
-
-    def _take_child(self) -> _Child:
-        child = self._spare if self._spare is not None and self._spare.process.is_alive() else _Child(self._context, self._prepare)
-        self._spare = _Child(self._context, self._prepare)  # imports while this trial trains
-        return child
+        return process, conn
 
     def run(self, objective: Objective, params: dict, reporter: Reporter) -> dict[str, float]:
-        child = self._take_child()
+        process, conn = self._start()
         try:
-            child.conn.send(("trial", objective, params, _reporter_state(reporter)))
-            return self._serve(child, reporter)
+            conn.send(("trial", objective, params, _reporter_state(reporter)))
+            return _serve(process, conn, reporter)
         finally:
-            child.stop()
+            if process.is_alive():
+                process.kill()
+            process.join()
+            conn.close()
 
-    def _serve(self, child: _Child, reporter: Reporter) -> dict[str, float]:
-        """Answer the child's reporter calls until it finishes, fails or dies."""
-        while True:
-            ready = multiprocessing.connection.wait([child.conn, child.process.sentinel])
-            if child.conn not in ready:
-                child.process.join()
-                raise _died(child.process.exitcode)
-            try:
-                message = child.conn.recv()
-            except EOFError:
-                child.process.join()
-                raise _died(child.process.exitcode) from None
-            kind = message[0]
-            if kind == "report":
-                reporter.report(message[1], {k: v for k, v in message[2].items() if k != "epoch"})
-            elif kind == "restore":
-                reporter.restore(message[1])
-            elif kind == "should_prune":
-                child.conn.send(reporter.should_prune())
-            elif kind == "done":
-                return message[1]
-            elif kind == "pruned":
-                raise TrialPruned(message[1])
-            elif kind == "usage":
-                raise UsageError(message[1])
-            elif kind == "oom":
-                raise OutOfMemory(message[1])
-            else:
-                raise TrialFailed(message[1])
 
-    def close(self) -> None:
-        if self._spare is not None:
-            self._spare.stop()
-            self._spare = None
+def _serve(process: multiprocessing.process.BaseProcess, conn: multiprocessing.connection.Connection,
+           reporter: Reporter) -> dict[str, float]:
+    """Answer the child's reporter calls until it finishes, fails or dies."""
+    while True:
+        ready = multiprocessing.connection.wait([conn, process.sentinel])
+        if conn not in ready:
+            process.join()
+            raise _died(process.exitcode)
+        try:
+            message = conn.recv()
+        except EOFError:
+            process.join()
+            raise _died(process.exitcode) from None
+        kind = message[0]
+        if kind == "report":
+            reporter.report(message[1], {k: v for k, v in message[2].items() if k != "epoch"})
+        elif kind == "restore":
+            reporter.restore(message[1])
+        elif kind == "should_prune":
+            conn.send(reporter.should_prune())
+        elif kind == "done":
+            return message[1]
+        elif kind == "pruned":
+            raise TrialPruned(message[1])
+        elif kind == "usage":
+            raise UsageError(message[1])
+        elif kind == "oom":
+            raise OutOfMemory(message[1])
+        else:
+            raise TrialFailed(message[1])
 
 
 def _died(exitcode: int | None) -> Exception:
@@ -219,9 +209,9 @@ class TrialExecutor:
     KeyboardInterrupt, or TrialFailed with the reason for the leaderboard.
     """
 
-    def __init__(self, isolate: bool = True, prepare: Callable[[], None] | None = None):
+    def __init__(self, isolate: bool = True, preload: Sequence[str] = ()):
         self.isolate = isolate
-        self._processes = TrialProcesses(prepare) if isolate else None
+        self._processes = TrialProcesses(preload) if isolate else None
 
     def _once(self, objective: Objective, params: dict, reporter: Reporter) -> dict[str, float]:
         if self._processes is not None:
@@ -253,8 +243,7 @@ class TrialExecutor:
                 raise TrialFailed(error_text(exc)) from exc
 
     def close(self) -> None:
-        if self._processes is not None:
-            self._processes.close()
+        """Nothing to release: each child ends with its trial, the fork server with this process."""
 
 
 def _start_again(reporter: Reporter) -> None:

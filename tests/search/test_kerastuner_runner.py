@@ -1,7 +1,6 @@
 """The KerasTuner runner with a small fake objective: schema, Hyperband budgets, pruning, resume,
 failures, Ctrl-C."""
 
-import dataclasses
 import json
 
 import pandas as pd
@@ -12,6 +11,10 @@ from search import Choice, Float, Space, Study, TrialPruned, UsageError
 from search.display import Display
 from search.kerastuner_runner import KerasTunerRunner
 from search.optuna_runner import OptunaRunner, RunOptions, SearchAborted
+
+# KerasTuner 1.4.8 calls threading.currentThread().getName() in every oracle call.
+pytestmark = [pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:getName:DeprecationWarning")]
 
 SPACE = Space(lr=Float(1e-4, 1e-1, log=True), width=Choice([8, 16, 32]), depth=Choice([1, 2], when={"width": 32}))
 SPEC = Study(pipeline="fake", metric="val_accuracy", trials=3, max_epochs=3)
@@ -57,6 +60,7 @@ def display(tmp_path):
 
 
 def run(tmp_path, objective, trials, algorithm="random", space=SPACE, **kwargs):
+    kwargs.setdefault("in_process", True)  # the fake objectives record their calls in this process
     options = RunOptions(study_name="s", study_dir=tmp_path / "s", trials=trials, algorithm=algorithm, **kwargs)
     runner = KerasTunerRunner(space, SPEC, objective, options, display(tmp_path))
     runner.run()
@@ -71,8 +75,7 @@ def board(tmp_path) -> pd.DataFrame:
 def optuna_columns(tmp_path_factory):
     """The leaderboard columns of an Optuna study of the same space."""
     folder = tmp_path_factory.mktemp("optuna")
-    in_process = {"in_process": True} if "in_process" in {f.name for f in dataclasses.fields(RunOptions)} else {}
-    options = RunOptions(study_name="o", study_dir=folder / "o", trials=3, **in_process)
+    options = RunOptions(study_name="o", study_dir=folder / "o", trials=3, in_process=True)
     OptunaRunner(SPACE, SPEC, Curve(), options, display(folder)).run()
     return list(pd.read_csv(folder / "o" / "leaderboard.csv").columns)
 
@@ -225,7 +228,7 @@ def test_a_changed_setup_or_another_backends_study_is_refused(tmp_path):
         run(tmp_path, Curve(), trials=2, algorithm="hyperband", identity={"data": "a"})
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "study.json").write_text(json.dumps({"backend": "optuna"}))
-    options = RunOptions(study_name="o", study_dir=tmp_path / "o", trials=1, algorithm="random")
+    options = RunOptions(study_name="o", study_dir=tmp_path / "o", trials=1, algorithm="random", in_process=True)
     with pytest.raises(UsageError, match="run with the optuna backend"):
         KerasTunerRunner(SPACE, SPEC, Curve(), options, display(tmp_path)).run()
 
@@ -236,3 +239,10 @@ def test_options_the_backend_cannot_honour_are_usage_errors(tmp_path, change, me
     with pytest.raises(UsageError, match=message):
         run(tmp_path, Curve(), trials=1, **change)
     assert not (tmp_path / "s").exists()
+
+
+def test_hyperband_refuses_to_resume_with_another_max_epochs(tmp_path):
+    options = RunOptions(study_name="s", study_dir=tmp_path / "s", trials=1, algorithm="hyperband", in_process=True)
+    KerasTunerRunner(SPACE, SPEC, Curve(), options, display(tmp_path)).run()
+    with pytest.raises(UsageError, match="hyperband_max_epochs 3 -> 9"):
+        KerasTunerRunner(SPACE, SPEC, Curve(), options, display(tmp_path), max_epochs=9).run()

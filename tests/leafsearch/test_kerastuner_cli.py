@@ -1,0 +1,55 @@
+"""`leafsearch run --backend kerastuner` end to end: each algorithm, the shared leaderboard schema,
+Hyperband's budgets, resume, and `leafsearch report`."""
+
+import json
+
+import pandas as pd
+import pytest
+from test_cli import CNN_SPACE, TINY, leafsearch, tiny_data  # noqa: F401 - tiny_data is a fixture
+
+
+@pytest.fixture(scope="module")
+def optuna_board(tmp_path_factory, tiny_data):  # noqa: F811
+    """The leaderboard of the same space under the optuna backend."""
+    root = tmp_path_factory.mktemp("optuna")
+    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "1", *TINY, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return pd.read_csv(root / "results" / "cnn" / "leaderboard.csv")
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian"])
+def test_each_algorithm_runs_through_the_cli_into_the_shared_schema(tmp_path, tiny_data, optuna_board, algorithm):  # noqa: F811
+    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--backend", "kerastuner", "--algorithm", algorithm,
+                      "--trials", "2", *TINY, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"kerastuner/{algorithm}" in done.stdout and "Best: trial" in done.stdout
+    board = pd.read_csv(tmp_path / "results" / "cnn" / "leaderboard.csv")
+    assert list(board.columns) == list(optuna_board.columns)
+    assert board["trial"].tolist() == [0, 1] and (board["state"] == "COMPLETE").all()
+    assert (board["backend"] == "kerastuner").all() and (board["algorithm"] == algorithm).all()
+    assert board["val_accuracy"].between(0, 1).all() and (board["param_batch_size"] == 16).all()
+
+    report = leafsearch("report", "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0 and len(json.loads(report.stdout)) == 2
+
+
+def test_hyperband_budgets_continuation_and_resume(tmp_path, tiny_data):  # noqa: F811
+    args = ["run", CNN_SPACE, "--data", tiny_data, "--backend", "kerastuner", "--algorithm", "hyperband",
+            "--image-size", "32", "--max-epochs", "3", "--set", "batch_size=16", "--set", "patience=12"]
+    first = leafsearch(*args, "--trials", "3", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    study = tmp_path / "results" / "cnn"
+    assert pd.read_csv(study / "leaderboard.csv")["epochs"].tolist() == [1, 1, 1]  # the first round's budget
+
+    second = leafsearch(*args, "--trials", "4", cwd=tmp_path)  # resume: only the missing trial
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "3 of 4 trials finished, running 1 more" in second.stdout
+    board = pd.read_csv(study / "leaderboard.csv")
+    assert board["trial"].tolist() == [0, 1, 2, 3] and board["epochs"].tolist() == [1, 1, 1, 3]
+    run_info = json.loads((study / "trials" / "3" / "run.json").read_text())
+    assert run_info["epoch_budget"] == 3 and run_info["initial_epoch"] == 1
+    promoted = run_info["extends_trial"]
+    assert f"Trial 3 continues trial {promoted}" in second.stdout
+    history = json.loads((study / "trials" / "3" / "history.json").read_text())
+    first_epoch = json.loads((study / "trials" / str(promoted) / "history.json").read_text())[0]
+    assert history[0] == first_epoch and "trial 3 epoch 1:" not in second.stdout  # continued, not retrained
