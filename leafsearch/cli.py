@@ -95,6 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-prune", action="store_true", help="never stop a trial early (default: median pruning)")
     run.add_argument("--in-process", action="store_true",
                      help="train every trial in this process (for debugging; default: a fresh child process per trial)")
+    run.add_argument("--workers", type=positive_int, default=1,
+                     help="worker processes sharing the study on this machine, one GPU each when there are GPUs (default: 1)")
+
+    worker = commands.add_parser(
+        "worker",
+        help="join a running study (from this machine or another) as one more worker",
+        description="Join an existing Optuna study through its storage: the space and settings come from the storage "
+                    "unless SPACE is given. Run as many as you like, on as many machines; the study's target holds.",
+    )
+    worker.add_argument("space", nargs="?", help="space file (default: the study's space, read from the storage)")
+    worker.add_argument("--study", required=True, help="the study's name")
+    worker.add_argument("--storage", help="the study's storage URL, e.g. postgresql://user@host/db (default: the journal file in --results)")
+    worker.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+    worker.add_argument("--data", type=Path, help="this machine's copy of the study's data (default: built-in synthetic leaves)")
+    worker.add_argument("--trials", type=positive_int, help="target number of finished trials (default: the study's)")
+    worker.add_argument("--max-epochs", type=positive_int, help=argparse.SUPPRESS)
+    worker.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                        help="dtype policy (default: auto)")
+    worker.add_argument("--in-process", action="store_true", help="train every trial in this process (debugging)")
+    worker.set_defaults(pins=[], image_size=None, backbone=None, weights=None)
     run.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
                      help="dtype policy (default: auto = mixed_float16 on a GPU, float32 on the CPU)")
 
@@ -136,9 +156,10 @@ def import_keras_quietly() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     from leafsearch import commands  # heavy imports only after the arguments are known to be valid
 
-    handler = {"run": commands.run, "report": commands.report, "demo-data": commands.demo_data}[args.command]
+    handler = {"run": commands.run, "worker": commands.worker, "report": commands.report, "demo-data": commands.demo_data}[args.command]
     try:
         return handler(args)
     except UsageError as exc:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,19 +19,23 @@ from search.optuna_runner import (
     RunOptions,
     SearchAborted,
     make_storage,
+    mask_url,
+    open_study,
     rows_from_study,
 )
 from search.space import Fixed, Space
+from search.study import Study
 from search.spacefile import load_space_file
 
 RESUME_HINTS = {
     "run": "run the same command again to resume (finished trials are kept)",
+    "worker": "run the same command again to rejoin the study (finished trials are kept)",
     "demo-data": "the output folder is incomplete; delete it and run again",
 }
 SYNTHETIC_IMAGES = 560
 SYNTHETIC_SIZE = 256
 
-__all__ = ["RESUME_HINTS", "SearchAborted", "demo_data", "report", "run"]
+__all__ = ["RESUME_HINTS", "SearchAborted", "demo_data", "report", "run", "worker"]
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -88,9 +95,44 @@ def synthetic_data(results: Path, out=None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    space, spec = load_space(args)
+    return _run(args, space, spec)
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Join an existing Optuna study (from this machine or another): its space and settings come
+    from the storage unless a space file is given."""
+    import optuna
+
+    storage = make_storage(args.results / args.study, args.storage)
+    try:
+        study = optuna.load_study(study_name=args.study, storage=storage)
+    except KeyError:
+        where = mask_url(args.storage) or str(args.results / args.study)
+        raise UsageError(f"--study {args.study}: no such study in {where}; start it first with "
+                         f"leafsearch run SPACE --study {args.study}" + (" --storage URL" if args.storage else "")) from None
+    attrs = study.user_attrs
+    settings = attrs.get("settings", {})
+    if args.space is not None:
+        space, spec = load_space(args)
+    else:
+        space = Space.from_dict(attrs["space"])
+        spec = Study(pipeline=attrs["pipeline"], metric=attrs["metric"], direction=study.direction.name.lower(),
+                     trials=settings.get("trials", 1), max_epochs=settings.get("max_epochs", 1))
+    args.backend = "optuna"
+    args.algorithm = settings.get("algorithm")
+    args.seed = attrs.get("split_seed", 0)
+    args.no_prune = not settings.get("prune", True)
+    args.max_epochs = args.max_epochs or settings.get("max_epochs")
+    args.trials = args.trials or settings.get("trials")
+    args.timeout = None
+    args.workers = 1
+    return _run(args, space, spec)
+
+
+def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
     from leafsearch import data as leafdata
 
-    space, spec = load_space(args)
     algorithms = engines.ALGORITHMS[args.backend]
     args.algorithm = args.algorithm or engines.default_algorithm(args.backend)
     if args.algorithm not in algorithms:
@@ -120,10 +162,11 @@ def run(args: argparse.Namespace) -> int:
     from leafsearch import device
     from leafsearch.training import LeafObjective
 
+    max_epochs = args.max_epochs or spec.max_epochs
     objective = LeafObjective(
         data_root=data_root,
         pipeline=spec.pipeline,
-        max_epochs=args.max_epochs or spec.max_epochs,
+        max_epochs=max_epochs,
         cache_dir=args.results / ".cache",
         metric=spec.metric,
         direction=spec.direction,
@@ -142,26 +185,88 @@ def run(args: argparse.Namespace) -> int:
         prune=not args.no_prune,
         seed=args.seed,
         timeout_s=args.timeout,
-        identity={"data": "built-in synthetic leaves" if args.data is None else str(Path(data_root).resolve()),
-                  "split_seed": args.seed},
+        identity={"data": leafdata.content_id(folder), "split_seed": args.seed},
+        settings={"trials": args.trials or spec.trials, "max_epochs": max_epochs, "algorithm": args.algorithm,
+                  "prune": not args.no_prune},
         run_info={**device.versions(), "precision": policy, "data": str(data_root), "classes": len(folder.class_names)},
         in_process=args.in_process,
         preload=("leafsearch.preload",),
+        worker=int(os.environ.get(WORKER_INDEX, "0")) if args.command == "run" else os.getpid(),
     )
-    display = Display(spec.metric)
-    display.note(f"Data: {len(folder.paths)} images in {len(folder.class_names)} classes; device: {device.describe()}, precision {policy}")
+    index = os.environ.get(WORKER_INDEX)
+    display = Display(spec.metric, prefix=f"worker {index} | " if index else "")
+    if index is None:
+        display.note(f"Data: {len(folder.paths)} images in {len(folder.class_names)} classes; device: {device.describe()}, precision {policy}")
+    if args.workers > 1:
+        return _run_workers(args, space, spec, options, objective, display)
     if args.backend == "kerastuner":
         from search.kerastuner_runner import KerasTunerRunner
 
-        max_epochs = most_epochs_a_trial(space, spec.pipeline, args.max_epochs or spec.max_epochs)
-        runner = KerasTunerRunner(space, spec, objective, options, display, max_epochs=max_epochs)
+        runner = KerasTunerRunner(space, spec, objective, options, display, max_epochs=most_epochs_a_trial(space, spec.pipeline, max_epochs))
         runner.run()
         best = runner.best_trial()
     else:
         study = OptunaRunner(space, spec, objective, options, display).run()
         best = _best_of(study)
-    _print_outcome(best, spec.metric, options)
+    if index is None:
+        _print_outcome(best, spec.metric, options)
     return 0
+
+
+WORKER_INDEX = "LEAFSEARCH_WORKER"
+
+
+def _run_workers(args, space: Space, spec: Study, options: RunOptions, objective, display: Display) -> int:
+    """`--workers N`: this process and N-1 more, each running the same study through its storage
+    (the target total holds across them). With GPUs, each worker gets its own."""
+    from leafsearch import device
+
+    if args.backend != "optuna":
+        raise UsageError("--workers is for the optuna backend (KerasTuner's chief/worker mode: see the README)")
+    open_study(space, spec, options)  # created (or checked) once, before any worker starts
+    gpus = len(device.gpus())
+    argv = [sys.executable, "-m", "leafsearch", *_without_workers(args.argv)]
+    children = []
+    for index in range(1, args.workers):
+        env = {**os.environ, WORKER_INDEX: str(index)}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+        children.append(subprocess.Popen(argv, env=env))
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = "0"  # this process's trials run on the first GPU
+    display.prefix = "worker 0 | "
+    try:
+        study = OptunaRunner(space, spec, objective, options, display).run()
+    except BaseException:
+        # On Ctrl-C the terminal interrupts every worker; give them time to leave their trials
+        # resumable, then interrupt any that did not hear it (e.g. `kill -INT` of this process).
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.send_signal(signal.SIGINT)
+                child.wait()
+        raise
+    codes = [child.wait() for child in children]
+    _print_outcome(_best_of(study), spec.metric, options)
+    failed = [code for code in codes if code != 0]
+    if failed:
+        print(f"{len(failed)} of {len(children)} other workers exited with codes {sorted(set(failed))}; "
+              f"their trials were continued by the others", file=sys.stderr)
+    return 0
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    """The command line of this run, for one more worker: everything but --workers."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--workers":
+            skip = True
+        elif not item.startswith("--workers="):
+            out.append(item)
+    return out
 
 
 def most_epochs_a_trial(space: Space, pipeline: str, cap: int) -> int:

@@ -250,6 +250,16 @@ def _fingerprint(folder: ImageFolder, image_size: int) -> str:
     return digest.hexdigest()
 
 
+def content_id(folder: ImageFolder) -> str:
+    """What a study remembers of its data, the same on every machine that has a copy of it:
+    counts and a hash of every image's class, name and size (not its path or time stamp)."""
+    digest = hashlib.sha256()
+    for path in folder.paths:
+        rel = path.relative_to(folder.root).as_posix()
+        digest.update(f"{rel}\0{path.stat().st_size}\n".encode("utf-8", "surrogateescape"))
+    return f"{len(folder.paths)} images in {folder.num_classes} classes, sha256 {digest.hexdigest()[:16]}"
+
+
 def _decode_one(path: Path, size: int) -> np.ndarray | str:
     """Decode ``path`` to a ``(size, size, 3)`` uint8 array, or return why it failed."""
     from PIL import Image

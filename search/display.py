@@ -23,32 +23,36 @@ def format_params(params: Mapping[str, Any]) -> str:
 class Display:
     """Progress lines: trial number, epoch, metric, and the best value so far."""
 
-    def __init__(self, metric: str, console: Console | None = None):
+    def __init__(self, metric: str, console: Console | None = None, prefix: str = ""):
         self.metric = metric
         self.console = console or Console(highlight=False, soft_wrap=True)
+        self.prefix = prefix  # e.g. "worker 2 | ", when several workers share a terminal
         self.best: tuple[float, int] | None = None  # (value, trial)
 
+    def _print(self, text: str) -> None:
+        self.console.print(self.prefix + text, markup=True)
+
     def note(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(self.prefix + text, markup=False)
 
     def study_started(self, name: str, finished: int, target: int, engine: str, storage: str) -> None:
         todo = max(target - finished, 0)
         what = f"running {todo} more" if todo else "nothing left to run"
-        self.console.print(
+        self._print(
             f"[bold]Study {name}[/]: {finished} of {target} trials finished, {what} ({engine}; storage {storage})"
         )
 
     def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
-        self.console.print(f"[bold cyan]Trial {number}[/] {format_params(params)}")
+        self._print(f"[bold cyan]Trial {number}[/] {format_params(params)}")
 
     def epoch_finished(self, number: int, epoch: int, row: Mapping[str, float]) -> None:
         metrics = " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch")
-        self.console.print(f"  trial {number} epoch {epoch + 1}: {metrics}{self._best_text()}")
+        self._print(f"  trial {number} epoch {epoch + 1}: {metrics}{self._best_text()}")
 
     def trial_finished(self, number: int, state: str, value: float | None, duration_s: float, error: str = "") -> None:
         shown = f"{self.metric}={value:.4f}" if value is not None else error
         colour = {"COMPLETE": "green", "PRUNED": "yellow"}.get(state, "red")
-        self.console.print(f"[{colour}]Trial {number} {state}[/] {shown} in {duration_s:.1f}s{self._best_text()}")
+        self._print(f"[{colour}]Trial {number} {state}[/] {shown} in {duration_s:.1f}s{self._best_text()}")
 
     def set_best(self, value: float, trial: int) -> None:
         self.best = (value, trial)

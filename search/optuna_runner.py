@@ -7,6 +7,7 @@ finished trials in total, not a number to add.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -15,11 +16,13 @@ import os
 import platform
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import optuna
 from optuna.storages import JournalStorage
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled  # noqa: PLC2701 - Optuna's own helpers
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
@@ -36,6 +39,9 @@ from search.trial_exec import TrialExecutor
 
 ALGORITHMS = engines.ALGORITHMS["optuna"]
 JOURNAL_NAME = "study.journal"
+HEARTBEAT_S = 20  # how often a running trial says it is alive (database storages)
+GRACE_S = 120  # a trial silent for this long lost its process: it is continued elsewhere
+POLL_S = 2.0  # how often a worker waiting for other workers' trials looks again
 BACKEND = "optuna"
 
 Objective = Callable[[dict, Reporter], Mapping[str, float]]
@@ -58,6 +64,8 @@ class RunOptions:
     max_consecutive_failures: int = 3
     identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # must match to resume (data, split seed)
     run_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # recorded in every trial folder
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # kept in the study for `leafsearch worker`
+    worker: int = 0  # this worker's index among those sharing the study (seeds its sampler apart)
     in_process: bool = False  # train in this process instead of a child process per trial (debugging)
     preload: tuple[str, ...] = ()  # modules the trial processes' fork server imports once (e.g. Keras)
 
@@ -80,14 +88,23 @@ class OptunaReporter(Reporter):
 
 
 def make_storage(study_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
-    """The embedded journal file (no server, safe for local workers) or the given URL."""
+    """The embedded journal file (no server; its file lock makes it safe for local workers) or a
+    database URL. A database storage records heartbeats, so a trial whose machine is lost is
+    found (by its stale heartbeat) and continued by another worker."""
     if url is None:
         study_dir.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_NAME)))
     try:
-        return optuna.storages.get_storage(url)
+        with warnings.catch_warnings():  # "heartbeat_interval is an experimental feature"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                              engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # noqa: BLE001 - any failure to open the user's URL is bad input
-        raise UsageError(f"--storage: cannot open {mask_url(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if url in reason:
+            reason = reason.replace(url, mask_url(url))
+        raise UsageError(f"--storage: cannot open {mask_url(url)}: {type(exc).__name__}: {reason}; "
+                         f"check the URL and that the server is reachable") from None
 
 
 def mask_url(url: str | None) -> str:
@@ -121,7 +138,25 @@ def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
     """Finished trials count, except ones that were queued again (interrupted, or their process
     died) and ones stopped by bad input (the user fixes it and runs again)."""
     attrs = trial.user_attrs
-    return trial.state.is_finished() and not attrs.get("requeued", False) and not attrs.get("bad_input", False)
+    return trial.state.is_finished() and not any(attrs.get(flag, False) for flag in ("requeued", "bad_input", "surplus"))
+
+
+def shown(trial: optuna.trial.FrozenTrial, continued: set[int]) -> bool:
+    """Whether the leaderboard shows a trial: not a queued one, not one continued under another
+    number, not a surplus one a worker started past the target."""
+    return trial.state != TrialState.WAITING and trial.number not in continued and not trial.user_attrs.get("surplus", False)
+
+
+@contextlib.contextmanager
+def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int):
+    """While a trial trains, tell a database storage it is alive, with the same heartbeat thread
+    Optuna's own `optimize` loop uses (a no-op for storages without heartbeats)."""
+    thread = get_heartbeat_thread(trial_id, storage)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
 
 
 def identity_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -150,8 +185,9 @@ def open_study(space: Space, spec: Study, options: RunOptions) -> optuna.Study:
     storage = make_storage(options.study_dir, options.storage)
     summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     n_existing = summaries.get(options.study_name, 0)
-    # A resumed run must not replay the first run's random draws: offset the seed by the trials so far.
-    sampler = make_sampler(options.algorithm, options.seed + n_existing)
+    # A resumed run must not replay the first run's random draws, nor a worker another's:
+    # offset the seed by the trials so far and by the worker's index.
+    sampler = make_sampler(options.algorithm, (options.seed + n_existing + 7919 * options.worker) % 2**32)
     identity = {"metric": spec.metric, "pipeline": spec.pipeline, "space": space.to_dict(), **options.identity}
     if options.study_name in summaries:  # resume: read only, so a refused run changes nothing
         study = optuna.load_study(study_name=options.study_name, storage=storage, sampler=sampler, pruner=make_pruner(options.prune))
@@ -166,11 +202,13 @@ def open_study(space: Space, spec: Study, options: RunOptions) -> optuna.Study:
                 f"study {options.study_name!r} was run with a different setup ({'; '.join(differences)}): "
                 f"its trials would not be comparable; pass a new --study NAME, or undo the change to resume"
             )
+        if options.settings and study.user_attrs.get("settings") != dict(options.settings):
+            study.set_user_attr("settings", dict(options.settings))
         return study
     study = optuna.create_study(
         storage=storage, study_name=options.study_name, direction=spec.direction, sampler=sampler, pruner=make_pruner(options.prune)
     )
-    for key, value in identity.items():
+    for key, value in {**identity, "settings": dict(options.settings)}.items():
         study.set_user_attr(key, value)
     baseline = space.defaults()
     if baseline and None not in baseline.values():
@@ -185,7 +223,7 @@ def rows_from_study(study: optuna.Study, metric: str, algorithm: str) -> list[di
     trials = study.get_trials(deepcopy=False)
     continued = {t.user_attrs["resumes"] for t in trials if "resumes" in t.user_attrs and t.state != TrialState.WAITING}
     for trial in trials:
-        if trial.state == TrialState.WAITING or trial.number in continued:
+        if not shown(trial, continued):
             continue
         attrs = trial.user_attrs
         summary = attrs.get("summary", {})
@@ -254,11 +292,28 @@ class OptunaRunner:
         options = self.options
         started = time.monotonic()
         failures_in_a_row = 0
-        while self.finished_count() < options.trials:
+        waiting_noted = False
+        while True:
+            self.requeue_orphans()
+            trials = self.study.get_trials(deepcopy=False)
+            if sum(counts_toward_target(t) for t in trials) >= options.trials:
+                break
             if options.timeout_s is not None and time.monotonic() - started >= options.timeout_s:
                 self.display.note(f"Timeout of {options.timeout_s:.0f}s reached: no new trial started; run again to continue.")
                 break
+            queued = any(t.state == TrialState.WAITING for t in trials)
+            if not queued and self._claimed(trials, len(trials)) >= options.trials:
+                # Other workers' trials will meet the target, unless one dies: then it is queued again here.
+                if not waiting_noted:
+                    running = sum(t.state == TrialState.RUNNING for t in trials)
+                    self.display.note(f"Waiting for {running} trial(s) running in other workers to finish.")
+                    waiting_noted = True
+                time.sleep(POLL_S)
+                continue
+            waiting_noted = False
             state = self.run_one_trial()
+            if state is None:  # another worker took the last place first
+                continue
             failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
             if failures_in_a_row >= options.max_consecutive_failures:
                 raise SearchAborted(
@@ -266,17 +321,28 @@ class OptunaRunner:
                     f"({options.study_dir / 'leaderboard.csv'}). Fix the cause and run again to resume."
                 )
 
+    @staticmethod
+    def _claimed(trials: list[optuna.trial.FrozenTrial], before: int) -> int:
+        """Places toward the target taken by trials numbered below `before`: counted finished
+        ones, running ones, and queued ones (every queued trial will run)."""
+        return sum(
+            t.number < before and (counts_toward_target(t) or t.state in (TrialState.RUNNING, TrialState.WAITING))
+            for t in trials
+        )
+
     def requeue_orphans(self) -> None:
         """RUNNING trials whose process died (kill -9, a crash, a lost machine) are marked failed
         and their parameters queued again with the same seed, so no budget is lost."""
         here = socket.gethostname()
+        storage = self.study._storage  # noqa: SLF001 - Optuna has no public API for another process's trial
+        stale: set[int] = set()
+        if is_heartbeat_enabled(storage):
+            stale = set(storage._get_stale_trial_ids(self.study._study_id))  # noqa: SLF001 - what fail_stale_trials uses
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             attrs = frozen.user_attrs
-            owner_alive = attrs.get("host") == here and _pid_alive(attrs.get("pid"))
-            foreign = attrs.get("host") not in (None, here)
-            if owner_alive or foreign or (attrs.get("host") is None and self.options.storage is not None):
+            died_here = attrs.get("host") == here and attrs.get("pid") is not None and not _pid_alive(attrs.get("pid"))
+            if not (died_here or frozen._trial_id in stale):  # noqa: SLF001
                 continue
-            storage = self.study._storage  # noqa: SLF001 - Optuna has no public API for another process's trial
             try:
                 storage.set_trial_user_attr(frozen._trial_id, "requeued", True)  # noqa: SLF001
                 storage.set_trial_user_attr(frozen._trial_id, "error", "its process died; queued to continue from its last checkpoint")  # noqa: SLF001
@@ -288,9 +354,15 @@ class OptunaRunner:
             self.study.enqueue_trial(params, user_attrs={"seed": attrs.get("seed"), "resumes": frozen.number})
             self.display.note(f"Trial {frozen.number} was left running by a process that died: queued to continue from its last checkpoint.")
 
-    def run_one_trial(self) -> TrialState:
+    def run_one_trial(self) -> TrialState | None:
+        """Ask, train, tell. None when the trial was not run: another worker had already taken
+        the study's last place (it is recorded as surplus and hidden)."""
         study, options = self.study, self.options
         trial = study.ask()
+        if "resumes" not in trial.user_attrs and self._claimed(study.get_trials(deepcopy=False), trial.number) >= options.trials:
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            return None
         seed = trial.user_attrs.get("seed")
         seed = options.seed + trial.number if seed is None else seed
         trial.set_user_attr("host", socket.gethostname())
@@ -317,7 +389,8 @@ class OptunaRunner:
         self.write_leaderboard()  # shows it RUNNING
         error = ""
         try:
-            metrics, trained = self.executor.run(self.objective, params, reporter, on_retry=self.display.note)
+            with heartbeat(study._storage, trial._trial_id):  # noqa: SLF001
+                metrics, trained = self.executor.run(self.objective, params, reporter, on_retry=self.display.note)
             if trained != params:
                 trial.set_user_attr("params", trained)
                 error = "out of memory at " + ", ".join(f"{k}={params[k]}" for k in params if trained[k] != params[k]) + "; trained with smaller"
@@ -375,6 +448,8 @@ class OptunaRunner:
 
 
 def _pid_alive(pid: Any) -> bool:
+    """Whether process `pid` runs on this machine (a zombie, killed but not yet reaped by its
+    parent, does not)."""
     if not isinstance(pid, int):
         return False
     try:
@@ -383,4 +458,8 @@ def _pid_alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): assume the signal check was right
+    return "\nState:\tZ" not in status

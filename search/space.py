@@ -381,3 +381,16 @@ class Space:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """A JSON-able description, used to tell whether a study's space has changed."""
         return {name: param.to_dict() for name, param in self._params.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, Any]]) -> "Space":
+        """The inverse of `to_dict`: a worker joining a study takes its space from the storage."""
+        kinds = {kind.kind: kind for kind in (Float, Int, Choice, Bool, Fixed)}
+        params = {}
+        for name, fields in data.items():
+            fields = dict(fields)
+            kind = kinds[fields.pop("kind")]
+            if "values" in fields:
+                fields["values"] = tuple(fields["values"])
+            params[name] = kind(**fields)
+        return cls(params)

@@ -105,19 +105,27 @@ def _child_main(conn: multiprocessing.connection.Connection, parent: int) -> Non
     except EOFError:
         return
     _, objective, params, state = message
-    reporter = ChildReporter(conn, state)
     try:
-        result = dict(objective(params, reporter))
-        conn.send(("done", result))
+        conn.send(_outcome(objective, params, ChildReporter(conn, state)))
+        conn.close()
+    except (BrokenPipeError, ConnectionError, EOFError):  # the study process is gone: nobody to tell
+        os._exit(1)
+
+
+def _outcome(objective: Objective, params: dict, reporter: Reporter) -> tuple[str, Any]:
+    """The message that tells the parent how the trial ended."""
+    try:
+        return ("done", dict(objective(params, reporter)))
+    except (BrokenPipeError, ConnectionError, EOFError):
+        raise
     except TrialPruned as exc:
-        conn.send(("pruned", str(exc)))
+        return ("pruned", str(exc))
     except UsageError as exc:
-        conn.send(("usage", str(exc)))
+        return ("usage", str(exc))
     except (OutOfMemory, MemoryError) as exc:
-        conn.send(("oom", error_text(exc)))
+        return ("oom", error_text(exc))
     except Exception as exc:  # noqa: BLE001 - every other failure is the trial's, reported to the parent
-        conn.send(("failed", error_text(exc)))
-    conn.close()
+        return ("failed", error_text(exc))
 
 
 class TrialProcesses:
