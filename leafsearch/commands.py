@@ -217,26 +217,39 @@ WORKER_INDEX = "LEAFSEARCH_WORKER"
 
 
 def _run_workers(args, space: Space, spec: Study, options: RunOptions, objective, display: Display) -> int:
-    """`--workers N`: this process and N-1 more, each running the same study through its storage
-    (the target total holds across them). With GPUs, each worker gets its own."""
+    """`--workers N`: N workers on this machine sharing one study, the target total holding across
+    them; with GPUs, each gets its own. Optuna: this process and N-1 more, through the study's
+    storage. KerasTuner: this process as the chief, and N workers."""
     from leafsearch import device
 
-    if args.backend != "optuna":
-        raise UsageError("--workers is for the optuna backend (KerasTuner's chief/worker mode: see the README)")
-    open_study(space, spec, options)  # created (or checked) once, before any worker starts
     gpus = len(device.gpus())
     argv = [sys.executable, "-m", "leafsearch", *_without_workers(args.argv)]
+    if args.backend == "kerastuner":
+        # KerasTuner's own distributed mode: this process is the chief (it serves the oracle and
+        # trains nothing); N workers ask it for trials over gRPC on the loopback interface.
+        from search.kerastuner_runner import ORACLE_IP, ORACLE_PORT, TUNER_ID, KerasTunerRunner
+
+        os.environ.update({ORACLE_IP: "127.0.0.1", ORACLE_PORT: str(_free_port()), TUNER_ID: "chief"})
+        first, extra = 1, args.workers
+        max_epochs = most_epochs_a_trial(space, spec.pipeline, args.max_epochs or spec.max_epochs)
+        runner = KerasTunerRunner(space, spec, objective, options, display, max_epochs=max_epochs)
+    else:
+        open_study(space, spec, options)  # created (or checked) once, before any worker starts
+        first, extra = 1, args.workers - 1
+        runner = OptunaRunner(space, spec, objective, options, display)
+        display.prefix = "worker 0 | "
     children = []
-    for index in range(1, args.workers):
+    for index in range(first, first + extra):
         env = {**os.environ, WORKER_INDEX: str(index)}
+        if args.backend == "kerastuner":
+            env[TUNER_ID] = f"tuner{index}"
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
         children.append(subprocess.Popen(argv, env=env))
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = "0"  # this process's trials run on the first GPU
-    display.prefix = "worker 0 | "
     try:
-        study = OptunaRunner(space, spec, objective, options, display).run()
+        runner.run()
     except BaseException:
         # On Ctrl-C the terminal interrupts every worker; give them time to leave their trials
         # resumable, then interrupt any that did not hear it (e.g. `kill -INT` of this process).
@@ -248,12 +261,20 @@ def _run_workers(args, space: Space, spec: Study, options: RunOptions, objective
                 child.wait()
         raise
     codes = [child.wait() for child in children]
-    _print_outcome(_best_of(study), spec.metric, options)
+    _print_outcome(runner.best_trial() if args.backend == "kerastuner" else _best_of(runner.study), spec.metric, options)
     failed = [code for code in codes if code != 0]
     if failed:
         print(f"{len(failed)} of {len(children)} other workers exited with codes {sorted(set(failed))}; "
               f"their trials were continued by the others", file=sys.stderr)
     return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _without_workers(argv: list[str]) -> list[str]:

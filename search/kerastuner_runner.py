@@ -22,6 +22,7 @@ import contextlib
 import importlib.util
 import io
 import math
+import os
 import platform
 import shutil
 import sys
@@ -50,6 +51,18 @@ IDENTITY_NAME = "leafsearch.json"  # in the project folder: what must match to r
 HYPERBAND_FACTOR = 3
 
 # KerasTuner's trial status -> leaderboard state, where the runner recorded no outcome itself.
+# KerasTuner's distributed mode: a chief serves the oracle over gRPC, workers train and ask it
+# for trials. These environment variables select the role (keras_tuner/src/distribute/utils.py).
+TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
+
+
+def distributed_role() -> str:
+    """"chief", "worker", or "alone" (no KerasTuner distributed mode)."""
+    if ORACLE_IP not in os.environ:
+        return "alone"
+    return "chief" if "chief" in os.environ.get(TUNER_ID, "") else "worker"
+
+
 _STATES = {"COMPLETED": "COMPLETE", "RUNNING": "RUNNING", "FAILED": "FAIL", "INVALID": "FAIL"}
 _FINISHED = ("COMPLETED", "FAILED", "INVALID")
 
@@ -179,6 +192,32 @@ def rows_from_oracle(
     return rows
 
 
+def rows_from_folders(space: Space, study_dir: Path, metric: str, direction: str, algorithm: str) -> list[dict[str, Any]]:
+    """Leaderboard rows from the trial folders alone: what a distributed worker, whose oracle is
+    the chief's, knows of the study (every trial, when the workers share the results folder)."""
+    rows = []
+    folders = [f for f in (study_dir / "trials").glob("*") if f.name.isdigit() and (f / "run.json").is_file()]
+    for folder in sorted(folders, key=lambda f: int(f.name)):
+        info = read_json(folder / "run.json", {}) or {}
+        summary = summarise(read_json(folder / "history.json", []) or [], metric, direction)
+        rows.append(
+            {
+                "trial": int(folder.name),
+                "state": info.get("state", "RUNNING"),
+                metric: summary.get(metric),
+                "val_loss": summary.get("val_loss"),
+                "best_epoch": summary.get("best_epoch"),
+                "epochs": summary.get("epochs"),
+                "duration_s": info.get("duration_s"),
+                "backend": BACKEND,
+                "algorithm": info.get("algorithm", algorithm),
+                "error": info.get("error") or "",
+                "params": read_json(folder / "params.json", {}) or {},
+            }
+        )
+    return rows
+
+
 class _TimeUp(Exception):
     """The timeout passed: start no new trial."""
 
@@ -248,6 +287,7 @@ class KerasTunerRunner:
         self._failures_in_a_row = 0
         self._outcome: tuple[int, str, float | None, float, str] | None = None
         self.executor = TrialExecutor(isolate=not options.in_process, preload=options.preload)
+        self.role = distributed_role()
 
     @property
     def project_dir(self) -> Path:
@@ -294,6 +334,13 @@ class KerasTunerRunner:
         self.write_leaderboard()
         self._started = time.monotonic()
         self._failures_in_a_row = 0
+        if self.role == "chief":
+            self.display.note(f"KerasTuner chief: serving the oracle on {os.environ[ORACLE_IP]}:{os.environ.get(ORACLE_PORT)} "
+                              f"until the workers have finished {options.trials} trials.")
+            self.tuner.search()  # KerasTuner's chief serves until every worker is told to stop
+            self._refresh_best()
+            self.write_leaderboard()
+            return self.tuner
         try:
             self.tuner.search()
         except _TimeUp:
@@ -301,7 +348,7 @@ class KerasTunerRunner:
         except _BadInput as exc:
             raise exc.error from None
         else:
-            if self.finished_count() < options.trials:
+            if self.role == "alone" and self.finished_count() < options.trials:
                 self.display.note("KerasTuner's oracle stopped before the target: it found no untried values in the space.")
         return self.tuner
 
@@ -339,6 +386,8 @@ class KerasTunerRunner:
         return True
 
     def finished_count(self) -> int:
+        if self.role == "worker":
+            return sum(row["state"] != "RUNNING" for row in self.rows())
         return sum(t.status in _FINISHED for t in self.tuner.oracle.trials.values())
 
     # -- hooks called by the tuner
@@ -456,6 +505,9 @@ class KerasTunerRunner:
                 for row in self.rows() if row["state"] == "COMPLETE"]
 
     def rows(self) -> list[dict[str, Any]]:
+        if self.role == "worker":
+            return rows_from_folders(self.space, self.options.study_dir, self.spec.metric, self.spec.direction,
+                                     self.options.algorithm)
         return rows_from_oracle(self.tuner.oracle, self.space, self.options.study_dir, self.spec.metric,
                                 self.spec.direction, self.options.algorithm)
 

@@ -286,6 +286,8 @@ class OptunaRunner:
             self._loop()
         finally:
             self.executor.close()
+        self._refresh_best()
+        self.write_leaderboard()  # with what other workers finished meanwhile
         return self.study
 
     def _loop(self) -> None:

@@ -60,6 +60,9 @@ def test_three_workers_meet_the_target_exactly(tmp_path, tiny_data, request, sto
             if path.is_file() and path.suffix in (".json", ".csv", ".journal", ".txt", ""):
                 assert password.encode() not in path.read_bytes(), path
         assert "***@" in done.stdout
+        report = leafsearch("report", "--storage", url, "--study", name, "--format", "json", cwd=tmp_path)
+        assert report.returncode == 0 and len(__import__("json").loads(report.stdout)) == 6
+        assert password not in report.stdout + report.stderr
         optuna.delete_study(study_name=name, storage=url)
 
 
@@ -84,7 +87,7 @@ def worker_pids(parent: int) -> dict[int, int]:
 def test_a_worker_killed_mid_trial_is_continued_by_the_others_and_the_target_holds(tmp_path, tiny_data):  # noqa: F811
     name = "killed"
     args = [sys.executable, "-m", "leafsearch", "run", str(CNN_SPACE), "--data", str(tiny_data), "--study", name,
-            "--workers", "2", "--trials", "4", "--image-size", "32", "--max-epochs", "3", "--set", "batch_size=16",
+            "--workers", "2", "--trials", "3", "--image-size", "32", "--max-epochs", "3", "--set", "batch_size=16",
             "--set", "patience=12"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim_trial = None
@@ -100,5 +103,19 @@ def test_a_worker_killed_mid_trial_is_continued_by_the_others_and_the_target_hol
     assert proc.returncode == 0, err[-3000:]
     assert "exited with codes [-9]" in err
     assert f"Trial {victim_trial} was left running by a process that died" in out
-    board = assert_target_met_exactly(tmp_path, name, None, 4)
+    board = assert_target_met_exactly(tmp_path, name, None, 3)
     assert victim_trial in board["resumed_from"].tolist()  # picked up and continued, shown once
+
+
+def test_kerastuner_chief_and_two_workers_finish_the_target(tmp_path, tiny_data):  # noqa: F811
+    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--backend", "kerastuner", "--workers", "2", "--trials", "3",
+                      *TINY, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "KerasTuner chief: serving the oracle on 127.0.0.1:" in done.stdout
+    trained_by = {line.split(" | ")[0] for line in done.stdout.splitlines() if " | Trial " in line and "COMPLETE" in line}
+    assert trained_by == {"worker 1", "worker 2"}  # both workers trained; the chief only served
+    board = pd.read_csv(tmp_path / "results" / "cnn" / "leaderboard.csv")
+    assert board["trial"].tolist() == [0, 1, 2] and (board["state"] == "COMPLETE").all()
+    assert (board["backend"] == "kerastuner").all()
+    oracle = __import__("json").loads((tmp_path / "results" / "cnn" / "kerastuner" / "oracle.json").read_text())
+    assert len(oracle["end_order"]) == 3  # the chief's oracle saw every trial end

@@ -206,19 +206,33 @@ def test_a_trial_left_running_by_a_dead_process_runs_again_with_its_parameters_a
     assert info["seed"] == 1234
 
 
-def test_a_live_owner_keeps_its_running_trial(tmp_path):
+def test_a_live_owners_trial_is_left_alone_and_counted_toward_the_target(tmp_path, monkeypatch):
+    """Another worker's running trial is not taken over; the run waits for it rather than
+    starting one trial too many."""
     import os
     import socket
+    import threading
+    import time
 
+    from search import optuna_runner
+
+    monkeypatch.setattr(optuna_runner, "POLL_S", 0.05)
     run(tmp_path, Curve(), trials=1)
-    from search.optuna_runner import make_storage
+    study = optuna.load_study(study_name="s", storage=optuna_runner.make_storage(tmp_path / "s", None))
+    theirs = study.ask()
+    theirs.set_user_attr("host", socket.gethostname())
+    theirs.set_user_attr("pid", os.getpid())  # alive: this very process
 
-    study = optuna.load_study(study_name="s", storage=make_storage(tmp_path / "s", None))
-    mine = study.ask()
-    mine.set_user_attr("host", socket.gethostname())
-    mine.set_user_attr("pid", os.getpid())
-    run(tmp_path, Curve(), trials=2)
-    assert "RUNNING" in board(tmp_path)["state"].tolist()
+    def finish_later():
+        time.sleep(1.0)
+        study.tell(theirs, 0.9)
+
+    threading.Thread(target=finish_later).start()
+    objective = Curve()
+    run(tmp_path, objective, trials=2)
+    assert objective.calls == []  # its trial met the target: nothing more to run
+    assert board(tmp_path)["state"].tolist() == ["COMPLETE", "COMPLETE"]
+    assert "Waiting for 1 trial(s) running in other workers to finish." in (tmp_path / "out.txt").read_text()
 
 
 def test_resuming_with_a_changed_space_or_data_is_refused(tmp_path):
