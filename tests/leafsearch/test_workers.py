@@ -63,6 +63,12 @@ def test_three_workers_meet_the_target_exactly(tmp_path, tiny_data, request, sto
         report = leafsearch("report", "--storage", url, "--study", name, "--format", "json", cwd=tmp_path)
         assert report.returncode == 0 and len(__import__("json").loads(report.stdout)) == 6
         assert password not in report.stdout + report.stderr
+        # Another machine joins: no space file, its own copy of the data; space and settings from the storage.
+        joined = leafsearch("worker", "--study", name, "--storage", url, "--data", tiny_data, "--trials", "7",
+                            "--results", tmp_path / "elsewhere", cwd=tmp_path)
+        assert joined.returncode == 0, joined.stderr[-3000:]
+        assert "6 of 7 trials finished, running 1 more" in joined.stdout and password not in joined.stdout + joined.stderr
+        assert len(finished_numbers(tmp_path, name, url)) == 7
         optuna.delete_study(study_name=name, storage=url)
 
 
