@@ -21,6 +21,7 @@ start)
     fi
     sed -i "s/^#\?listen_addresses.*/listen_addresses = '127.0.0.1'/" "/etc/postgresql/$V/$CLUSTER/postgresql.conf"
     pg_ctlcluster "$V" "$CLUSTER" start >&2 || pg_ctlcluster "$V" "$CLUSTER" status >&2
+    cd /  # the postgres user may not read the folder we were started in
     su postgres -c "psql -q -p $PORT -tc \"SELECT 1 FROM pg_roles WHERE rolname='leafsearch'\" | grep -q 1 || psql -q -p $PORT -c \"CREATE ROLE leafsearch LOGIN PASSWORD '$PASSWORD' CREATEDB\"" >&2
     su postgres -c "psql -q -p $PORT -tc \"SELECT 1 FROM pg_database WHERE datname='leafsearch'\" | grep -q 1 || createdb -p $PORT -O leafsearch leafsearch" >&2
     echo "postgresql://leafsearch:$PASSWORD@127.0.0.1:$PORT/leafsearch"

@@ -18,6 +18,7 @@ from search.errors import UsageError
 from search.leaderboard import FORMATS
 
 EXIT_OK, EXIT_ABORTED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+STORAGE_VARIABLE = "LEAFSEARCH_STORAGE"  # the storage URL, when it should not show in `ps`
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
@@ -89,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pin one parameter of the space to a value, e.g. --set batch_size=16 (repeatable)")
     run.add_argument("--study", help="study name (default: the space file's name, e.g. cnn)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
-    run.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file in the study folder)")
+    run.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
+                     help=f"Optuna storage URL, e.g. postgresql://user@host/db, or set {STORAGE_VARIABLE} to keep a password "
+                          f"off the command line (default: a journal file in the study folder)")
     run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampler, the split and the trials (default: 0)")
     run.add_argument("--timeout", type=parse_duration, help="stop starting new trials after this long, e.g. 2h or 90m; run again to continue")
     run.add_argument("--no-prune", action="store_true", help="never stop a trial early (default: median pruning)")
@@ -106,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("space", nargs="?", help="space file (default: the study's space, read from the storage)")
     worker.add_argument("--study", required=True, help="the study's name")
-    worker.add_argument("--storage", help="the study's storage URL, e.g. postgresql://user@host/db (default: the journal file in --results)")
+    worker.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
+                        help=f"the study's storage URL, e.g. postgresql://user@host/db, or {STORAGE_VARIABLE} (default: the journal file in --results)")
     worker.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
     worker.add_argument("--data", type=Path, help="this machine's copy of the study's data (default: built-in synthetic leaves)")
     worker.add_argument("--trials", type=positive_int, help="target number of finished trials (default: the study's)")

@@ -7,14 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
-from leafsearch.cli import import_keras_quietly
+from leafsearch.cli import STORAGE_VARIABLE, import_keras_quietly
 from search import engines, leaderboard
 from search.display import Display, leaderboard_table
 from search.errors import UsageError
 from search.files import read_json, write_text_atomic
 from search.optuna_runner import (
+    JOURNAL_NAME,
     OptunaRunner,
     RunOptions,
     SearchAborted,
@@ -104,6 +106,12 @@ def worker(args: argparse.Namespace) -> int:
     from the storage unless a space file is given."""
     import optuna
 
+    if not args.study or "/" in args.study or args.study.startswith("."):
+        raise UsageError(f"--study {args.study!r}: a study name is a plain folder name such as cnn")
+    journal = args.results / args.study / JOURNAL_NAME
+    if args.storage is None and not journal.is_file():
+        raise UsageError(f"--study {args.study}: no study at {journal}; start it first with leafsearch run SPACE --study {args.study}, "
+                         f"or pass the study's --storage URL")
     storage = make_storage(args.results / args.study, args.storage)
     try:
         study = optuna.load_study(study_name=args.study, storage=storage)
@@ -238,35 +246,77 @@ def _run_workers(args, space: Space, spec: Study, options: RunOptions, objective
         first, extra = 1, args.workers - 1
         runner = OptunaRunner(space, spec, objective, options, display)
         display.prefix = "worker 0 | "
-    children = []
-    for index in range(first, first + extra):
+
+    def start(index: int) -> subprocess.Popen:
         env = {**os.environ, WORKER_INDEX: str(index)}
+        if args.storage is not None:
+            env[STORAGE_VARIABLE] = args.storage  # not on the command line, where `ps` would show a password
         if args.backend == "kerastuner":
             env[TUNER_ID] = f"tuner{index}"
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
-        children.append(subprocess.Popen(argv, env=env))
+        return subprocess.Popen(argv, env=env)
+
+    workers = {index: start(index) for index in range(first, first + extra)}
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = "0"  # this process's trials run on the first GPU
     try:
-        runner.run()
+        if args.backend == "kerastuner":
+            _serve_as_chief(runner, workers, start, display)
+        else:
+            runner.run()
     except BaseException:
         # On Ctrl-C the terminal interrupts every worker; give them time to leave their trials
         # resumable, then interrupt any that did not hear it (e.g. `kill -INT` of this process).
-        for child in children:
+        for child in workers.values():
             try:
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.send_signal(signal.SIGINT)
                 child.wait()
         raise
-    codes = [child.wait() for child in children]
+    codes = [child.wait() for child in workers.values()]
     _print_outcome(runner.best_trial() if args.backend == "kerastuner" else _best_of(runner.study), spec.metric, options)
     failed = [code for code in codes if code != 0]
     if failed:
-        print(f"{len(failed)} of {len(children)} other workers exited with codes {sorted(set(failed))}; "
+        print(f"{len(failed)} of {len(workers)} other workers exited with codes {sorted(set(failed))}; "
               f"their trials were continued by the others", file=sys.stderr)
     return 0
+
+
+RESTARTS = 2  # times a KerasTuner worker that failed is started again
+
+
+def _serve_as_chief(runner, workers: dict, start, display: Display) -> None:
+    """Serve KerasTuner's oracle until the target is met. The chief waits for every worker it
+    has seen, so a worker that dies (a crash, kill -9, the OOM killer) would keep it waiting for
+    ever: such a worker is started again under the same tuner id, and KerasTuner gives it back
+    its unfinished trial, which continues from its checkpoint."""
+    done, failure = threading.Event(), []
+
+    def serve() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=serve, name="kerastuner-chief", daemon=True).start()
+    restarts = dict.fromkeys(workers, 0)
+    while not done.wait(1.0):
+        for index, child in list(workers.items()):
+            code = child.poll()
+            if code in (None, 0):
+                continue
+            if restarts[index] >= RESTARTS:
+                raise SearchAborted(f"worker {index} failed {RESTARTS + 1} times (last exit code {code}); "
+                                    f"fix the cause (see its lines above) and run again to resume")
+            restarts[index] += 1
+            display.note(f"Worker {index} exited with code {code}: starting it again.")
+            workers[index] = start(index)
+    if failure:
+        raise failure[0]
 
 
 def _free_port() -> int:
@@ -278,14 +328,15 @@ def _free_port() -> int:
 
 
 def _without_workers(argv: list[str]) -> list[str]:
-    """The command line of this run, for one more worker: everything but --workers."""
+    """The command line of this run, for one more worker: everything but --workers (and
+    --storage, which travels in the environment)."""
     out, skip = [], False
     for item in argv:
         if skip:
             skip = False
-        elif item == "--workers":
+        elif item in ("--workers", "--storage"):
             skip = True
-        elif not item.startswith("--workers="):
+        elif not item.startswith(("--workers=", "--storage=")):
             out.append(item)
     return out
 

@@ -267,7 +267,9 @@ class _TrialTraining:
         done = len(reporter.history)  # epochs trained so far, across phases
         data = self.objective.data(recipe["image_size"])
         num_classes = len(data.class_names)
-        batch_size = recipe["batch_size"]
+        # A continued trial keeps the batch size it was trained with (half the sampled one after an
+        # out-of-memory retry).
+        batch_size = state.get("batch_size", recipe["batch_size"]) if state is not None else recipe["batch_size"]
         # A continued trial draws new shuffles rather than replaying the first epochs' order.
         train = leafdata.make_tf_dataset(data.images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
         val = leafdata.make_tf_dataset(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)

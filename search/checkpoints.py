@@ -109,8 +109,11 @@ def copy_checkpoints(source_trial_dir: Path, target_trial_dir: Path) -> bool:
     if not source.is_dir():
         return False
     target = Path(target_trial_dir) / "checkpoints"
+    tmp = target.with_name(f".tmp-checkpoints-{os.getpid()}")  # whole or not at all, as a save
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(".tmp-*"))
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".tmp-*"))
+    os.replace(tmp, target)
     return True
 
 

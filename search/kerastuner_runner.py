@@ -24,7 +24,6 @@ import io
 import math
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import keras
 import keras_tuner
 
 from search import engines, kerastuner_space, leaderboard
+from search.checkpoints import copy_checkpoints
 from search.display import Display
 from search.errors import TrialFailed, TrialPruned, UsageError
 from search.files import read_json, write_json_atomic
@@ -185,6 +185,7 @@ def rows_from_oracle(
                 "duration_s": info.get("duration_s"),
                 "backend": BACKEND,
                 "algorithm": info.get("algorithm", algorithm),
+                "resumed_from": info.get("resumed_from"),
                 "error": error,
                 "params": kerastuner_space.sample(space, trial.hyperparameters),
             }
@@ -211,6 +212,7 @@ def rows_from_folders(space: Space, study_dir: Path, metric: str, direction: str
                 "duration_s": info.get("duration_s"),
                 "backend": BACKEND,
                 "algorithm": info.get("algorithm", algorithm),
+                "resumed_from": info.get("resumed_from"),
                 "error": info.get("error") or "",
                 "params": read_json(folder / "params.json", {}) or {},
             }
@@ -405,10 +407,13 @@ class KerasTunerRunner:
         budget = hyperband_budget(trial.hyperparameters)
         seed = options.seed + number
         trial_dir = options.study_dir / "trials" / str(number)
+        resumed_from = budget.get("extends_trial")  # Hyperband: the trial whose checkpoint this one extends
         if (trial_dir / "run.json").exists():
-            self.display.note(f"Trial {number} was stopped before it finished: it runs again.")
+            self.display.note(f"Trial {number} was stopped before it finished: it runs again from its last checkpoint.")
+            resumed_from = number  # KerasTuner runs an interrupted trial again under its own number
         write_json_atomic(trial_dir / "params.json", params)
         info = {"trial": number, "seed": seed, "backend": BACKEND, "algorithm": options.algorithm, **budget,
+                "resumed_from": resumed_from,
                 "python": platform.python_version(), "keras_tuner": keras_tuner.__version__, **options.run_info}
         write_json_atomic(trial_dir / "run.json", info)
         reporter = KerasTunerReporter(
@@ -495,9 +500,9 @@ class KerasTunerRunner:
     def _continue_from(self, source: int, checkpoint_dir: Path) -> None:
         """Hyperband extends trial `source`: start from a copy of its checkpoints (not over this
         trial's own, when it runs again after an interruption)."""
-        src = self.options.study_dir / "trials" / str(source) / "checkpoints"
-        if src.is_dir() and not (checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir())):
-            shutil.copytree(src, checkpoint_dir, dirs_exist_ok=True)
+        if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
+            return
+        copy_checkpoints(self.options.study_dir / "trials" / str(source), checkpoint_dir.parent)
 
     def _completed_curves(self) -> list[list[float | None]]:
         folder = self.options.study_dir / "trials"

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import platform
+import re
 import socket
 import time
 import warnings
@@ -26,7 +27,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enable
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from search import engines, leaderboard
+from search import engines, leaderboard, processes
 from search.display import Display
 from search.errors import TrialFailed, TrialPruned, UsageError
 from search.checkpoints import CheckpointStore, move_checkpoints
@@ -77,14 +78,19 @@ class OptunaReporter(Reporter):
         super().__init__(trial_number=trial.number, **kwargs)
         self._trial = trial
         self._sent: set[int] = set()
+        self.taken_over = False  # another worker ended this trial in the storage (it thought us dead)
 
     def _send(self, epoch: int, value: float) -> None:
-        if epoch not in self._sent:  # a retry after out-of-memory reports its epochs again
-            self._sent.add(epoch)
+        if epoch in self._sent:  # a retry after out-of-memory reports its epochs again
+            return
+        self._sent.add(epoch)
+        try:
             self._trial.report(value, step=epoch)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self.taken_over = True
 
     def should_prune(self) -> bool:
-        return self._trial.should_prune()
+        return self.taken_over or self._trial.should_prune()
 
 
 def make_storage(study_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
@@ -111,6 +117,7 @@ def mask_url(url: str | None) -> str:
     """A storage URL without its password, safe to print and to write into files."""
     if url is None:
         return ""
+    url = re.sub(r"(?i)([?&](?:password|pwd)=)[^&]*", r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url
@@ -340,10 +347,23 @@ class OptunaRunner:
         stale: set[int] = set()
         if is_heartbeat_enabled(storage):
             stale = set(storage._get_stale_trial_ids(self.study._study_id))  # noqa: SLF001 - what fail_stale_trials uses
-        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trials = self.study.get_trials(deepcopy=False)
+        continued = {t.user_attrs.get("resumes") for t in trials}
+        for frozen in trials:
+            if frozen.state != TrialState.RUNNING:
+                continue
             attrs = frozen.user_attrs
-            died_here = attrs.get("host") == here and attrs.get("pid") is not None and not _pid_alive(attrs.get("pid"))
-            if not (died_here or frozen._trial_id in stale):  # noqa: SLF001
+            died_here = attrs.get("host") == here and (
+                attrs.get("pid") == os.getpid() or not processes.alive(attrs.get("pid"), attrs.get("pid_start"))
+            )  # this process's own RUNNING trial, seen between trials, is a previous life's (a reused pid)
+            started = frozen.datetime_start or datetime.datetime.now()
+            never_claimed = attrs.get("pid") is None and (datetime.datetime.now() - started).total_seconds() > GRACE_S
+            if not (died_here or never_claimed or frozen._trial_id in stale):  # noqa: SLF001
+                continue
+            if never_claimed:  # killed between ask and claim: it never trained, nothing to continue
+                with contextlib.suppress(RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                    storage.set_trial_user_attr(frozen._trial_id, "surplus", True)  # noqa: SLF001
+                    storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)  # noqa: SLF001
                 continue
             try:
                 storage.set_trial_user_attr(frozen._trial_id, "requeued", True)  # noqa: SLF001
@@ -351,6 +371,8 @@ class OptunaRunner:
                 # Of several workers finding the same orphan, only the one that ends it queues it again.
                 storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)  # noqa: SLF001
             except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                continue
+            if frozen.number in continued:  # already queued to continue (a Ctrl-C cut short)
                 continue
             params = attrs.get("params") or frozen.params
             self.study.enqueue_trial(params, user_attrs={"seed": attrs.get("seed"), "resumes": frozen.number})
@@ -367,8 +389,8 @@ class OptunaRunner:
             return None
         seed = trial.user_attrs.get("seed")
         seed = options.seed + trial.number if seed is None else seed
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
+        for key, value in processes.owner().items():
+            trial.set_user_attr(key, value)
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("algorithm", options.algorithm)
         params = sample(self.space, trial)
@@ -401,6 +423,10 @@ class OptunaRunner:
                 raise TrialFailed(f"the objective returned no finite {self.spec.metric!r}: {metrics}")
             state = TrialState.COMPLETE
         except TrialPruned:
+            if reporter.taken_over:
+                self.display.note(f"Trial {trial.number} was taken over by another worker (its heartbeat looked stale): "
+                                  f"left to it.")
+                return None
             state, value = TrialState.PRUNED, None
         except KeyboardInterrupt:
             self._interrupted(trial, params, reporter)
@@ -447,21 +473,3 @@ class OptunaRunner:
         rows = rows_from_study(self.study, self.spec.metric, self.options.algorithm)
         frame = leaderboard.build(rows, self.spec.metric, self.space.names)
         leaderboard.write(frame, self.options.study_dir / "leaderboard.csv")
-
-
-def _pid_alive(pid: Any) -> bool:
-    """Whether process `pid` runs on this machine (a zombie, killed but not yet reaped by its
-    parent, does not)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return True  # no /proc (not Linux): assume the signal check was right
-    return "\nState:\tZ" not in status

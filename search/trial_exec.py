@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from search import processes
 from search.errors import OutOfMemory, TrialFailed, TrialPruned, UsageError
 from search.reporter import Reporter
 
@@ -88,12 +89,8 @@ def _exit_with_parent(parent: int) -> None:
     unheard. (Its parent is the fork server, so it watches the study process's pid.)"""
     while True:
         time.sleep(0.5)
-        try:
-            os.kill(parent, 0)
-        except ProcessLookupError:
+        if not processes.alive(parent):
             os._exit(1)
-        except PermissionError:
-            pass
 
 
 def _child_main(conn: multiprocessing.connection.Connection, parent: int) -> None:

@@ -175,7 +175,8 @@ def test_the_study_opens_in_optuna_itself(tmp_path):
     "url, shown",
     [("postgresql://bob:secret@db:5432/x", "postgresql://bob:***@db:5432/x"),
      ("postgresql://bob@db/x", "postgresql://bob@db/x"),
-     ("sqlite:///a.db", "sqlite:///a.db")],
+     ("sqlite:///a.db", "sqlite:///a.db"),
+     ("postgresql://bob@db/x?password=secret&sslmode=require", "postgresql://bob@db/x?password=***&sslmode=require")],
 )
 def test_mask_url_hides_passwords(url, shown):
     assert mask_url(url) == shown
@@ -209,8 +210,8 @@ def test_a_trial_left_running_by_a_dead_process_runs_again_with_its_parameters_a
 def test_a_live_owners_trial_is_left_alone_and_counted_toward_the_target(tmp_path, monkeypatch):
     """Another worker's running trial is not taken over; the run waits for it rather than
     starting one trial too many."""
-    import os
     import socket
+    import subprocess
     import threading
     import time
 
@@ -219,9 +220,10 @@ def test_a_live_owners_trial_is_left_alone_and_counted_toward_the_target(tmp_pat
     monkeypatch.setattr(optuna_runner, "POLL_S", 0.05)
     run(tmp_path, Curve(), trials=1)
     study = optuna.load_study(study_name="s", storage=optuna_runner.make_storage(tmp_path / "s", None))
+    other_worker = subprocess.Popen(["sleep", "30"])
     theirs = study.ask()
     theirs.set_user_attr("host", socket.gethostname())
-    theirs.set_user_attr("pid", os.getpid())  # alive: this very process
+    theirs.set_user_attr("pid", other_worker.pid)
 
     def finish_later():
         time.sleep(1.0)
@@ -233,6 +235,26 @@ def test_a_live_owners_trial_is_left_alone_and_counted_toward_the_target(tmp_pat
     assert objective.calls == []  # its trial met the target: nothing more to run
     assert board(tmp_path)["state"].tolist() == ["COMPLETE", "COMPLETE"]
     assert "Waiting for 1 trial(s) running in other workers to finish." in (tmp_path / "out.txt").read_text()
+    other_worker.kill()
+
+
+def test_a_trial_of_a_previous_life_of_this_process_is_an_orphan(tmp_path):
+    """A restarted container runs as the same pid (1): a RUNNING trial recorded with this very
+    process's pid is left from before the restart."""
+    import os
+    import socket
+
+    from search import optuna_runner
+
+    run(tmp_path, Curve(), trials=1)
+    study = optuna.load_study(study_name="s", storage=optuna_runner.make_storage(tmp_path / "s", None))
+    mine = study.ask()
+    for key, value in {"host": socket.gethostname(), "pid": os.getpid(), "params": {"lr": 0.01, "width": 8}}.items():
+        mine.set_user_attr(key, value)
+    objective = Curve()
+    run(tmp_path, objective, trials=2)
+    assert objective.calls == [{"lr": 0.01, "width": 8}]
+    assert board(tmp_path)["resumed_from"].tolist()[-1] == 1
 
 
 def test_resuming_with_a_changed_space_or_data_is_refused(tmp_path):
