@@ -158,6 +158,28 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
+def _row(folder: Path, metric: str, direction: str, algorithm: str, state: str | None = None,
+         value: float | None = None, error: str = "", params: dict | None = None) -> dict[str, Any]:
+    """One leaderboard row from a trial folder (`run.json` as the runner wrote it, the summary of
+    `history.json`); the oracle, where there is one, supplies the state, score and parameters."""
+    info = read_json(folder / "run.json", {}) or {}
+    summary = summarise(read_json(folder / "history.json", []) or [], metric, direction)
+    return {
+        "trial": int(folder.name),
+        "state": state or info.get("state", "RUNNING"),
+        metric: summary.get(metric) if value is None else value,
+        "val_loss": summary.get("val_loss"),
+        "best_epoch": summary.get("best_epoch"),
+        "epochs": summary.get("epochs"),
+        "duration_s": info.get("duration_s"),
+        "backend": BACKEND,
+        "algorithm": info.get("algorithm", algorithm),
+        "resumed_from": info.get("resumed_from"),
+        "error": error or info.get("error") or "",
+        "params": (read_json(folder / "params.json", {}) or {}) if params is None else params,
+    }
+
+
 def rows_from_oracle(
     oracle: keras_tuner.Oracle, space: Space, study_dir: Path, metric: str, direction: str, algorithm: str
 ) -> list[dict[str, Any]]:
@@ -165,59 +187,23 @@ def rows_from_oracle(
     into each trial's `run.json` and the summary of its `history.json`."""
     rows = []
     for trial in oracle.trials.values():
-        number = int(trial.trial_id)
-        folder = study_dir / "trials" / str(number)
+        folder = study_dir / "trials" / str(int(trial.trial_id))
         info = read_json(folder / "run.json", {}) or {}
-        summary = summarise(read_json(folder / "history.json", []) or [], metric, direction)
         state = info.get("state") or _STATES.get(trial.status, "FAIL")
-        value = trial.score if state == "COMPLETE" and trial.score is not None else summary.get(metric)
+        value = trial.score if state == "COMPLETE" and trial.score is not None else None
         error = info.get("error") or ""
         if state == "FAIL" and not error and trial.message:  # failed outside the objective
             error = trial.message.strip().splitlines()[-1]
-        rows.append(
-            {
-                "trial": number,
-                "state": state,
-                metric: value,
-                "val_loss": summary.get("val_loss"),
-                "best_epoch": summary.get("best_epoch"),
-                "epochs": summary.get("epochs"),
-                "duration_s": info.get("duration_s"),
-                "backend": BACKEND,
-                "algorithm": info.get("algorithm", algorithm),
-                "resumed_from": info.get("resumed_from"),
-                "error": error,
-                "params": kerastuner_space.sample(space, trial.hyperparameters),
-            }
-        )
+        rows.append(_row(folder, metric, direction, algorithm, state=state, value=value, error=error,
+                         params=kerastuner_space.sample(space, trial.hyperparameters)))
     return rows
 
 
 def rows_from_folders(space: Space, study_dir: Path, metric: str, direction: str, algorithm: str) -> list[dict[str, Any]]:
     """Leaderboard rows from the trial folders alone: what a distributed worker, whose oracle is
     the chief's, knows of the study (every trial, when the workers share the results folder)."""
-    rows = []
     folders = [f for f in (study_dir / "trials").glob("*") if f.name.isdigit() and (f / "run.json").is_file()]
-    for folder in sorted(folders, key=lambda f: int(f.name)):
-        info = read_json(folder / "run.json", {}) or {}
-        summary = summarise(read_json(folder / "history.json", []) or [], metric, direction)
-        rows.append(
-            {
-                "trial": int(folder.name),
-                "state": info.get("state", "RUNNING"),
-                metric: summary.get(metric),
-                "val_loss": summary.get("val_loss"),
-                "best_epoch": summary.get("best_epoch"),
-                "epochs": summary.get("epochs"),
-                "duration_s": info.get("duration_s"),
-                "backend": BACKEND,
-                "algorithm": info.get("algorithm", algorithm),
-                "resumed_from": info.get("resumed_from"),
-                "error": info.get("error") or "",
-                "params": read_json(folder / "params.json", {}) or {},
-            }
-        )
-    return rows
+    return [_row(folder, metric, direction, algorithm) for folder in sorted(folders, key=lambda f: int(f.name))]
 
 
 class _TimeUp(Exception):
