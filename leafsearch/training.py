@@ -19,17 +19,22 @@ from typing import Any, Callable, Mapping
 
 import keras
 
+from leafsearch import costs
 from leafsearch import data as leafdata
 from leafsearch.cnn import build_cnn
 from leafsearch.losses import make_loss
 from leafsearch.ranger import Ranger
 from leafsearch.recipe import resolve
 from leafsearch.schedules import Triangular2CyclicalLearningRate, TriangularCyclicalLearningRate
+from leafsearch.tensorboard_log import HParamsLogger, hparams_logger
+from search import costs as cost_record
 from search.checkpoints import CheckpointStore
 from search.errors import OutOfMemory, TrialFailed, TrialPruned
+from search.files import write_json_atomic
 from search.reporter import Reporter, summarise
 
 WEIGHTS = "model.weights.h5"
+CLASSES = "classes.json"  # in the trial folder: the class names, in the order of the model's outputs
 
 
 @dataclasses.dataclass
@@ -225,12 +230,16 @@ class LeafObjective:
             from leafsearch import device
 
             device.set_precision(self.precision)
+        tensorboard = hparams_logger(reporter.trial_dir, reporter.trial_number, params)
         try:
-            _TrialTraining(self, resolve(params, self.pipeline), reporter).run()
+            _TrialTraining(self, resolve(params, self.pipeline), reporter, tensorboard).run()
         except Exception as exc:
             if _is_out_of_memory(exc):
                 raise OutOfMemory(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
             raise
+        finally:
+            if tensorboard is not None:
+                tensorboard.close()
         summary = summarise(reporter.history, self.metric, self.direction)
         return {k: v for k, v in summary.items() if v is not None}
 
@@ -239,10 +248,12 @@ class _TrialTraining:
     """One trial's training: phase after phase, checkpointing every epoch, continuing from the
     checkpoint it finds."""
 
-    def __init__(self, objective: LeafObjective, recipe: Mapping[str, Any], reporter: Reporter):
+    def __init__(self, objective: LeafObjective, recipe: Mapping[str, Any], reporter: Reporter,
+                 tensorboard: HParamsLogger | None = None):
         self.objective = objective
         self.recipe = recipe
         self.reporter = reporter
+        self.tensorboard = tensorboard
         self.store = CheckpointStore(reporter.checkpoint_dir)
         self.mode = "max" if objective.direction == "maximize" else "min"
 
@@ -276,6 +287,7 @@ class _TrialTraining:
         class_weight = leafdata.class_weights(data.labels[data.train_idx], num_classes) if recipe["class_weights"] else None
         steps_per_epoch = math.ceil(len(data.train_idx) / batch_size)
         model, phases = self.objective.build(recipe, num_classes, seed)
+        self.record_model(model, data)
 
         first_phase = 0
         if state is not None:
@@ -304,6 +316,9 @@ class _TrialTraining:
             last_epoch = phase.epochs if budget is None else min(phase.epochs, phase_epoch + budget - done)
             reporting = ReporterCallback(reporter, phase_start)
             others = phase_callbacks(recipe, self.objective.metric, self.mode, state if continuing else None)
+            if self.tensorboard is not None:
+                self.tensorboard.epoch_offset = phase_start
+                others.append(self.tensorboard)
 
             def save(phase_epochs_done: int, stopping: bool, index=index, phase=phase, phase_start=phase_start, others=others):
                 self.save(model, index, phase, phase_start, phase_epochs_done, stopping, others)
@@ -328,6 +343,16 @@ class _TrialTraining:
             if best is not None and best != done - 1 and self.store.load(best) is not None:
                 load_weights_only(model, self.store.path(best))  # the next phase starts from the best
             state = None
+
+    def record_model(self, model: keras.Model, data: leafdata.LeafData) -> None:
+        """What `evaluate`, `export` and `predict` need besides the weights (the class names), and
+        the model's costs for the leaderboard, measured once per trial folder (costs.py says what
+        that costs) before training, so pruned and failed trials have them too."""
+        trial_dir = self.reporter.trial_dir
+        write_json_atomic(trial_dir / CLASSES, list(data.class_names))
+        if not (trial_dir / cost_record.FILE).exists():
+            sample = data.images[sorted(data.val_idx[: costs.BATCH])]
+            cost_record.write(trial_dir, costs.measure(model, sample))
 
     def save(self, model: keras.Model, index: int, phase: Phase, phase_start: int, phase_epochs_done: int,
              stopping: bool, callbacks: list[keras.callbacks.Callback]) -> None:

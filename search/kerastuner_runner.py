@@ -32,7 +32,7 @@ from typing import Any, Mapping
 import keras
 import keras_tuner
 
-from search import engines, kerastuner_space, leaderboard
+from search import costs, engines, kerastuner_space, leaderboard
 from search.checkpoints import copy_checkpoints
 from search.display import Display
 from search.errors import TrialFailed, TrialPruned, UsageError
@@ -177,6 +177,7 @@ def _row(folder: Path, metric: str, direction: str, algorithm: str, state: str |
         "resumed_from": info.get("resumed_from"),
         "error": error or info.get("error") or "",
         "params": (read_json(folder / "params.json", {}) or {}) if params is None else params,
+        "costs": costs.read(folder),
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from search import costs
 from search.files import write_text_atomic
 
 PARAM_PREFIX = "param_"
@@ -17,9 +18,11 @@ FORMATS = ("table", "csv", "markdown", "json")
 
 
 def base_columns(metric: str) -> list[str]:
-    """The fixed columns, in order; `param_<name>` columns follow."""
+    """The fixed columns, in order; `param_<name>` columns follow. The cost columns (`params`,
+    `flops`, `infer_ms`, see search/costs.py) come from a row's `costs` mapping."""
     metric_cols = [metric] if metric == "val_loss" else [metric, "val_loss"]
-    return ["trial", "state", *metric_cols, "best_epoch", "epochs", "duration_s", "backend", "algorithm", "resumed_from", "error"]
+    return ["trial", "state", *metric_cols, "best_epoch", "epochs", "duration_s", *costs.COLUMNS, "backend", "algorithm",
+            "resumed_from", "error"]
 
 
 def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[str]) -> pd.DataFrame:
@@ -27,7 +30,8 @@ def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[
     param_cols = [PARAM_PREFIX + name for name in param_names]
     records = []
     for row in rows:
-        record = {key: value for key, value in row.items() if key != "params"}
+        record = {key: value for key, value in row.items() if key not in ("params", "costs")}
+        record.update(costs.clean(row.get("costs")))
         for name, value in (row.get("params") or {}).items():
             record[PARAM_PREFIX + name] = value
             if PARAM_PREFIX + name not in param_cols:
@@ -35,7 +39,7 @@ def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[
         records.append(record)
     columns = base_columns(metric) + param_cols
     frame = pd.DataFrame.from_records(records, columns=columns)
-    for column in ("trial", "best_epoch", "epochs", "resumed_from"):  # stay integers even when some rows are blank
+    for column in ("trial", "best_epoch", "epochs", "resumed_from", "params", "flops"):  # stay integers even when some rows are blank
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     return frame.sort_values("trial", kind="stable").reset_index(drop=True)
 

@@ -27,7 +27,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enable
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from search import engines, leaderboard, processes
+from search import costs, engines, leaderboard, processes
 from search.display import Display
 from search.errors import TrialFailed, TrialPruned, UsageError
 from search.checkpoints import CheckpointStore, move_checkpoints
@@ -249,6 +249,7 @@ def rows_from_study(study: optuna.Study, metric: str, algorithm: str) -> list[di
                 "resumed_from": attrs.get("resumes"),
                 "error": attrs.get("error", ""),
                 "params": attrs.get("params", trial.params),
+                "costs": attrs.get("costs"),
             }
         )
     return rows
@@ -443,6 +444,9 @@ class OptunaRunner:
     def _record(self, trial: optuna.Trial, reporter: Reporter, state: TrialState, value: float | None, error: str) -> None:
         summary = summarise(reporter.history, self.spec.metric, self.spec.direction)
         trial.set_user_attr("summary", summary)
+        measured = costs.read(reporter.trial_dir)  # in the storage too, for a report from the storage alone
+        if measured:
+            trial.set_user_attr("costs", measured)
         if error:
             trial.set_user_attr("error", error)
         self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)

@@ -52,8 +52,9 @@ def board(tmp_path) -> pd.DataFrame:
 def test_runs_the_target_and_writes_the_leaderboard_schema(tmp_path):
     run(tmp_path, Curve(), trials=3)
     frame = board(tmp_path)
-    assert list(frame.columns[:12]) == ["trial", "state", "val_accuracy", "val_loss", "best_epoch", "epochs",
-                                        "duration_s", "backend", "algorithm", "resumed_from", "error", "param_lr"]
+    assert list(frame.columns[:15]) == ["trial", "state", "val_accuracy", "val_loss", "best_epoch", "epochs",
+                                        "duration_s", "params", "flops", "infer_ms", "backend", "algorithm",
+                                        "resumed_from", "error", "param_lr"]
     assert {"param_width", "param_depth"} <= set(frame.columns)
     assert frame["trial"].tolist() == [0, 1, 2]
     assert (frame["state"] == "COMPLETE").all() and (frame["backend"] == "optuna").all()

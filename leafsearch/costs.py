@@ -1,0 +1,73 @@
+"""What a trial's model costs: its parameter count, FLOPs per image and inference time per image.
+
+The seed chose its model by accuracy *and* efficiency, so every trial records these next to its
+score (`search.costs` carries them to the leaderboard).
+
+Measuring cost: one trace of the inference graph for the FLOP count (TensorFlow backend only) and
+`1 + REPEATS` predict calls on a batch of `BATCH` images; on the tests' 32 px CNN that is about
+0.7 s on one CPU core, on a GPU a few milliseconds per call after the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from typing import Any
+
+import keras
+import numpy as np
+
+BATCH = 8  # images per timed predict call
+REPEATS = 3  # timed calls after one warm-up call (which builds the predict function)
+
+
+def parameter_count(model: keras.Model) -> int:
+    """Every weight of the model, trainable or not (a frozen backbone still has to be stored and run)."""
+    return int(model.count_params())
+
+
+def flops_per_image(model: keras.Model) -> int | None:
+    """Floating-point operations of one image's forward pass, as TensorFlow's profiler counts them
+    (a multiply-add is 2), on the inference graph at batch 1. None under another Keras backend, or
+    when the profiler finds no counted operation."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    shape = [1, *model.input_shape[1:]]
+    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec(shape, model.inputs[0].dtype)).graph
+    options = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+               .with_empty_output().build())
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the profiler is a TF1 API: silence its deprecation notice
+    try:
+        profile = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options)
+    finally:
+        logger.setLevel(level)
+    return int(profile.total_float_ops) or None
+
+
+def inference_ms(model: keras.Model, images: np.ndarray) -> float:
+    """Milliseconds per image of `predict_on_batch` on up to BATCH of `images`, on the device the
+    model runs on: the median of REPEATS calls after a warm-up call."""
+    batch = np.asarray(images[:BATCH])
+    if len(batch) == 0:
+        raise ValueError("inference_ms needs at least one image")
+    model.predict_on_batch(batch)  # builds (traces / compiles) the predict function
+    times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        model.predict_on_batch(batch)  # returns NumPy: the device has finished
+        times.append(time.perf_counter() - started)
+    return round(1000.0 * statistics.median(times) / len(batch), 4)
+
+
+def measure(model: keras.Model, images: np.ndarray) -> dict[str, Any]:
+    """The cost record of one model (see search/costs.py for its columns)."""
+    costs: dict[str, Any] = {"params": parameter_count(model), "infer_ms": inference_ms(model, images)}
+    flops = flops_per_image(model)
+    if flops is not None:
+        costs["flops"] = flops
+    return costs
