@@ -130,6 +130,28 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", default="table", choices=list(FORMATS), help="output format (default: table)")
     report.add_argument("--output", type=Path, help="write to this file instead of the terminal")
 
+    evaluate = commands.add_parser(
+        "evaluate", help="score a trial's best checkpoint on a test folder (accuracy, per class, confusion matrix)",
+        description="Mean accuracy, per-class accuracy and a confusion-matrix PNG of a trial's best checkpoint on a test "
+                    "folder with the study's class sub-folders; stored in results/<study>/evaluations/.")
+    evaluate.add_argument("--study", required=True, help="the study's name")
+    evaluate.add_argument("--trial", type=non_negative_int, help="trial number (default: the best complete trial)")
+    evaluate.add_argument("--data", type=Path, required=True, help="test image folder, one sub-folder per class")
+    evaluate.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+
+    export = commands.add_parser("export", help="save a trial's model (best checkpoint) as a .keras file",
+                                 description="Save a trial's model with its best weights as a .keras file for inference, "
+                                             "its class names in a .labels.json file beside it.")
+    export.add_argument("--study", required=True, help="the study's name")
+    export.add_argument("--trial", type=non_negative_int, help="trial number (default: the best complete trial)")
+    export.add_argument("--output", type=Path, required=True, help="model file to write, e.g. model.keras")
+    export.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+
+    predict = commands.add_parser("predict", help="class and probability of images with an exported model")
+    predict.add_argument("model", type=Path, help="a .keras file written by leafsearch export")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE|DIR", help="image files, or folders searched for images")
+    predict.add_argument("--output", type=Path, help="write the predictions as CSV (path, class, probability) to this file")
+
     demo = commands.add_parser("demo-data", help="write the synthetic leaf dataset as an image folder")
     demo.add_argument("dir", type=Path, help="output folder (one sub-folder per species)")
     demo.add_argument("--images", type=positive_int, default=560, help="total number of images (default: 560)")
@@ -163,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     from leafsearch import commands  # heavy imports only after the arguments are known to be valid
 
-    handler = {"run": commands.run, "worker": commands.worker, "report": commands.report, "demo-data": commands.demo_data}[args.command]
+    from leafsearch import model_commands
+
+    handler = {"run": commands.run, "worker": commands.worker, "report": commands.report, "demo-data": commands.demo_data,
+               "evaluate": model_commands.evaluate, "export": model_commands.export, "predict": model_commands.predict}[args.command]
     try:
         return handler(args)
     except UsageError as exc:

@@ -1,0 +1,81 @@
+"""A trial's model scored on a test folder: the seed's metric (the fraction of test images
+classified correctly), accuracy per class and a confusion-matrix PNG, stored with the study.
+
+`results/<study>/evaluations/<trial>.json` holds {trial, data, images, accuracy, per_class,
+confusion_png, evaluated_at}; `<trial>-confusion.png` is next to it (`report` shows both).
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from search.files import write_json_atomic
+
+FOLDER = "evaluations"
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """`matrix[true, predicted]` counts."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    return matrix
+
+
+def scores(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy over all images and per class (recall; a class with no test image is left out)."""
+    totals = matrix.sum(axis=1)
+    per_class = {name: float(matrix[i, i] / totals[i]) for i, name in enumerate(class_names) if totals[i]}
+    return {"images": int(totals.sum()), "accuracy": float(np.trace(matrix) / max(1, totals.sum())), "per_class": per_class}
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> None:
+    """The confusion matrix as a PNG, each row normalised to the class's images, counts written in."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    from matplotlib import pyplot as plt
+
+    rows = matrix / np.maximum(1, matrix.sum(axis=1, keepdims=True))
+    side = max(5.0, 0.45 * len(class_names) + 2.5)
+    figure, axes = plt.subplots(figsize=(side + 1.0, side))
+    try:
+        image = axes.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
+        figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
+        ticks = np.arange(len(class_names))
+        axes.set_xticks(ticks, labels=class_names, rotation=60, ha="right", fontsize=8)
+        axes.set_yticks(ticks, labels=class_names, fontsize=8)
+        axes.set_xlabel("predicted class")
+        axes.set_ylabel("true class")
+        axes.set_title(title)
+        for (true, guess), count in np.ndenumerate(matrix):
+            if count:
+                axes.text(guess, true, str(count), ha="center", va="center", fontsize=7,
+                          color="white" if rows[true, guess] > 0.5 else "black")
+        figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=120)
+    finally:
+        plt.close(figure)
+
+
+def store(study_dir: Path, trial: int, data: Path, matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Write the evaluation's JSON and PNG into the study folder; returns the JSON's content."""
+    folder = study_dir / FOLDER
+    png = folder / f"{trial}-confusion.png"
+    result = scores(matrix, class_names)
+    plot_confusion(matrix, class_names, png, f"{study_dir.name} trial {trial}: accuracy {result['accuracy']:.3f} on {result['images']} images")
+    record = {
+        "trial": int(trial),
+        "data": str(data),
+        "images": result["images"],
+        "accuracy": result["accuracy"],
+        "per_class": result["per_class"],
+        "confusion_png": png.relative_to(study_dir).as_posix(),
+        "evaluated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(folder / f"{trial}.json", record)
+    return record

@@ -1,0 +1,66 @@
+"""An exported model: a full `.keras` file for inference, and its class names beside it.
+
+`model.keras` is the trial's model with its best weights and no optimizer (an inference model
+needs none); it opens with `keras.saving.load_model` once `leafsearch.augment` is imported, which
+registers the one custom layer a model may hold (`RandomCropResize`, identity at inference).
+`model.labels.json` names the outputs: {"class_names": [...], "image_size", "study", "trial"}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zipfile
+from pathlib import Path
+
+import keras
+
+from leafsearch import augment  # noqa: F401 - registers RandomCropResize for load_model
+from leafsearch.trial_model import TrialModel
+from search.errors import UsageError
+from search.files import write_json_atomic
+
+SUFFIX = ".keras"
+
+
+def labels_path(model_path: Path) -> Path:
+    """`model.labels.json` beside `model.keras`."""
+    return Path(model_path).with_suffix(".labels.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Exported:
+    model: keras.Model
+    class_names: tuple[str, ...]
+    image_size: int
+
+
+def export(trained: TrialModel, path: Path) -> Path:
+    """Save the trial's model and its class names; returns the labels file's path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trained.model.save(path)  # never compiled here: no optimizer state goes in
+    labels = labels_path(path)
+    write_json_atomic(labels, {"class_names": list(trained.class_names), "image_size": trained.image_size,
+                               "study": trained.study, "trial": trained.trial})
+    return labels
+
+
+def load(path: Path) -> Exported:
+    """A model written by `export`, with its class names."""
+    path = Path(path)
+    labels = labels_path(path)
+    if not path.is_file() or path.suffix != SUFFIX:
+        raise UsageError(f"{path}: no such {SUFFIX} model file; write one with leafsearch export --study S --output {path.name}")
+    if not labels.is_file():
+        raise UsageError(f"{path}: its class names file {labels} is missing; export the model again with leafsearch export")
+    try:
+        meta = json.loads(labels.read_text(encoding="utf-8"))
+        model = keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"{path}: cannot load the model ({first[:200]}); export it again with leafsearch export") from None
+    names = tuple(meta["class_names"])
+    if model.output_shape[-1] != len(names):
+        raise UsageError(f"{labels}: names {len(names)} classes, the model has {model.output_shape[-1]} outputs; export the model again")
+    return Exported(model, names, int(model.input_shape[1]))

@@ -1,0 +1,126 @@
+"""What a finished study gives back: cost columns, TensorBoard HParams, and evaluate / export /
+predict on its best trial. One real tiny study (one subprocess run) serves every test; the other
+commands run in this process through the CLI's `main` (Keras is loaded once)."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leafsearch.cli import main
+from tests.leafsearch.test_cli import CNN_SPACE, TINY, leafsearch, tiny_data  # noqa: F401 - tiny_data is a fixture
+
+EVALUATION_KEYS = {"trial", "data", "images", "accuracy", "per_class", "confusion_png", "evaluated_at"}
+
+
+@pytest.fixture(scope="module")
+def results(tiny_data, tmp_path_factory) -> Path:  # noqa: F811 - the imported fixture
+    """A one-trial study `cnn` in <tmp>/results."""
+    cwd = tmp_path_factory.mktemp("study")
+    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "1", *TINY, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return cwd / "results"
+
+
+@pytest.fixture(scope="module")
+def test_folder(tmp_path_factory) -> Path:
+    """Test images of another draw, at 48 px: predict and evaluate resize them to the trial's 32."""
+    folder = tmp_path_factory.mktemp("test") / "leaves"
+    assert main(["demo-data", str(folder), "--images", "84", "--image-size", "48", "--seed", "3"]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(results, test_folder, tmp_path_factory) -> dict:
+    """The study's best trial exported, and its predictions on the test folder as CSV rows."""
+    out = tmp_path_factory.mktemp("export")
+    model = out / "model.keras"
+    assert main(["export", "--study", "cnn", "--results", str(results), "--output", str(model)]) == 0
+    csv_path = out / "predictions.csv"
+    assert main(["predict", str(model), str(test_folder), "--output", str(csv_path)]) == 0
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {"model": model, "rows": rows}
+
+
+def test_leaderboard_records_the_trial_costs(results):
+    board = pd.read_csv(results / "cnn" / "leaderboard.csv")
+    row = board.iloc[0]
+    import keras
+
+    assert row["params"] > 100_000 and float(row["params"]).is_integer()
+    assert 0 < row["infer_ms"] < 1000
+    if keras.backend.backend() == "tensorflow":
+        assert row["flops"] > 2 * row["params"]  # convolutions use each weight at every pixel, a dense layer once
+
+
+def test_tensorboard_has_the_hparams_session_and_epoch_scalars(results):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(results / "cnn" / "tb" / "0"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    assert {"val_accuracy", "val_loss", "accuracy", "loss"} <= set(events.Tags()["tensors"])
+
+
+def test_evaluate_stores_accuracy_that_predict_reproduces(results, test_folder, exported, capsys):
+    assert main(["evaluate", "--study", "cnn", "--results", str(results), "--data", str(test_folder)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    record = json.loads((results / "cnn" / "evaluations" / "0.json").read_text())
+    assert set(record) == EVALUATION_KEYS and record["trial"] == 0 and record["images"] == 84
+    png = results / "cnn" / record["confusion_png"]
+    assert record["confusion_png"] == "evaluations/0-confusion.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # By hand, from predict's CSV: the true class is the image's folder.
+    truth = [Path(row["path"]).parent.name for row in exported["rows"]]
+    hits = [row["class"] == true for row, true in zip(exported["rows"], truth)]
+    assert record["accuracy"] == pytest.approx(sum(hits) / len(hits))
+    for name, value in record["per_class"].items():
+        mine = [hit for hit, true in zip(hits, truth) if true == name]
+        assert value == pytest.approx(sum(mine) / len(mine))
+
+
+def test_exported_model_predicts_the_classes_of_the_trial_model(results, test_folder, exported):
+    from leafsearch import inference, trial_model
+
+    trained = trial_model.load(results, "cnn")
+    paths = [Path(row["path"]) for row in exported["rows"]]
+    expected = inference.probabilities(trained.model, paths, trained.image_size).argmax(axis=1)
+    assert [row["class"] for row in exported["rows"]] == [trained.class_names[i] for i in expected]
+    assert all(0 < float(row["probability"]) <= 1 for row in exported["rows"])
+    labels = json.loads(exported["model"].with_suffix(".labels.json").read_text())
+    assert labels["class_names"] == list(trained.class_names) and labels["trial"] == 0 and labels["image_size"] == 32
+    import keras
+
+    plain = keras.saving.load_model(exported["model"], compile=False)  # Keras alone opens it
+    batch = inference.decode(paths[:4], 32)
+    np.testing.assert_allclose(plain.predict(batch, verbose=0), trained.model.predict(batch, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make_args, fragment",
+    [
+        (lambda r, m, t: ["predict", str(m), str(t / "missing.jpg")], "no such file or folder"),
+        (lambda r, m, t: ["predict", str(m), str(r / "cnn" / "study.json")], "not an image file"),
+        (lambda r, m, t: ["evaluate", "--study", "nope", "--results", str(r), "--data", str(t)], "no study at"),
+        (lambda r, m, t: ["evaluate", "--study", "cnn", "--trial", "7", "--results", str(r), "--data", str(t)], "has no trial 7"),
+        (lambda r, m, t: ["export", "--study", "cnn", "--results", str(r), "--output", str(t / "model.h5")], "ends in .keras"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(results, test_folder, exported, capsys, make_args, fragment):
+    assert main(make_args(results, exported["model"], test_folder)) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_evaluate_refuses_a_test_folder_of_other_classes(results, test_folder, tmp_path, capsys):
+    other = tmp_path / "other"
+    for name in ("Apple", "Kiwi"):
+        (other / name).mkdir(parents=True)
+        for image in sorted((test_folder / "Apple").iterdir())[:2]:
+            (other / name / image.name).write_bytes(image.read_bytes())
+    assert main(["evaluate", "--study", "cnn", "--results", str(results), "--data", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "class folders differ" in err and "unknown: Kiwi" in err and err.count("\n") == 1
