@@ -126,9 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--study", help="study name (default: the most recently updated study in --results)")
     report.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
     report.add_argument("--storage", help="read the trials from this Optuna storage URL instead of the leaderboard file")
-    report.add_argument("--top", type=positive_int, help="show only the K best trials")
-    report.add_argument("--format", default="table", choices=list(FORMATS), help="output format (default: table)")
+    report.add_argument("--top", type=positive_int, help="show only the K first trials (the K best by default)")
+    report.add_argument("--sort", metavar="COL[:asc|desc]",
+                        help="order by this column, e.g. duration_s or learning_rate:desc (default: best first; the metric "
+                             "follows the study's direction, accuracies go high first, other columns low first)")
+    report.add_argument("--state", default="all", choices=["complete", "pruned", "fail", "running", "all"],
+                        help="show only trials in this state (default: all)")
+    report.add_argument("--format", default="table", choices=list(FORMATS),
+                        help="output format (default: table); csv and json are the rows alone, the others start with the study's header")
     report.add_argument("--output", type=Path, help="write to this file instead of the terminal")
+    report.add_argument("--plots", action="store_true",
+                        help="also write PNG plots into results/<study>/plots/ (history, importance, parallel coordinates, "
+                             "slices, learning curves); --format html embeds them")
+
+    studies = commands.add_parser("studies", help="list every study with its trial counts, best value and last activity")
+    where = studies.add_mutually_exclusive_group()
+    where.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+    where.add_argument("--storage", help="list the studies of this Optuna storage URL instead")
 
     evaluate = commands.add_parser(
         "evaluate", help="score a trial's best checkpoint on a test folder (accuracy, per class, confusion matrix)",
@@ -187,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from leafsearch import model_commands
 
-    handler = {"run": commands.run, "worker": commands.worker, "report": commands.report, "demo-data": commands.demo_data,
+    handler = {"run": commands.run, "worker": commands.worker, "report": commands.report, "studies": commands.studies,
+               "demo-data": commands.demo_data,
                "evaluate": model_commands.evaluate, "export": model_commands.export, "predict": model_commands.predict}[args.command]
     try:
         return handler(args)

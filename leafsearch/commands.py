@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import signal
 import subprocess
@@ -37,7 +38,7 @@ RESUME_HINTS = {
 SYNTHETIC_IMAGES = 560
 SYNTHETIC_SIZE = 256
 
-__all__ = ["RESUME_HINTS", "SearchAborted", "demo_data", "report", "run", "worker"]
+__all__ = ["RESUME_HINTS", "SearchAborted", "demo_data", "report", "run", "studies", "worker"]
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -374,6 +375,9 @@ def _print_outcome(best: dict | None, metric: str, options: RunOptions) -> None:
 
 
 # -- report ------------------------------------------------------------------------------------
+KERASTUNER_IDENTITY = "leafsearch.json"  # search.kerastuner_runner.IDENTITY_NAME (importing it would load Keras)
+
+
 def latest_study(results: Path) -> str:
     boards = sorted(results.glob("*/leaderboard.csv"), key=lambda p: p.stat().st_mtime) if results.is_dir() else []
     if not boards:
@@ -383,6 +387,14 @@ def latest_study(results: Path) -> str:
 
 def load_leaderboard(args: argparse.Namespace):
     """(frame, metric, direction, study name) from the leaderboard file or an Optuna storage."""
+    frame, meta = load_study_rows(args)
+    return frame, meta["metric"], meta["direction"], meta["study"]
+
+
+def load_study_rows(args: argparse.Namespace):
+    """(frame, meta): the leaderboard (from its file, or rebuilt from an Optuna storage URL) and
+    what the report's header says about the study: study, metric, direction, backend,
+    algorithm, storage (password masked) and, when the storage was read, its space."""
     if args.storage:
         import optuna
 
@@ -393,40 +405,185 @@ def load_leaderboard(args: argparse.Namespace):
             raise UsageError(f"--study: pass one of the storage's studies: {', '.join(names) or '(none)'}")
         study = optuna.load_study(study_name=name, storage=storage)
         metric = study.user_attrs.get("metric", "value")
-        space_names = list(study.user_attrs.get("space", {}))
-        frame = leaderboard.build(rows_from_study(study, metric, "tpe"), metric, space_names)
-        return frame, metric, study.direction.name.lower(), name
+        algorithm = study.user_attrs.get("settings", {}).get("algorithm", "tpe")
+        space = study.user_attrs.get("space", {})
+        frame = leaderboard.build(rows_from_study(study, metric, algorithm), metric, list(space))
+        return frame, {"study": name, "metric": metric, "direction": study.direction.name.lower(), "backend": "optuna",
+                       "algorithm": algorithm, "storage": mask_url(args.storage), "space": space or None}
     name = args.study or latest_study(args.results)
     study_dir = args.results / name
     board = study_dir / "leaderboard.csv"
     if not board.is_file():
         raise UsageError(f"--study {name}: no leaderboard at {board}; run the study first (leafsearch run SPACE --study {name})")
-    meta = read_json(study_dir / "study.json", {})
-    return leaderboard.read(board), meta.get("metric", "val_accuracy"), meta.get("direction", "maximize"), name
+    meta = read_json(study_dir / "study.json", {}) or {}
+    frame = leaderboard.read(board)
+    stored = meta.get("storage") or JOURNAL_NAME
+    first = frame.iloc[0] if len(frame) else {}
+    return frame, {"study": name, "metric": meta.get("metric", "val_accuracy"), "direction": meta.get("direction", "maximize"),
+                   "backend": meta.get("backend") or first.get("backend"), "algorithm": meta.get("algorithm") or first.get("algorithm"),
+                   "storage": stored if "://" in stored else str(study_dir / stored), "space": None}
+
+
+def study_space(study_dir: Path, meta: dict) -> Space | None:
+    """The study's space, for plots that need the parameters' ranges: from the storage that
+    recorded it (Optuna's study, KerasTuner's project); None when it cannot be read here."""
+    data = meta.get("space")
+    storage = Path(meta.get("storage") or "")
+    if data is None and (storage / KERASTUNER_IDENTITY).is_file():
+        data = read_json(storage / KERASTUNER_IDENTITY, {}).get("space")
+    elif data is None and storage.name == JOURNAL_NAME and storage.is_file():
+        import optuna
+
+        try:
+            data = optuna.load_study(study_name=meta["study"], storage=make_storage(study_dir, None)).user_attrs.get("space")
+        except KeyError:  # the journal holds no study of that name
+            data = None
+    return Space.from_dict(data) if data else None
+
+
+def write_report_plots(frame, meta: dict, study_dir: Path) -> "plots.Plots":
+    from search import optuna_space, plots
+
+    space = study_space(study_dir, meta)
+    histories = {}
+    for number in frame["trial"].dropna():
+        history = read_json(study_dir / "trials" / str(int(number)) / "history.json")
+        if history:
+            histories[int(number)] = history
+    distributions = optuna_space.distributions(space) if space is not None else None
+    try:
+        return plots.write_plots(frame, meta["metric"], meta["direction"], distributions, histories, study_dir / "plots")
+    except OSError as exc:
+        raise UsageError(f"--plots: cannot write to {study_dir / 'plots'} ({exc.strerror})") from None
 
 
 def report(args: argparse.Namespace) -> int:
-    frame, metric, direction, name = load_leaderboard(args)
-    frame = leaderboard.sort_best_first(frame, metric, direction)
-    counts = frame["state"].value_counts().to_dict() if not frame.empty else {}
-    states = ", ".join(f"{n} {s.lower()}" for s, n in counts.items()) or "no trials"
-    if args.top:
-        frame = frame.head(args.top)
-    if args.format == "table" and args.output is None:
-        from rich.console import Console
+    from search import report as study_report
 
-        Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(leaderboard_table(frame, title=f"Study {name}: {states} ({metric}, {direction})"))
-        return 0
-    text = leaderboard.render(frame, args.format)
-    if args.output is None:
-        sys.stdout.write(text)
+    frame, meta = load_study_rows(args)
+    metric, direction, name = meta["metric"], meta["direction"], meta["study"]
+    study_dir = args.results / name
+    shown = study_report.filter_state(frame, args.state)
+    if args.sort:
+        shown = study_report.sort_by(shown, args.sort, metric, direction)
+        order = f"sorted by {args.sort}"
     else:
-        try:
-            write_text_atomic(args.output, text)
-        except OSError as exc:
-            raise UsageError(f"--output: cannot write {args.output} ({exc.strerror})") from None
-        print(f"Wrote {len(frame)} rows to {args.output}")
+        shown = leaderboard.sort_best_first(shown, metric, direction)
+        order = "best first"
+    if args.top:
+        shown = shown.head(args.top)
+    header = study_report.header(frame, meta)
+    evaluations = study_report.load_evaluations(study_dir / "evaluations")
+    drawn = write_report_plots(frame, meta, study_dir) if args.plots else None
+    to_terminal = args.format == "table" and args.output is None
+    if to_terminal:
+        _print_report(f"Study {name}", header, shown, evaluations, f"{len(shown)} of {len(frame)} trials, {order}")
+    else:
+        if args.format == "html":
+            from search import report_html
+
+            images = (drawn.written if drawn else []) + _confusion_images(evaluations, study_dir)
+            sections = [("Leaderboard", shown), ("Test-set evaluations", evaluations[study_report.EVALUATION_COLUMNS])]
+            text = report_html.document(f"Study {name}", header, sections, images)
+        else:
+            text = study_report.compose(args.format, f"Study {name}", shown, header, evaluations)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            try:
+                write_text_atomic(args.output, text)
+            except OSError as exc:
+                raise UsageError(f"--output: cannot write {args.output} ({exc.strerror})") from None
+            print(f"Wrote {len(shown)} rows to {args.output}")
+    if drawn is not None:  # beside the report on the terminal, out of the way of data sent to stdout
+        notes = sys.stdout if to_terminal or args.output is not None else sys.stderr
+        for path in drawn.written:
+            print(f"Plot: {path}", file=notes)
+        for why in drawn.skipped:
+            print(f"Plot skipped: {why}", file=notes)
     return 0
+
+
+def _print_report(title: str, header, shown, evaluations, caption: str) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    console.print(Text(title, style="bold"))
+    for label, text in header:
+        console.print(Text.assemble((f"{label}: ", "bold"), text))
+    console.print(leaderboard_table(shown, title=caption))
+    if len(evaluations):
+        from search.report import EVALUATION_COLUMNS
+
+        console.print(leaderboard_table(evaluations[EVALUATION_COLUMNS], title="Test-set evaluations"))
+
+
+def _confusion_images(evaluations, study_dir: Path) -> list[Path]:
+    """The evaluations' confusion-matrix PNGs that exist (paths relative to the study folder or
+    to its evaluations folder)."""
+    found = []
+    for relative in evaluations["confusion_png"].dropna():
+        for base in (study_dir, study_dir / "evaluations"):
+            if (base / str(relative)).is_file():
+                found.append(base / str(relative))
+                break
+    return found
+
+
+# -- studies -----------------------------------------------------------------------------------
+def studies(args: argparse.Namespace) -> int:
+    """Every study of a results folder (or of an Optuna storage URL), one row each, the most
+    recently active first."""
+    rows = _studies_in_storage(args) if args.storage else _studies_in_folder(args.results)
+    if not rows:
+        where = mask_url(args.storage) if args.storage else f"{args.results}/"
+        print(f"No studies in {where}; start one with `leafsearch run spaces/cnn.py`" + ("" if args.storage else " or pass --results DIR"))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} {'study' if len(rows) == 1 else 'studies'} in {mask_url(args.storage) if args.storage else args.results}")
+    columns = list(rows[0])
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for row in sorted(rows, key=lambda r: r["last activity"], reverse=True):
+        table.add_row(*(str(row[column]) for column in columns))
+    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+    return 0
+
+
+def _studies_in_folder(results: Path) -> list[dict]:
+    from search import report as study_report
+
+    rows = []
+    for study_dir in sorted(results.iterdir()) if results.is_dir() else []:
+        board = study_dir / "leaderboard.csv"
+        if study_dir.name.startswith(".") or not (board.is_file() or (study_dir / "study.json").is_file()):
+            continue
+        meta = read_json(study_dir / "study.json", {}) or {}
+        frame = leaderboard.read(board) if board.is_file() else leaderboard.build([], meta.get("metric", "val_accuracy"), [])
+        last = max(p.stat().st_mtime for p in (board, study_dir / "study.json") if p.is_file())
+        rows.append(study_report.study_summary(study_dir.name, frame, meta, datetime.datetime.fromtimestamp(last)))
+    return rows
+
+
+def _studies_in_storage(args: argparse.Namespace) -> list[dict]:
+    import optuna
+
+    from search import report as study_report
+
+    storage = make_storage(args.results, args.storage)
+    rows = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        meta = {"metric": study.user_attrs.get("metric", "value"), "direction": study.direction.name.lower(), "backend": "optuna",
+                "algorithm": study.user_attrs.get("settings", {}).get("algorithm", "tpe")}
+        frame = leaderboard.build(rows_from_study(study, meta["metric"], meta["algorithm"]), meta["metric"], [])
+        times = [t.datetime_complete or t.datetime_start for t in study.get_trials(deepcopy=False)]
+        last = max((t for t in times if t is not None), default=summary.datetime_start)
+        rows.append(study_report.study_summary(summary.study_name, frame, meta, last))
+    return rows
 
 
 # -- demo-data ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import math
@@ -14,7 +15,7 @@ from search import costs
 from search.files import write_text_atomic
 
 PARAM_PREFIX = "param_"
-FORMATS = ("table", "csv", "markdown", "json")
+FORMATS = ("table", "csv", "markdown", "json", "html")
 
 
 def base_columns(metric: str) -> list[str]:
@@ -67,7 +68,8 @@ def read(path: Path) -> pd.DataFrame:
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:
-    """The leaderboard as text in one of FORMATS ("table" is plain fixed-width text)."""
+    """The leaderboard as text in one of FORMATS ("table" is plain fixed-width text, "html" a
+    self-contained page; `leafsearch report` adds the study's header to both)."""
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "json":
@@ -78,6 +80,10 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
         buffer = io.StringIO()
         buffer.write(frame.to_string(index=False, na_rep="", float_format=_short_float))
         return buffer.getvalue() + "\n"
+    if fmt == "html":
+        from search import report_html
+
+        return report_html.document("Leaderboard", [], [("Leaderboard", frame)])
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -97,10 +103,10 @@ def _short_float(value: float) -> str:
 
 
 def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
     text = _short_float(value) if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")  # a value is never markup
 
 
 def _markdown(frame: pd.DataFrame) -> str:

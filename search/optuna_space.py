@@ -21,6 +21,22 @@ def suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
     raise TypeError(f"no Optuna mapping for {type(param).__name__} (parameter `{name}`)")
 
 
+def distributions(space: Space) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The searched parameters as Optuna distributions (fixed ones are not searched), to rebuild
+    trials Optuna did not run itself (a KerasTuner study's leaderboard, for Optuna's plots)."""
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name, param in space.items():
+        if isinstance(param, Float):
+            out[name] = optuna.distributions.FloatDistribution(param.low, param.high, log=param.log, step=param.step)
+        elif isinstance(param, Int):
+            out[name] = optuna.distributions.IntDistribution(param.low, param.high, log=param.log, step=param.step)
+        elif isinstance(param, Choice):
+            out[name] = optuna.distributions.CategoricalDistribution(list(param.values))
+        elif isinstance(param, Bool):
+            out[name] = optuna.distributions.CategoricalDistribution([False, True])
+    return out
+
+
 def sample(space: Space, trial: optuna.Trial) -> dict[str, Any]:
     """The trial's parameter values: suggested where searched, fixed values as given."""
     return space.sample(lambda name, param: suggest(trial, name, param))

@@ -61,8 +61,17 @@ def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
     values = [row["val_accuracy"] for row in rows]
     assert len(rows) == 3 and values == sorted(values, reverse=True)
 
-    table = leafsearch("report", "--study", "cnn", "--top", "2", cwd=tmp_path)
+    table = leafsearch("report", "--study", "cnn", "--top", "2", "--plots", cwd=tmp_path)
     assert table.returncode == 0 and "Study cnn" in table.stdout
+    assert (tmp_path / "results" / "cnn" / "plots" / "learning_curves.png").is_file() and "Plot skipped" not in table.stdout
+
+    # The study opens unchanged in Optuna's own tools, with the leaderboard's trials.
+    import optuna
+
+    journal = optuna.storages.journal.JournalFileBackend(str(tmp_path / "results" / "cnn" / "study.journal"))
+    study = optuna.load_study(study_name="cnn", storage=optuna.storages.JournalStorage(journal))
+    assert [t.number for t in study.trials] == resumed["trial"].tolist()
+    assert [t.value for t in study.trials] == pytest.approx(resumed["val_accuracy"].tolist())
 
     csv_out = tmp_path / "board.csv"
     assert leafsearch("report", "--format", "csv", "--output", csv_out, cwd=tmp_path).returncode == 0
