@@ -441,7 +441,8 @@ def study_space(study_dir: Path, meta: dict) -> Space | None:
     return Space.from_dict(data) if data else None
 
 
-def write_report_plots(frame, meta: dict, study_dir: Path) -> "plots.Plots":
+def write_report_plots(frame, meta: dict, study_dir: Path):
+    """The plots of `frame` into results/<study>/plots/, with the space's ranges when it can be read."""
     from search import optuna_space, plots
 
     space = study_space(study_dir, meta)
