@@ -99,6 +99,7 @@ def load(results: Path, study: str, trial: int | None = None) -> TrialModel:
     seed = (read_json(trial_dir / "run.json", {}) or {}).get("seed", 0)
     # Every weight comes from the checkpoint: no ImageNet download for the backbone.
     recipe = {**resolve(params, pipeline), "weights": "none"}
+    # The objective's own build(), which needs only the pipeline: the same model as in training.
     builder = LeafObjective(data_root=trial_dir, pipeline=pipeline, max_epochs=1, cache_dir=None)
     model, _ = builder.build(recipe, len(names), seed)
     load_weights_only(model, checkpoint)

@@ -11,16 +11,22 @@ import pandas as pd
 import pytest
 
 from leafsearch.cli import main
-from tests.leafsearch.test_cli import CNN_SPACE, TINY, leafsearch, tiny_data  # noqa: F401 - tiny_data is a fixture
+from tests.leafsearch.test_cli import CNN_SPACE, TINY, leafsearch
 
 EVALUATION_KEYS = {"trial", "data", "images", "accuracy", "per_class", "confusion_png", "evaluated_at"}
 
 
+def demo_data(folder: Path, size: int, seed: int) -> Path:
+    assert main(["demo-data", str(folder), "--images", "112", "--image-size", str(size), "--seed", str(seed)]) == 0
+    return folder
+
+
 @pytest.fixture(scope="module")
-def results(tiny_data, tmp_path_factory) -> Path:  # noqa: F811 - the imported fixture
-    """A one-trial study `cnn` in <tmp>/results."""
+def results(tmp_path_factory) -> Path:
+    """A one-trial study `cnn` in <tmp>/results (the one subprocess of this module)."""
     cwd = tmp_path_factory.mktemp("study")
-    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "1", *TINY, cwd=cwd)
+    data = demo_data(cwd / "leaves", 32, seed=0)
+    done = leafsearch("run", CNN_SPACE, "--data", data, "--trials", "1", *TINY, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     return cwd / "results"
 
@@ -28,9 +34,7 @@ def results(tiny_data, tmp_path_factory) -> Path:  # noqa: F811 - the imported f
 @pytest.fixture(scope="module")
 def test_folder(tmp_path_factory) -> Path:
     """Test images of another draw, at 48 px: predict and evaluate resize them to the trial's 32."""
-    folder = tmp_path_factory.mktemp("test") / "leaves"
-    assert main(["demo-data", str(folder), "--images", "84", "--image-size", "48", "--seed", "3"]) == 0
-    return folder
+    return demo_data(tmp_path_factory.mktemp("test") / "leaves", 48, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +74,7 @@ def test_evaluate_stores_accuracy_that_predict_reproduces(results, test_folder, 
     assert main(["evaluate", "--study", "cnn", "--results", str(results), "--data", str(test_folder)]) == 0
     assert "accuracy" in capsys.readouterr().out
     record = json.loads((results / "cnn" / "evaluations" / "0.json").read_text())
-    assert set(record) == EVALUATION_KEYS and record["trial"] == 0 and record["images"] == 84
+    assert set(record) == EVALUATION_KEYS and record["trial"] == 0 and record["images"] == 112
     png = results / "cnn" / record["confusion_png"]
     assert record["confusion_png"] == "evaluations/0-confusion.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # By hand, from predict's CSV: the true class is the image's folder.
