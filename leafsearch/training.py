@@ -269,7 +269,7 @@ class _TrialTraining:
     def run(self) -> None:
         recipe, reporter = self.recipe, self.reporter
         seed = reporter.seed
-        keras.backend.clear_session()
+        fresh_session()
         keras.utils.set_random_seed(seed)
         resumed = self.store.latest()
         state = resumed[1] if resumed else None
@@ -372,6 +372,14 @@ class _TrialTraining:
         }
         keep = {e for e in (best, phase_best) if e is not None}
         self.store.save(epoch, lambda folder: save_training_state(model, folder), state, keep=keep)
+
+
+def fresh_session() -> None:
+    """Keras' global state cleared for a new model, the dtype policy kept: `clear_session` resets
+    it to float32, which would train every trial in float32 whatever `--precision` chose."""
+    policy = keras.mixed_precision.dtype_policy()
+    keras.backend.clear_session()
+    keras.mixed_precision.set_dtype_policy(policy)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -219,3 +219,14 @@ def test_cnn_with_every_augmentation_saves_and_loads_with_identical_predictions(
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded.get_layer("aug_crop"), RandomCropResize)
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6)
+
+
+def test_a_fresh_session_keeps_the_precision_policy():
+    from leafsearch.training import fresh_session
+
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        fresh_session()
+        assert keras.mixed_precision.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
