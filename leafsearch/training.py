@@ -21,6 +21,7 @@ import keras
 
 from leafsearch import costs
 from leafsearch import data as leafdata
+from leafsearch.batches import make_batches
 from leafsearch.cnn import build_cnn
 from leafsearch.losses import make_loss
 from leafsearch.ranger import Ranger
@@ -282,8 +283,8 @@ class _TrialTraining:
         # out-of-memory retry).
         batch_size = state.get("batch_size", recipe["batch_size"]) if state is not None else recipe["batch_size"]
         # A continued trial draws new shuffles rather than replaying the first epochs' order.
-        train = leafdata.make_tf_dataset(data.images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
-        val = leafdata.make_tf_dataset(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)
+        train = make_batches(data.images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
+        val = make_batches(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)
         class_weight = leafdata.class_weights(data.labels[data.train_idx], num_classes) if recipe["class_weights"] else None
         steps_per_epoch = math.ceil(len(data.train_idx) / batch_size)
         model, phases = self.objective.build(recipe, num_classes, seed)
