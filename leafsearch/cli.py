@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print a study's leaderboard, best first")
     report.add_argument("--study", help="study name (default: the most recently updated study in --results)")
     report.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
-    report.add_argument("--storage", help="read the trials from this Optuna storage URL instead of the leaderboard file")
+    report.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
+                        help=f"read the trials from this Optuna storage URL (or {STORAGE_VARIABLE}) instead of the leaderboard file")
     report.add_argument("--top", type=positive_int, help="show only the K first trials (the K best by default)")
     report.add_argument("--sort", metavar="COL[:asc|desc]",
                         help="order by this column, e.g. duration_s or learning_rate:desc (default: best first; the metric "
@@ -142,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     studies = commands.add_parser("studies", help="list every study with its trial counts, best value and last activity")
     where = studies.add_mutually_exclusive_group()
     where.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
-    where.add_argument("--storage", help="list the studies of this Optuna storage URL instead")
+    where.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
+                       help=f"list the studies of this Optuna storage URL (or {STORAGE_VARIABLE}) instead")
 
     evaluate = commands.add_parser(
         "evaluate", help="score a trial's best checkpoint on a test folder (accuracy, per class, confusion matrix)",

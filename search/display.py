@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import pandas as pd
@@ -75,10 +76,11 @@ def leaderboard_table(frame: pd.DataFrame, title: str | None = None) -> Table:
                 constant[column] = values.iloc[0]
             else:
                 shown.append(column)
-    caption = " ".join(f"{k.removeprefix('param_')}={format_value(v)}" for k, v in constant.items())
+    # Cells are text, not rich markup: a value like "[bold]x" must show as typed.
+    caption = " ".join(escape(f"{k.removeprefix('param_')}={format_value(v)}") for k, v in constant.items())
     table = Table(title=title, caption=f"same in every row: {caption}" if caption else None, caption_justify="left")
     for column in shown:
-        table.add_column(column.removeprefix("param_"), no_wrap=column != "error", overflow="fold")
+        table.add_column(escape(column.removeprefix("param_")), no_wrap=column != "error", overflow="fold")
     for row in frame[shown].itertuples(index=False):
-        table.add_row(*("" if pd.isna(value) else format_value(value) for value in row))
+        table.add_row(*("" if pd.isna(value) else escape(format_value(value)) for value in row))
     return table

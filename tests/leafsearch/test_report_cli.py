@@ -81,7 +81,7 @@ def test_studies_lists_every_study(results, capsys, tmp_path):
     assert code == 0 and out.count("\n") == 1 and out.startswith("No studies in")
 
 
-def test_studies_and_report_read_a_storage_url(results, capsys, tmp_path):
+def test_studies_and_report_read_a_storage_url(results, capsys, tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(results / "toy" / JOURNAL_NAME)))
     optuna.copy_study(from_study_name="toy", from_storage=journal, to_storage=url)
@@ -91,6 +91,9 @@ def test_studies_and_report_read_a_storage_url(results, capsys, tmp_path):
     code, out, err = run(capsys, "report", "--storage", url, "--results", tmp_path, "--format", "markdown")
     assert code == 0, err
     assert f"- **Storage:** {url}" in out and "- **Trials:** 6 (4 complete, 1 pruned, 1 fail)" in out
+    monkeypatch.setenv("LEAFSEARCH_STORAGE", url)  # as for `run`, the URL may come from the environment
+    code, out, err = run(capsys, "studies")
+    assert code == 0 and "toy" in out and "1 study" in out, err
 
 
 def test_report_does_not_load_tensorflow(results):

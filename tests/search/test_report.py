@@ -92,3 +92,16 @@ def test_stored_evaluations_are_read_and_shown(board, tmp_path):
     text = report.compose("markdown", "Study toy", board, report.header(board, META), evaluations)
     assert "## Test-set evaluations" in text and "| 1 | /data/test-leaves | 0.875 | 40 |" in text
     assert report.load_evaluations(tmp_path / "missing").empty
+
+
+def test_terminal_table_shows_values_as_typed_not_as_rich_markup():
+    from rich.console import Console
+
+    from search.display import leaderboard_table
+
+    frame = pd.DataFrame({"trial": [0, 1], "state": ["COMPLETE", "FAIL"], "param_tag": ["[bold]x", "plain"],
+                          "error": ["", "bad [red]value"]})
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(leaderboard_table(frame))
+    text = console.export_text()
+    assert "[bold]x" in text and "bad [red]value" in text
