@@ -219,6 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except commands.SearchAborted as exc:
         print(f"leafsearch {args.command}: stopped: {exc}", file=sys.stderr)
         return EXIT_ABORTED
+    except BrokenPipeError:
+        # The reader went away (`leafsearch report | head`): stop quietly, as `cat` would. Python
+        # would report the pipe again when it flushes stdout at exit, so point stdout at devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def entry_point() -> None:
