@@ -16,6 +16,7 @@ is already safely on disk.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.connection
 import os
 import shutil
@@ -137,6 +138,19 @@ class TrialProcesses:
     def __init__(self, preload: Sequence[str] = ()):
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(list(preload))
+
+    @staticmethod
+    def start_server(preload: Sequence[str] = ()) -> None:
+        """Start the fork server now, so that its imports run while this process does other work
+        (its own imports, decoding) instead of delaying the first trial. Optional: the first child
+        starts it otherwise."""
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(preload))
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _start
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _start(self) -> tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]:
         conn, child_conn = self._context.Pipe()
