@@ -33,7 +33,8 @@ def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -
         # Keras marks RandomRotation and RandomZoom `supports_jit = False` (their TensorFlow ops do
         # not compile under XLA), and one such layer makes `fit` run the whole train step un-jitted:
         # op by op, the GPU idles (10 images/s for EfficientNet-B4 on an H200, bench/README.md).
-        # Under JAX they are jnp code and compile (keras-team/keras#23229 reports the slowdown).
+        # Under JAX they are jnp code and compile (keras-team/keras#23229 reports the slowdown); so
+        # does RandomCropResize.
         for layer in layers:
             layer.supports_jit = True
     return layers
@@ -47,7 +48,7 @@ class RandomCropResize(keras.layers.Layer):
     Keras' RandomCrop alone changes the output size and, at inference, resizes the whole image,
     which would blur every validation image; it also slices at traced offsets, which XLA cannot
     compile under JAX. So the crop-and-resize is one bilinear affine transform (scale, then shift
-    to a window drawn per image), which compiles on every backend.
+    to a window drawn per image), which XLA compiles under JAX.
     """
 
     def __init__(self, fraction: float, seed: int | None = None, **kwargs):
@@ -57,6 +58,8 @@ class RandomCropResize(keras.layers.Layer):
         self.fraction = fraction
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
+        # TensorFlow's kernel for the transform (ImageProjectiveTransformV3) has no XLA version.
+        self.supports_jit = keras.backend.backend() != "tensorflow"
 
     def call(self, inputs, training=None):
         if not training:
