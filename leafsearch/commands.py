@@ -11,7 +11,9 @@ import sys
 import threading
 from pathlib import Path
 
+from leafsearch import device
 from leafsearch.cli import STORAGE_VARIABLE, import_keras_quietly
+from leafsearch.objective import LeafObjective
 from search import engines, leaderboard
 from search.display import Display, leaderboard_table
 from search.errors import UsageError
@@ -161,20 +163,24 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
     folder = leafdata.scan_folder(data_root)  # a bad folder is reported before the study is touched
     if args.storage is not None:
         make_storage(args.results / study_name, args.storage)  # an unreachable server is reported now, not after decoding
-    preload = ("leafsearch.preload",)
-    if not args.in_process:
-        # The trials' fork server imports Keras in parallel with this process (~5 s sooner to the first trial).
-        TrialProcesses.start_server(preload)
-    import_keras_quietly()  # bad input above is reported without waiting for Keras to load
-    if spec.pipeline == "efficientnet":
+    if spec.pipeline == "efficientnet":  # unusable weights are reported before anything starts
+        import_keras_quietly()  # bad input above is reported without waiting for Keras to load
         from leafsearch import efficientnet
 
         for backbone in recipe_values(space, "backbone", spec.pipeline):
             for weights in recipe_values(space, "weights", spec.pipeline):
                 efficientnet.check_weights_available(backbone, weights)
-
-    from leafsearch import device
-    from leafsearch.training import LeafObjective
+    preload = ("leafsearch.preload",)
+    device_report = None
+    if not args.in_process:
+        # Trials train in children of a fork server that imports Keras once. Started now, its
+        # imports overlap this process's work; and where this process needs no Keras of its own
+        # (the KerasTuner engine does), it asks a child for the device instead of importing
+        # Keras a second time (~5 s of CPU per run).
+        TrialProcesses.start_server(preload)
+        device_report = TrialProcesses.call(device.report, args.precision)
+    if device_report is None or args.backend == "kerastuner":
+        import_keras_quietly()
 
     max_epochs = args.max_epochs or spec.max_epochs
     objective = LeafObjective(
@@ -189,7 +195,8 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
     )
     for size in recipe_values(space, "image_size", spec.pipeline):  # decode once, and find bad data now
         objective.data(size)
-    policy = device.set_precision(args.precision)
+    found = device_report.result() if device_report is not None else device.report(args.precision)
+    policy = found["policy"]
     options = RunOptions(
         study_name=study_name,
         study_dir=args.results / study_name,
@@ -202,7 +209,7 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
         identity={"data": leafdata.content_id(folder), "split_seed": args.seed},
         settings={"trials": args.trials or spec.trials, "max_epochs": max_epochs, "algorithm": args.algorithm,
                   "prune": not args.no_prune},
-        run_info={**device.versions(), "precision": policy, "data": str(data_root), "classes": len(folder.class_names)},
+        run_info={**found["versions"], "precision": policy, "data": str(data_root), "classes": len(folder.class_names)},
         in_process=args.in_process,
         preload=preload,
         worker=int(os.environ.get(WORKER_INDEX, "0")) if args.command == "run" else os.getpid(),
@@ -210,9 +217,9 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
     index = os.environ.get(WORKER_INDEX)
     display = Display(spec.metric, prefix=f"worker {index} | " if index else "")
     if index is None:
-        display.note(f"Data: {len(folder.paths)} images in {len(folder.class_names)} classes; device: {device.describe()}, precision {policy}")
+        display.note(f"Data: {len(folder.paths)} images in {len(folder.class_names)} classes; device: {found['device']}, precision {policy}")
     if args.workers > 1:
-        return _run_workers(args, space, spec, options, objective, display)
+        return _run_workers(args, space, spec, options, objective, display, gpus=found["gpus"])
     if args.backend == "kerastuner":
         from search.kerastuner_runner import KerasTunerRunner
 
@@ -230,13 +237,10 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
 WORKER_INDEX = "LEAFSEARCH_WORKER"
 
 
-def _run_workers(args, space: Space, spec: Study, options: RunOptions, objective, display: Display) -> int:
+def _run_workers(args, space: Space, spec: Study, options: RunOptions, objective, display: Display, gpus: int) -> int:
     """`--workers N`: N workers on this machine sharing one study, the target total holding across
     them; with GPUs, each gets its own. Optuna: this process and N-1 more, through the study's
     storage. KerasTuner: this process as the chief, and N workers."""
-    from leafsearch import device
-
-    gpus = len(device.gpus())
     argv = [sys.executable, "-m", "leafsearch", *_without_workers(args.argv)]
     if args.backend == "kerastuner":
         # KerasTuner's own distributed mode: this process is the chief (it serves the oracle and

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import platform
 
-import keras
-
 
 def gpus() -> list:
     """The visible GPUs (TensorFlow's view; empty on other backends' CPU runs)."""
+    import keras
+
     if keras.backend.backend() != "tensorflow":
         import jax
 
@@ -20,6 +20,8 @@ def gpus() -> list:
 
 def set_precision(choice: str) -> str:
     """Apply the dtype policy: mixed_float16 on a GPU when `auto`, float32 on the CPU."""
+    import keras
+
     policy = choice
     if choice == "auto":
         policy = "mixed_float16" if gpus() else "float32"
@@ -34,6 +36,7 @@ def describe() -> str:
 
 def versions() -> dict[str, str]:
     """Library versions recorded with every trial, so a result can be reproduced."""
+    import keras
     import numpy
     import optuna
 
@@ -44,3 +47,12 @@ def versions() -> dict[str, str]:
 
         out["tensorflow"] = tf.__version__
     return out
+
+
+def report(precision: str) -> dict:
+    """What trials run on: the device, the dtype policy `precision` resolves to, the versions.
+
+    Run where the trials run (a child of the fork server), so the study process need not import
+    Keras to print it and record it with every trial."""
+    policy = set_precision(precision)
+    return {"device": describe(), "gpus": len(gpus()), "policy": policy, "versions": versions()}

@@ -16,6 +16,7 @@ is already safely on disk.
 from __future__ import annotations
 
 import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
 import multiprocessing.forkserver
 import multiprocessing.connection
 import os
@@ -151,6 +152,16 @@ class TrialProcesses:
             multiprocessing.forkserver.ensure_running()
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    @staticmethod
+    def call(fn: Callable[..., Any], *args: Any) -> "Future[Any]":
+        """Start `fn(*args)` in a child of the fork server and return its future: the study
+        process gets what only the preloaded libraries can tell (the device, say) without
+        importing them. Call `start_server` first."""
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
+        future = pool.submit(fn, *args)
+        future.add_done_callback(lambda _: pool.shutdown(wait=False))
+        return future
 
     def _start(self) -> tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]:
         conn, child_conn = self._context.Pipe()
