@@ -12,13 +12,18 @@ calls; on a GPU the traces dominate and the calls take milliseconds).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+
+from search.files import read_json, write_json_atomic
 
 BATCH = 8  # images per timed predict call
 REPEATS = 3  # timed calls after one warm-up call (which builds the predict function)
@@ -72,4 +77,40 @@ def measure(model: keras.Model, images: np.ndarray) -> dict[str, Any]:
     flops = flops_per_image(model)
     if flops is not None:
         costs["flops"] = flops
+    return costs
+
+
+def architecture_key(model: keras.Model) -> str:
+    """Identifies what the costs depend on: each top-level layer's kind, output shape, weight count
+    and activation, the dtype policy and the backend. Dropout rates, seeds and learning rates do
+    not change them, so trials that differ only in those share one measurement."""
+    layers = [(type(layer).__name__, _output_shape(layer), layer.count_params() if layer.built else 0,
+               getattr(getattr(layer, "activation", None), "__name__", "")) for layer in model.layers]
+    described = {"input": str(model.input_shape), "layers": layers, "policy": keras.config.dtype_policy().name,
+                 "backend": keras.backend.backend()}
+    return hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _output_shape(layer: keras.layers.Layer) -> str:
+    try:
+        return str(layer.output.shape)
+    except (AttributeError, ValueError):  # a layer used more than once has no single output
+        return ""
+
+
+def measure_cached(model: keras.Model, images: np.ndarray, cache_dir: Path | None) -> dict[str, Any]:
+    """`measure`, reused for every later model of the same architecture found in `cache_dir` (the
+    study's decode cache folder, on this machine): a trace and timed calls saved per trial (18 s
+    for EfficientNet-B4 at 380 px on a CPU)."""
+    if cache_dir is None:
+        return measure(model, images)
+    path = Path(cache_dir) / "costs" / f"{architecture_key(model)}.json"
+    try:
+        cached = read_json(path, None)
+    except ValueError:  # a damaged cache file is measured again
+        cached = None
+    if isinstance(cached, dict) and cached.get("params") == parameter_count(model):
+        return cached
+    costs = measure(model, images)
+    write_json_atomic(path, costs)
     return costs
