@@ -82,12 +82,14 @@ def measure(model: keras.Model, images: np.ndarray) -> dict[str, Any]:
 
 def architecture_key(model: keras.Model) -> str:
     """Identifies what the costs depend on: each top-level layer's kind, output shape, weight count
-    and activation, the dtype policy and the backend. Dropout rates, seeds and learning rates do
+    and activation, the dtype policy, the backend and the GPUs in view. Dropout rates, seeds and learning rates do
     not change them, so trials that differ only in those share one measurement."""
     layers = [(type(layer).__name__, _output_shape(layer), layer.count_params() if layer.built else 0,
                getattr(getattr(layer, "activation", None), "__name__", "")) for layer in model.layers]
+    from leafsearch.device import gpus
+
     described = {"input": str(model.input_shape), "layers": layers, "policy": keras.config.dtype_policy().name,
-                 "backend": keras.backend.backend()}
+                 "backend": keras.backend.backend(), "gpus": len(gpus())}  # infer_ms is the device's
     return hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:20]
 
 
