@@ -45,19 +45,10 @@ class CachedBatches(keras.utils.PyDataset):
         max_queue_size: int = 4,
     ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
-        indices = np.asarray(indices, dtype=np.int64)
-        if indices.ndim != 1 or indices.size == 0:
-            raise ValueError("indices must be a non-empty 1-D array")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images must have shape (N, S, S, 3), got {images.shape}")
+        self.indices, self.onehot = leafdata.batch_inputs(images, labels, indices, num_classes, batch_size)
         self.images = images
-        self.indices = indices
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.onehot = np.zeros((len(indices), num_classes), dtype=np.float32)
-        self.onehot[np.arange(len(indices)), np.asarray(labels, dtype=np.int64)[indices]] = 1.0
         self._rng = np.random.default_rng(seed)
         self._order = self._draw_order()
 

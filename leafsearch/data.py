@@ -575,6 +575,23 @@ def class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> dict[
 # --------------------------------------------------------------------------------------------
 # tf.data
 # --------------------------------------------------------------------------------------------
+def batch_inputs(
+    images: np.ndarray, labels: np.ndarray, indices: Sequence[int] | np.ndarray, num_classes: int, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checked arguments of a batch pipeline: ``indices`` as int64 and the one-hot float32
+    labels of ``images[indices]``, shared by the tf.data and the NumPy input paths."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.ndim != 1 or indices.size == 0:
+        raise ValueError("indices must be a non-empty 1-D array")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must have shape (N, S, S, 3), got {images.shape}")
+    onehot = np.zeros((len(indices), num_classes), dtype=np.float32)
+    onehot[np.arange(len(indices)), np.asarray(labels, dtype=np.int64)[indices]] = 1.0
+    return indices, onehot
+
+
 def make_tf_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -601,16 +618,7 @@ def make_tf_dataset(
     """
     import tensorflow as tf  # lazy: the rest of the module does not need TensorFlow
 
-    indices = np.asarray(indices, dtype=np.int64)
-    if indices.ndim != 1 or indices.size == 0:
-        raise ValueError("indices must be a non-empty 1-D array")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must have shape (N, S, S, 3), got {images.shape}")
-    subset_labels = np.asarray(labels, dtype=np.int64)[indices]
-    onehot = np.zeros((len(indices), num_classes), dtype=np.float32)
-    onehot[np.arange(len(indices)), subset_labels] = 1.0
+    indices, onehot = batch_inputs(images, labels, indices, num_classes, batch_size)
     image_shape = tuple(int(d) for d in images.shape[1:])
     image_dtype = tf.as_dtype(images.dtype)
 
