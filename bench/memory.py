@@ -58,7 +58,7 @@ def run_mode(root: Path, data: Path, backend: str, in_process: bool, trials: int
     spec = Study(pipeline="cnn", metric="val_accuracy", trials=trials, max_epochs=2)
     name = f"{backend}-{'inprocess' if in_process else 'isolated'}"
     objective = LeafObjective(data, "cnn", max_epochs=2, cache_dir=root / "cache")
-    options = RunOptions(study_name=name, study_dir=root / name, trials=trials, prune=False, in_process=in_process,
+    options = RunOptions(study_name=name, study_dir=root / name, trials=trials, pruner="none", in_process=in_process,
                          preload=("leafsearch.preload",), algorithm="random")
     display = MeasuringDisplay(spec.metric, Console(file=open(root / f"{name}.log", "w"), width=200))
     runner_class = OptunaRunner

@@ -1,30 +1,40 @@
 """Does pruning pay? The same space and trial budget with and without early stopping of trials.
 
-Three studies of `spaces/cnn.py` on the same synthetic leaves, each through the real CLI in a
+Studies of `spaces/cnn.py` on the same synthetic leaves, each through the real CLI in a
 subprocess (`python -m leafsearch run spaces/cnn.py --data DIR --trials N --max-epochs E
---image-size S --set batch_size=B --seed SEED ...`):
+--image-size S --set batch_size=B --seed SEED --algorithm A --pruner P`):
 
-* `tpe_no_prune`: Optuna TPE, `--no-prune` (every trial trains its E epochs: the reference);
-* `tpe_median`: Optuna TPE with leafsearch's default median pruner (`MedianPruner(n_startup_trials=3,
-  n_warmup_steps=2)`: never in the first 3 trials nor before the third epoch);
-* `kt_hyperband`: `--backend kerastuner --algorithm hyperband` (its epoch budgets, promoted
-  trials continuing from a copy of their parent's checkpoint, plus leafsearch's median rule).
+* `no_prune`: `--pruner none` (every trial trains until its own early stopping or E epochs: the
+  reference);
+* `median`: leafsearch's default, Optuna's `MedianPruner(n_startup_trials=3, n_warmup_steps=2)`;
+* `asha`: `--pruner asha`, Optuna's `SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)`
+  (rungs after 2, 4 and 10 epochs);
+* `hyperband`: `--pruner hyperband`, Optuna's `HyperbandPruner` over the same rungs;
+* `kt_hyperband`: `--backend kerastuner --algorithm hyperband` (KerasTuner's own brackets,
+  promoted trials continuing from a copy of their parent's checkpoint, plus the median rule).
+
+The Optuna studies sample at random by default (`--algorithm random`): with one seed they then
+draw the same configurations in the same order, and train each one the same way, so what differs
+between them is only what the pruner stopped. This is also how successive halving and Hyperband
+are defined and judged (early stopping of a random search; Li et al. 2018, 2020). `--algorithm
+tpe` measures leafsearch's default sampler instead, whose later draws depend on what was pruned.
 
 The batch size is pinned so that an epoch costs the same in every trial, making epochs a fair
 unit of budget. Per configuration it reports, from the study's `leaderboard.csv` and its trials'
 `run.json`: the sum of the leaderboard's `epochs` column, the epochs actually trained (a Hyperband
 trial that continues another counts only the epochs past the checkpoint it starts from; the
 leaderboard's `epochs` counts the inherited ones too), the best val_accuracy of a COMPLETE trial,
-wall time from process start to exit, and the ratios against `tpe_no_prune`. Goal: within 1
-accuracy point of the unpruned best with at most a third of its epochs.
+what became of the reference's best trial, wall time from process start to exit, and the ratios
+against `no_prune`. Goal: within 1 accuracy point of the unpruned best with at most a third of
+its epochs.
 
-On a few hundred 32 px images one validation image is worth several accuracy points, so run
-more than one `--seeds` (each seed changes the sampler, the split and the trials' initial
-weights; the images stay the same) before reading much into a difference.
+The defaults (1120 images, so 186 for validation: one image is 0.54 points) make one accuracy
+point mean something; one seed of all five configurations takes about half an hour on 2 cores.
 
 Prints one JSON object; progress goes to stderr.
 
-    python bench/pruning.py [--trials 10] [--max-epochs 6] [--images 224] [--image-size 32] [--batch-size 16] [--seeds 0]
+    python bench/pruning.py [--trials 24] [--max-epochs 12] [--images 1120] [--image-size 32] [--batch-size 32]
+                            [--algorithm random|tpe] [--seeds 0] [--configs no_prune median asha hyperband kt_hyperband]
 """
 
 from __future__ import annotations
@@ -44,24 +54,27 @@ REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "spaces" / "cnn.py"
 sys.path.insert(0, str(REPO))
 
-CONFIGS = {
-    "tpe_no_prune": ["--backend", "optuna", "--algorithm", "tpe", "--no-prune"],
-    "tpe_median": ["--backend", "optuna", "--algorithm", "tpe"],
-    "kt_hyperband": ["--backend", "kerastuner", "--algorithm", "hyperband"],
-}
-REFERENCE = "tpe_no_prune"
+OPTUNA_PRUNERS = {"no_prune": "none", "median": "median", "asha": "asha", "hyperband": "hyperband"}
+CONFIGS = [*OPTUNA_PRUNERS, "kt_hyperband"]
+REFERENCE = "no_prune"
+
+
+def engine_flags(name: str, algorithm: str) -> list[str]:
+    if name == "kt_hyperband":
+        return ["--backend", "kerastuner", "--algorithm", "hyperband"]
+    return ["--backend", "optuna", "--algorithm", algorithm, "--pruner", OPTUNA_PRUNERS[name]]
 
 
 def log(message: str) -> None:
     print(f"[pruning] {message}", file=sys.stderr, flush=True)
 
 
-def run_config(root: Path, data: Path, name: str, args: argparse.Namespace, seed: int) -> dict:
+def run_config(root: Path, data: Path, name: str, args: argparse.Namespace, seed: int, reference: dict | None) -> dict:
     results = root / f"{name}-seed{seed}"
     command = [sys.executable, "-m", "leafsearch", "run", str(SPACE), "--data", str(data), "--results", str(results),
                "--study", "cnn", "--trials", str(args.trials), "--max-epochs", str(args.max_epochs),
                "--image-size", str(args.image_size), "--set", f"batch_size={args.batch_size}", "--seed", str(seed),
-               *CONFIGS[name]]
+               *engine_flags(name, args.algorithm)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -94,6 +107,13 @@ def run_config(root: Path, data: Path, name: str, args: argparse.Namespace, seed
         "best_val_accuracy_any_state": round(float(board["val_accuracy"].max()), 4),
         "epochs_per_trial": [int(e) for e in board["epochs"].fillna(0)],
     }
+    if reference is not None and reference["best_trial"] is not None and name != "kt_hyperband":
+        # Same seed, same sampler: trial k is the same configuration in both studies (while the
+        # sampler does not learn from pruned trials: random search).
+        ref = board[board["trial"] == reference["best_trial"]]
+        out["reference_best_trial"] = {"trial": reference["best_trial"],
+                                       "state": None if ref.empty else str(ref["state"].iloc[0]),
+                                       "epochs": None if ref.empty else int(ref["epochs"].fillna(0).iloc[0])}
     log(f"{name} seed {seed}: {wall:.0f} s, {out['epochs_trained']} epochs trained, best val_accuracy {out['best_val_accuracy']}")
     return out
 
@@ -112,21 +132,22 @@ def compare(config: dict, reference: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--max-epochs", type=int, default=6)
-    parser.add_argument("--images", type=int, default=224, help="synthetic leaves to draw")
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--max-epochs", type=int, default=12)
+    parser.add_argument("--images", type=int, default=1120, help="synthetic leaves to draw")
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--algorithm", default="random", choices=["random", "tpe"], help="the Optuna studies' sampler")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="study seeds (sampler, split, trials)")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=CONFIGS, choices=CONFIGS)
     args = parser.parse_args()
-    if REFERENCE not in args.configs:
-        args.configs.insert(0, REFERENCE)
+    args.configs = [REFERENCE, *(name for name in args.configs if name != REFERENCE)]  # the others compare with it
 
     from leafsearch import synthetic
 
     result: dict = {"benchmark": "pruning", "trials": args.trials, "max_epochs": args.max_epochs, "images": args.images,
                     "image_size": args.image_size, "batch_size": args.batch_size, "seeds": args.seeds,
+                    "algorithm": args.algorithm,
                     "goal": "best val_accuracy within 1 point of the unpruned best with at most 1/3 of its epochs"}
     with tempfile.TemporaryDirectory(prefix="leafsearch-pruning-") as tmp:
         root = Path(tmp)
@@ -134,7 +155,9 @@ def main() -> None:
         synthetic.generate(data, total=args.images, image_size=args.image_size, seed=0, workers=2)
         log(f"drew {args.images} synthetic leaves of {args.image_size} px")
         for seed in args.seeds:
-            runs = {name: run_config(root, data, name, args, seed) for name in args.configs}
+            runs: dict = {}
+            for name in args.configs:
+                runs[name] = run_config(root, data, name, args, seed, runs.get(REFERENCE))
             for name, run in runs.items():
                 if name != REFERENCE:
                     run["vs_" + REFERENCE] = compare(run, runs[REFERENCE])

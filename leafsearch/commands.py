@@ -134,7 +134,8 @@ def worker(args: argparse.Namespace) -> int:
     args.backend = "optuna"
     args.algorithm = settings.get("algorithm")
     args.seed = attrs.get("split_seed", 0)
-    args.no_prune = not settings.get("prune", True)
+    args.pruner = settings.get("pruner") or ("median" if settings.get("prune", True) else "none")
+    args.no_prune = False
     args.max_epochs = args.max_epochs or settings.get("max_epochs")
     args.trials = args.trials or settings.get("trials")
     args.timeout = None
@@ -149,6 +150,7 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
     args.algorithm = args.algorithm or engines.default_algorithm(args.backend)
     if args.algorithm not in algorithms:
         raise UsageError(f"--algorithm {args.algorithm}: unknown for the {args.backend} backend; use one of {', '.join(algorithms)}")
+    pruner = chosen_pruner(args)
     if args.backend == "kerastuner" and args.storage is not None:
         raise UsageError("--storage is for the optuna backend; a kerastuner study is stored in its project folder under --results")
     study_name = args.study or Path(args.space).stem
@@ -203,12 +205,13 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
         trials=args.trials or spec.trials,
         storage=args.storage,
         algorithm=args.algorithm,
-        prune=not args.no_prune,
+        pruner=pruner,
+        max_resource=most_epochs_a_trial(space, spec.pipeline, max_epochs),
         seed=args.seed,
         timeout_s=args.timeout,
         identity={"data": leafdata.content_id(folder), "split_seed": args.seed},
         settings={"trials": args.trials or spec.trials, "max_epochs": max_epochs, "algorithm": args.algorithm,
-                  "prune": not args.no_prune},
+                  "pruner": pruner},
         run_info={**found["versions"], "precision": policy, "data": str(data_root), "classes": len(folder.class_names)},
         in_process=args.in_process,
         preload=preload,
@@ -235,6 +238,21 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
 
 
 WORKER_INDEX = "LEAFSEARCH_WORKER"
+
+
+def chosen_pruner(args: argparse.Namespace) -> str:
+    """`--pruner NAME`, or `--no-prune` (its older spelling of `none`), checked against the engine."""
+    pruner = getattr(args, "pruner", None)
+    if args.no_prune:
+        if pruner not in (None, "none"):
+            raise UsageError(f"--no-prune contradicts --pruner {pruner}; pass one of them")
+        pruner = "none"
+    pruner = pruner or "median"
+    if pruner not in engines.PRUNERS[args.backend]:
+        hint = "; KerasTuner's own successive halving is --algorithm hyperband" if args.backend == "kerastuner" else ""
+        raise UsageError(f"--pruner {pruner}: not for the {args.backend} backend; use one of "
+                         f"{', '.join(engines.PRUNERS[args.backend])}{hint}, or --backend optuna")
+    return pruner
 
 
 def _run_workers(args, space: Space, spec: Study, options: RunOptions, objective, display: Display, gpus: int) -> int:

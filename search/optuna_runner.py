@@ -59,7 +59,8 @@ class RunOptions:
     trials: int
     storage: str | None = None
     algorithm: str = "tpe"
-    prune: bool = True
+    pruner: str = "median"  # one of engines.PRUNERS["optuna"]
+    max_resource: int | None = None  # the most epochs (counted across phases) a trial can train: Hyperband's top rung
     seed: int = 0
     timeout_s: float | None = None
     max_consecutive_failures: int = 3
@@ -69,6 +70,10 @@ class RunOptions:
     worker: int = 0  # this worker's index among those sharing the study (seeds its sampler apart)
     in_process: bool = False  # train in this process instead of a child process per trial (debugging)
     preload: tuple[str, ...] = ()  # modules the trial processes' fork server imports once (e.g. Keras)
+
+    @property
+    def prune(self) -> bool:
+        return self.pruner != "none"
 
 
 class OptunaReporter(Reporter):
@@ -134,11 +139,29 @@ def make_sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
     raise UsageError(f"--algorithm {algorithm}: unknown for the optuna backend; use one of {', '.join(ALGORITHMS)}")
 
 
-def make_pruner(prune: bool) -> optuna.pruners.BasePruner:
-    """Median rule once a few trials have finished, never in the first epochs (they are noisy)."""
-    if not prune:
+def make_pruner(name: str, max_resource: int | None = None) -> optuna.pruners.BasePruner:
+    """Optuna's pruner by leafsearch's name for it. Steps are epochs, 0-based and counted across
+    training phases, so `min_resource=1` first compares trials after their second epoch (the
+    first is the noisiest).
+
+    - `median`: the median rule once 3 trials finished, from the third epoch on. Cautious: it
+      rarely stops the eventual best, and saves about a third to a half of the epochs.
+    - `asha`: asynchronous successive halving (Li et al. 2020, Optuna's SuccessiveHalvingPruner):
+      after 2, 4, 10, 28... epochs only the best third of the trials that reached that rung go on.
+      It saves the most epochs, and needs many trials (dozens) to pick from.
+    - `hyperband`: several successive-halving brackets, from aggressive to none (Li et al. 2018,
+      Optuna's HyperbandPruner), hedging against an early ranking that misleads.
+    - `none`: every trial trains until its own early stopping or the epoch cap.
+    """
+    if name == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource or "auto", reduction_factor=3)
+    raise UsageError(f"--pruner {name}: unknown for the optuna backend; use one of {', '.join(engines.PRUNERS[BACKEND])}")
 
 
 def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
@@ -197,7 +220,7 @@ def open_study(space: Space, spec: Study, options: RunOptions) -> optuna.Study:
     sampler = make_sampler(options.algorithm, (options.seed + n_existing + 7919 * options.worker) % 2**32)
     identity = {"metric": spec.metric, "pipeline": spec.pipeline, "space": space.to_dict(), **options.identity}
     if options.study_name in summaries:  # resume: read only, so a refused run changes nothing
-        study = optuna.load_study(study_name=options.study_name, storage=storage, sampler=sampler, pruner=make_pruner(options.prune))
+        study = optuna.load_study(study_name=options.study_name, storage=storage, sampler=sampler, pruner=make_pruner(options.pruner, options.max_resource))
         if study.direction.name.lower() != spec.direction:
             raise UsageError(
                 f"study {options.study_name!r} was created to {study.direction.name.lower()} its metric, "
@@ -213,7 +236,7 @@ def open_study(space: Space, spec: Study, options: RunOptions) -> optuna.Study:
             study.set_user_attr("settings", dict(options.settings))
         return study
     study = optuna.create_study(
-        storage=storage, study_name=options.study_name, direction=spec.direction, sampler=sampler, pruner=make_pruner(options.prune)
+        storage=storage, study_name=options.study_name, direction=spec.direction, sampler=sampler, pruner=make_pruner(options.pruner, options.max_resource)
     )
     for key, value in {**identity, "settings": dict(options.settings)}.items():
         study.set_user_attr(key, value)
@@ -286,7 +309,7 @@ class OptunaRunner:
             options.study_name,
             self.finished_count(),
             options.trials,
-            f"optuna/{options.algorithm}{'' if options.prune else ', no pruning'}",
+            f"optuna/{options.algorithm}, " + ("no pruning" if options.pruner == "none" else f"{options.pruner} pruning"),
             mask_url(options.storage) or str(options.study_dir / JOURNAL_NAME),
         )
         self.write_leaderboard()

@@ -95,6 +95,8 @@ def write(path: Path, text: str) -> Path:
         (lambda tmp, data: ["run", CNN_SPACE, "--set", "batch_size=12"], "--set batch_size=12: outside the space"),
         (lambda tmp, data: ["run", CNN_SPACE, "--set", "colour=red"], "unknown parameter `colour`"),
         (lambda tmp, data: ["run", CNN_SPACE, "--algorithm", "grid"], "--algorithm grid"),
+        (lambda tmp, data: ["run", CNN_SPACE, "--no-prune", "--pruner", "asha"], "--no-prune contradicts --pruner asha"),
+        (lambda tmp, data: ["run", CNN_SPACE, "--backend", "kerastuner", "--pruner", "asha"], "--algorithm hyperband"),
         (lambda tmp, data: ["run", CNN_SPACE, "--trials", "zero"], "--trials"),
         (lambda tmp, data: ["report"], "no study found"),
         (lambda tmp, data: ["run", CNN_SPACE, "--seed", "-1"], "--seed"),

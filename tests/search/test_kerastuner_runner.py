@@ -145,7 +145,7 @@ def test_a_clearly_worse_curve_is_pruned_under_random_search(tmp_path):
 
 def test_no_prune_lets_the_bad_curve_finish(tmp_path):
     run(tmp_path, Curve(epochs=4), trials=3)
-    run(tmp_path, Bad(), trials=4, prune=False)
+    run(tmp_path, Bad(), trials=4, pruner="none")
     assert board(tmp_path)["state"].tolist()[-1] == "COMPLETE"
 
 

@@ -128,6 +128,23 @@ def test_a_clearly_worse_curve_is_pruned(tmp_path):
     assert row["val_accuracy"] == pytest.approx(0.01)
 
 
+def test_asha_keeps_the_best_third_at_each_rung(tmp_path):
+    good = Curve(epochs=6)
+    run(tmp_path, good, trials=3, pruner="asha")
+
+    class Bad(Curve):
+        def __call__(self, params, reporter):
+            for epoch in range(6):
+                reporter.report(epoch, {"val_accuracy": 0.01})
+                if reporter.should_prune():
+                    raise TrialPruned()
+            return {"val_accuracy": 0.01}
+
+    run(tmp_path, Bad(), trials=4, pruner="asha")
+    row = board(tmp_path).iloc[-1]
+    assert row["state"] == "PRUNED" and row["epochs"] == 2  # the first rung: after the second epoch
+
+
 def test_no_prune_lets_the_bad_curve_finish(tmp_path):
     run(tmp_path, Curve(epochs=4), trials=3)
 
@@ -137,7 +154,7 @@ def test_no_prune_lets_the_bad_curve_finish(tmp_path):
             assert not reporter.should_prune()
         return {"val_accuracy": 0.01}
 
-    run(tmp_path, bad, trials=4, prune=False)
+    run(tmp_path, bad, trials=4, pruner="none")
     assert board(tmp_path)["state"].tolist()[-1] == "COMPLETE"
 
 
