@@ -432,11 +432,13 @@ def load_study_rows(args: argparse.Namespace):
             raise UsageError(f"--study: pass one of the storage's studies: {', '.join(names) or '(none)'}")
         study = optuna.load_study(study_name=name, storage=storage)
         metric = study.user_attrs.get("metric", "value")
-        algorithm = study.user_attrs.get("settings", {}).get("algorithm", "tpe")
+        settings = study.user_attrs.get("settings", {})
+        algorithm = settings.get("algorithm", "tpe")
         space = study.user_attrs.get("space", {})
         frame = leaderboard.build(rows_from_study(study, metric, algorithm), metric, list(space))
         return frame, {"study": name, "metric": metric, "direction": study.direction.name.lower(), "backend": "optuna",
-                       "algorithm": algorithm, "storage": mask_url(args.storage), "space": space or None}
+                       "algorithm": algorithm, "pruner": settings.get("pruner"), "storage": mask_url(args.storage),
+                       "space": space or None}
     name = args.study or latest_study(args.results)
     study_dir = args.results / name
     board = study_dir / "leaderboard.csv"
@@ -448,7 +450,7 @@ def load_study_rows(args: argparse.Namespace):
     first = frame.iloc[0] if len(frame) else {}
     return frame, {"study": name, "metric": meta.get("metric", "val_accuracy"), "direction": meta.get("direction", "maximize"),
                    "backend": meta.get("backend") or first.get("backend"), "algorithm": meta.get("algorithm") or first.get("algorithm"),
-                   "storage": stored if "://" in stored else str(study_dir / stored), "space": None}
+                   "pruner": meta.get("pruner"), "storage": stored if "://" in stored else str(study_dir / stored), "space": None}
 
 
 def study_space(study_dir: Path, meta: dict) -> Space | None:

@@ -311,7 +311,7 @@ class KerasTunerRunner:
         write_json_atomic(
             options.study_dir / "study.json",
             {"study": options.study_name, "metric": self.spec.metric, "direction": self.spec.direction,
-             "pipeline": self.spec.pipeline, "backend": BACKEND, "algorithm": options.algorithm,
+             "pipeline": self.spec.pipeline, "backend": BACKEND, "algorithm": options.algorithm, "pruner": options.pruner,
              "storage": PROJECT_NAME, "params": self.space.names},
         )
         self._refresh_best()

@@ -301,7 +301,7 @@ class OptunaRunner:
         write_json_atomic(
             options.study_dir / "study.json",
             {"study": options.study_name, "metric": self.spec.metric, "direction": self.spec.direction,
-             "pipeline": self.spec.pipeline, "backend": BACKEND, "algorithm": options.algorithm,
+             "pipeline": self.spec.pipeline, "backend": BACKEND, "algorithm": options.algorithm, "pruner": options.pruner,
              "storage": mask_url(options.storage) or JOURNAL_NAME, "params": self.space.names},
         )
         self._refresh_best()

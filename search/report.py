@@ -61,10 +61,13 @@ def resolve_column(frame: pd.DataFrame, name: str) -> str:
 # -- the header
 def header(frame: pd.DataFrame, meta: Mapping[str, Any]) -> Header:
     """The study at a glance, under its name: engine, storage, counts by state, best trial, time
-    spent. `meta` holds backend, algorithm, storage (already masked), metric and direction."""
+    spent. `meta` holds backend, algorithm, pruner (studies before it was recorded have none),
+    storage (already masked), metric and direction."""
     metric, direction = meta["metric"], meta["direction"]
+    pruner = meta.get("pruner")
+    pruning = "" if not pruner else ", no pruning" if pruner == "none" else f", {pruner} pruning"
     lines: Header = [
-        ("Engine", f"{meta.get('backend') or '?'}/{meta.get('algorithm') or '?'}"),
+        ("Engine", f"{meta.get('backend') or '?'}/{meta.get('algorithm') or '?'}{pruning}"),
         ("Storage", str(meta.get("storage") or "")),
         ("Metric", f"{metric} ({direction})"),
         ("Trials", state_counts(frame)),

@@ -143,6 +143,7 @@ def test_asha_keeps_the_best_third_at_each_rung(tmp_path):
     run(tmp_path, Bad(), trials=4, pruner="asha")
     row = board(tmp_path).iloc[-1]
     assert row["state"] == "PRUNED" and row["epochs"] == 2  # the first rung: after the second epoch
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["pruner"] == "asha"  # `report` names it
 
 
 def test_no_prune_lets_the_bad_curve_finish(tmp_path):

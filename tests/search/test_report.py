@@ -65,6 +65,8 @@ def test_header_counts_best_and_time(board):
     assert header["Best parameters"] == "learning_rate=0.003 dense_units=256 loss=<b>x label_smoothing=0.1 batch_size=16"
     assert header["Trial time"] == "2m 15s in total, 22.5s a trial on average (6 timed)"
     assert report.header(board.iloc[0:0], META)[3] == ("Trials", "none yet")
+    assert dict(report.header(board, {**META, "pruner": "asha"}))["Engine"] == "optuna/tpe, asha pruning"
+    assert dict(report.header(board, {**META, "pruner": "none"}))["Engine"] == "optuna/tpe, no pruning"
 
 
 def test_state_filter_and_sort_orders(board):
