@@ -26,7 +26,8 @@ trial that continues another counts only the epochs past the checkpoint it start
 leaderboard's `epochs` counts the inherited ones too), the best val_accuracy of a COMPLETE trial,
 what became of the reference's best trial, wall time from process start to exit, and the ratios
 against `no_prune`. Goal: within 1 accuracy point of the unpruned best with at most a third of
-its epochs.
+its epochs. Then it replays the unpruned curves through more pruner settings than it ran
+(`bench/pruning_replay.py`), and checks that the replay of each pruner it ran matches the real run.
 
 The defaults (1120 images, so 186 for validation: one image is 0.54 points) make one accuracy
 point mean something; one seed of all five configurations takes about half an hour on 2 cores.
@@ -49,6 +50,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+from pruning_replay import replay_study
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "spaces" / "cnn.py"
@@ -174,7 +177,14 @@ def main() -> None:
             for name, run in runs.items():
                 if name != REFERENCE:
                     run["vs_" + REFERENCE] = compare(run, runs[REFERENCE])
-            result[f"seed_{seed}"] = runs
+            # The unpruned curves replayed through every pruner (bench/pruning_replay.py): more
+            # settings than were run for real; under random search, where the replay of a
+            # pruner that did run must match it trial for trial.
+            replayed = replay_study(root / f"{REFERENCE}-seed{seed}" / "cnn")["pruners"]
+            for name, run in runs.items():
+                if name in OPTUNA_PRUNERS and name != REFERENCE:
+                    run["replay_matches"] = replayed[OPTUNA_PRUNERS[name]]["epochs_per_trial"] == run["epochs_per_trial"]
+            result[f"seed_{seed}"] = {**runs, "replay": replayed}
     print(json.dumps(result))
 
 
