@@ -247,7 +247,7 @@ def chosen_pruner(args: argparse.Namespace) -> str:
         if pruner not in (None, "none"):
             raise UsageError(f"--no-prune contradicts --pruner {pruner}; pass one of them")
         pruner = "none"
-    pruner = pruner or "median"
+    pruner = pruner or engines.PRUNERS[args.backend][0]
     if pruner not in engines.PRUNERS[args.backend]:
         hint = "; KerasTuner's own successive halving is --algorithm hyperband" if args.backend == "kerastuner" else ""
         raise UsageError(f"--pruner {pruner}: not for the {args.backend} backend; use one of "

@@ -11,6 +11,7 @@ ALGORITHMS = {
 def default_algorithm(backend: str) -> str:
     return ALGORITHMS[backend][0]
 
+
 # How a study stops unpromising trials early (the first is the default). `asha` and `hyperband`
 # need intermediate values at every epoch, which only Optuna's trials take; the KerasTuner engine
 # prunes by the median rule (search.pruning) or through its own Hyperband algorithm.
