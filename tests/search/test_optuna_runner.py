@@ -109,19 +109,22 @@ def test_consecutive_failures_stop_the_search(tmp_path):
     assert (board(tmp_path)["state"] == "FAIL").sum() == 3
 
 
+class Flat(Curve):
+    """A curve stuck at 1 % accuracy, worse than any `Curve`: every pruner should stop it."""
+
+    def __call__(self, params, reporter):
+        for epoch in range(self.epochs):
+            reporter.report(epoch, {"val_accuracy": 0.01})
+            if reporter.should_prune():
+                raise TrialPruned()
+        return {"val_accuracy": 0.01}
+
+
 def test_a_clearly_worse_curve_is_pruned(tmp_path):
     good = Curve(epochs=4)
     run(tmp_path, good, trials=3)
 
-    class Bad(Curve):
-        def __call__(self, params, reporter):
-            for epoch in range(4):
-                reporter.report(epoch, {"val_accuracy": 0.01})
-                if reporter.should_prune():
-                    raise TrialPruned()
-            return {"val_accuracy": 0.01}
-
-    run(tmp_path, Bad(), trials=4)
+    run(tmp_path, Flat(epochs=4), trials=4)
     frame = board(tmp_path)
     row = frame[frame["trial"] == 3].iloc[0]
     assert row["state"] == "PRUNED" and row["epochs"] == 3  # warm-up of 2 epochs, pruned at the third
@@ -132,15 +135,7 @@ def test_asha_keeps_the_best_third_at_each_rung(tmp_path):
     good = Curve(epochs=6)
     run(tmp_path, good, trials=3, pruner="asha")
 
-    class Bad(Curve):
-        def __call__(self, params, reporter):
-            for epoch in range(6):
-                reporter.report(epoch, {"val_accuracy": 0.01})
-                if reporter.should_prune():
-                    raise TrialPruned()
-            return {"val_accuracy": 0.01}
-
-    run(tmp_path, Bad(), trials=4, pruner="asha")
+    run(tmp_path, Flat(epochs=6), trials=4, pruner="asha")
     row = board(tmp_path).iloc[-1]
     assert row["state"] == "PRUNED" and row["epochs"] == 2  # the first rung: after the second epoch
     assert json.loads((tmp_path / "s" / "study.json").read_text())["pruner"] == "asha"  # `report` names it
