@@ -28,8 +28,9 @@ from rich.console import Console  # noqa: E402
 from leafsearch import synthetic  # noqa: E402
 from leafsearch.cli import import_keras_quietly  # noqa: E402
 from search import Choice, Fixed, Float, Space, Study  # noqa: E402
-from search.display import Display  # noqa: E402
-from search.optuna_runner import OptunaRunner, RunOptions  # noqa: E402
+from search.report.display import Display  # noqa: E402
+from search.loop import run_study  # noqa: E402
+from search.options import RunOptions  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -59,13 +60,10 @@ def run_mode(root: Path, data: Path, backend: str, in_process: bool, trials: int
     name = f"{backend}-{'inprocess' if in_process else 'isolated'}"
     objective = LeafObjective(data, "cnn", max_epochs=2, cache_dir=root / "cache")
     options = RunOptions(study_name=name, study_dir=root / name, trials=trials, pruner="none", in_process=in_process,
-                         preload=("leafsearch.preload",), algorithm="random")
+                         preload=("leafsearch.preload",), backend=backend, algorithm="random")
     display = MeasuringDisplay(spec.metric, Console(file=open(root / f"{name}.log", "w"), width=200))
-    runner_class = OptunaRunner
-    if backend == "kerastuner":
-        from search.kerastuner_runner import KerasTunerRunner as runner_class  # noqa: N813
     started = time.monotonic()
-    runner_class(space, spec, objective, options, display).run()
+    run_study(space, spec, objective, options, display)
     wall = time.monotonic() - started
     samples = display.samples
     durations = pd.read_csv(root / name / "leaderboard.csv")["duration_s"].tolist()

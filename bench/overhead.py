@@ -227,8 +227,8 @@ def probe_main(spec_path: Path) -> None:
     from leafsearch.cnn import build_cnn
     from leafsearch.recipe import resolve
     from leafsearch.training import save_training_state
-    from search.checkpoints import CheckpointStore
-    from search.files import write_json_atomic
+    from search.records.checkpoints import CheckpointStore
+    from search.records.files import write_json_atomic
 
     spec = json.loads(Path(spec_path).read_text())
     data = leafdata.prepare(spec["data"], spec["image_size"], cache_dir=None, seed=spec["split_seed"])

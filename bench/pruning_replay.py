@@ -30,8 +30,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.optuna_runner import make_pruner  # noqa: E402
-from search.pruning import curve_of  # noqa: E402
+from search.engines.optuna import make_pruner  # noqa: E402
+from search.engines.median_rule import curve_of  # noqa: E402
 
 GOAL_POINTS, GOAL_EPOCHS = 1.0, 1 / 3
 

@@ -4,7 +4,7 @@ It knows nothing of leaves, images or Keras models; the application plugs in an 
 `objective(params, reporter) -> dict[str, float]`.
 """
 
-from search.errors import TrialPruned, UsageError
+from search.errors import SearchAborted, TrialPruned, UsageError
 from search.space import Bool, Choice, Fixed, Float, Int, Param, Space
 from search.spacefile import load_space_file
 from search.study import Study
@@ -17,6 +17,7 @@ __all__ = [
     "Int",
     "Param",
     "Space",
+    "SearchAborted",
     "Study",
     "TrialPruned",
     "UsageError",

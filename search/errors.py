@@ -20,3 +20,17 @@ class TrialFailed(Exception):
 class OutOfMemory(Exception):
     """The trial ran out of (accelerator or host) memory; the runner retries it once with half
     the batch size."""
+
+
+class SearchAborted(Exception):
+    """The search cannot usefully go on (too many failures in a row): exit code 1."""
+
+
+def one_line(exc: BaseException) -> str:
+    """'Type: first line of the message', the one-line form of an error for the leaderboard and
+    the terminal. A TrialFailed or UsageError is its reason alone (it was written for the user)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, (TrialFailed, UsageError)):
+        return first or "failed"
+    return f"{type(exc).__name__}: {first}".rstrip(": ")

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from search.files import write_json_atomic
+from search.records.files import write_json_atomic
 
 EpochListener = Callable[[int, int, Mapping[str, float]], None]
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from search.checkpoints import CheckpointStore, copy_checkpoints, move_checkpoints
+from search.records.checkpoints import CheckpointStore, copy_checkpoints, move_checkpoints
 
 
 def writer(payload: str):

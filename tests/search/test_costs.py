@@ -6,10 +6,12 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from search import Choice, Space, Study, costs, leaderboard
-from search.display import Display
-from search.kerastuner_runner import KerasTunerRunner
-from search.optuna_runner import OptunaRunner, RunOptions, make_storage, rows_from_study
+from search import Choice, Space, Study
+from search.engines.optuna import make_storage, rows_from_study
+from search.loop import StudyLoop
+from search.options import RunOptions
+from search.records import costs, leaderboard
+from search.report.display import Display
 
 SPACE = Space(width=Choice([8, 16]))
 SPEC = Study(pipeline="fake", metric="val_accuracy", trials=2, max_epochs=1)
@@ -27,18 +29,18 @@ def test_clean_keeps_known_finite_numbers_only():
     assert costs.clean(None) == {}
 
 
-@pytest.mark.parametrize("runner_class", [OptunaRunner, KerasTunerRunner])
-def test_both_engines_fill_the_cost_columns(tmp_path, runner_class):
-    options = RunOptions(study_name="s", study_dir=tmp_path / "s", trials=2, in_process=True,
-                         algorithm="tpe" if runner_class is OptunaRunner else "random")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # KerasTuner 1.4.8's threading.currentThread()
+@pytest.mark.parametrize("backend", ["optuna", "kerastuner"])
+def test_both_engines_fill_the_cost_columns(tmp_path, backend):
+    options = RunOptions(study_name="s", study_dir=tmp_path / "s", trials=2, in_process=True, backend=backend)
     display = Display(SPEC.metric, console=Console(file=open(tmp_path / "out.txt", "a"), width=200))
-    runner_class(SPACE, SPEC, objective, options, display).run()
+    StudyLoop(SPACE, SPEC, objective, options, display).run()
     board = pd.read_csv(tmp_path / "s" / "leaderboard.csv")
     assert list(board.columns) == leaderboard.base_columns("val_accuracy") + ["param_width"]
     assert (board["params"] == 100 * board["param_width"]).all() and (board["flops"] == 2000 * board["param_width"]).all()
     assert (board["infer_ms"] == 0.5).all()
     assert leaderboard.sort_best_first(board, "params", "minimize")["params"].is_monotonic_increasing
-    if runner_class is OptunaRunner:  # from the storage alone, as `report --storage` reads it
+    if backend == "optuna":  # from the storage alone, as `report --storage` reads it
         study = optuna.load_study(study_name="s", storage=make_storage(tmp_path / "s", None))
         frame = leaderboard.build(rows_from_study(study, "val_accuracy", "tpe"), "val_accuracy", ["width"])
         assert frame["params"].tolist() == board["params"].tolist()

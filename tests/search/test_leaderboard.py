@@ -6,8 +6,9 @@ import json
 import pandas as pd
 from rich.console import Console
 
-from search import leaderboard
-from search.display import leaderboard_table
+from search.records import leaderboard
+from search.report import formats
+from search.report.display import leaderboard_table
 
 ROWS = [
     {"trial": 0, "state": "COMPLETE", "val_loss": 0.9, "val_accuracy": 0.60, "epochs": 3, "best_epoch": 2,
@@ -40,12 +41,12 @@ def test_best_first_for_both_directions():
 
 def test_csv_round_trip_json_and_markdown():
     board = frame()
-    back = pd.read_csv(io.StringIO(leaderboard.render(board, "csv")))
+    back = pd.read_csv(io.StringIO(formats.render(board, "csv")))
     assert back["trial"].tolist() == board["trial"].tolist()
     assert back["val_accuracy"].tolist()[:2] == [0.6, 0.2]
-    rows = json.loads(leaderboard.render(board, "json"))
+    rows = json.loads(formats.render(board, "json"))
     assert rows[2]["error"] == "nan loss" and rows[2]["val_accuracy"] is None and rows[0]["epochs"] == 3
-    lines = leaderboard.render(board, "markdown").splitlines()
+    lines = formats.render(board, "markdown").splitlines()
     assert lines[0].startswith("| trial | state | val_accuracy") and set(lines[1].replace("|", "").split()) == {"---"}
     assert len(lines) == 2 + len(board)
 

@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.pruning import curve_of, median_should_prune
+from search.engines.median_rule import curve_of, median_should_prune
 
 GOOD = [[0.5, 0.6, 0.7, 0.8], [0.4, 0.5, 0.6, 0.7], [0.6, 0.7, 0.8, 0.9]]  # median at epoch 2: 0.7
 

@@ -8,7 +8,9 @@ import re
 import pandas as pd
 import pytest
 
-from search import leaderboard, report, report_html
+from search.records import leaderboard
+from search.report import formats, summary as report
+from search.report import html as report_html
 from search.errors import UsageError
 from tests.search.toy_study import METRIC, make_study
 
@@ -99,7 +101,7 @@ def test_stored_evaluations_are_read_and_shown(board, tmp_path):
 def test_terminal_table_shows_values_as_typed_not_as_rich_markup():
     from rich.console import Console
 
-    from search.display import leaderboard_table
+    from search.report.display import leaderboard_table
 
     frame = pd.DataFrame({"trial": [0, 1], "state": ["COMPLETE", "FAIL"], "param_tag": ["[bold]x", "plain"],
                           "error": ["", "bad [red]value"]})

@@ -8,7 +8,7 @@ import pytest
 
 from search.errors import OutOfMemory, TrialFailed, TrialPruned, UsageError
 from search.reporter import Reporter
-from search.trial_exec import TrialExecutor
+from search.execution.executor import TrialExecutor
 
 
 class Recorder(Reporter):

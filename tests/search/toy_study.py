@@ -12,10 +12,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search import leaderboard
-from search.files import write_json_atomic
-from search.optuna_runner import JOURNAL_NAME, make_storage, rows_from_study
-from search.optuna_space import distributions
+from search.records import leaderboard
+from search.records.files import write_json_atomic
+from search.engines.optuna import JOURNAL_NAME, make_storage, rows_from_study
+from search.engines.optuna_space import distributions
 from search.space import Choice, Fixed, Float, Int, Space
 
 METRIC = "val_accuracy"

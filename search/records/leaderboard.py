@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import html
-import io
-import json
-import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from search import costs
-from search.files import write_text_atomic
+from search.records import costs
+from search.records.files import write_text_atomic
 
 PARAM_PREFIX = "param_"
-FORMATS = ("table", "csv", "markdown", "json", "html")
 
 
 def base_columns(metric: str) -> list[str]:
@@ -67,53 +62,38 @@ def read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def render(frame: pd.DataFrame, fmt: str) -> str:
-    """The leaderboard as text in one of FORMATS ("table" is plain fixed-width text, "html" a
-    self-contained page; `leafsearch report` adds the study's header to both)."""
-    if fmt == "csv":
-        return frame.to_csv(index=False)
-    if fmt == "json":
-        return json.dumps([_jsonable(row) for row in frame.to_dict(orient="records")], indent=2) + "\n"
-    if fmt == "markdown":
-        return _markdown(frame)
-    if fmt == "table":
-        buffer = io.StringIO()
-        buffer.write(frame.to_string(index=False, na_rep="", float_format=_short_float))
-        return buffer.getvalue() + "\n"
-    if fmt == "html":
-        from search import report_html
-
-        return report_html.document("Leaderboard", [], [("Leaderboard", frame)])
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+def best_trial(frame: pd.DataFrame, metric: str, direction: str) -> pd.Series | None:
+    """The best COMPLETE trial's row (ties: the lowest number), or None before any completed: the
+    one rule that the run's summary, the report's header and `evaluate`/`export` all use."""
+    done = frame[(frame["state"] == "COMPLETE") & pd.to_numeric(frame[metric], errors="coerce").notna()]
+    if done.empty:
+        return None
+    return sort_best_first(done, metric, direction).iloc[0]
 
 
-def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        elif hasattr(value, "item"):  # numpy scalar
-            value = value.item()
-        out[key] = value
-    return out
+def row(number: int, state: str, value: float | None, summary: Mapping[str, Any], *, metric: str,
+        duration_s: float | None, backend: str, algorithm: str, resumed_from: int | None, error: str,
+        params: Mapping[str, Any], costs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One trial's leaderboard row, the same whichever engine ran it. `value` is the engine's
+    score of a complete trial; other trials show their best epoch's metric (`summary`)."""
+    return {
+        "trial": number,
+        "state": state,
+        metric: summary.get(metric) if value is None else value,
+        "val_loss": summary.get("val_loss"),
+        "best_epoch": summary.get("best_epoch"),
+        "epochs": summary.get("epochs"),
+        "duration_s": None if duration_s is None else round(duration_s, 2),
+        "backend": backend,
+        "algorithm": algorithm,
+        "resumed_from": resumed_from,
+        "error": error or "",
+        "params": dict(params),
+        "costs": costs,
+    }
 
 
-def _short_float(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def _cell(value: Any) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    text = _short_float(value) if isinstance(value, float) else str(value)
-    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")  # a value is never markup
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    lines = [
-        "| " + " | ".join(frame.columns) + " |",
-        "| " + " | ".join("---" for _ in frame.columns) + " |",
-    ]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(value) for value in row) + " |")
-    return "\n".join(lines) + "\n"
+def params_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's parameters by bare name, inactive (blank) ones left out."""
+    return {column.removeprefix(PARAM_PREFIX): value for column, value in row.items()
+            if column.startswith(PARAM_PREFIX) and not pd.isna(value)}

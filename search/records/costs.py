@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from search.files import read_json, write_json_atomic
+from search.records.files import read_json, write_json_atomic
 
 FILE = "costs.json"
 # params: the model's parameter count; flops: floating-point operations of one image's forward

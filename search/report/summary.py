@@ -14,8 +14,9 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from search import leaderboard
-from search.display import format_value
+from search.records import leaderboard
+from search.report import formats
+from search.report.display import format_value
 from search.errors import UsageError
 
 STATES = ("complete", "pruned", "fail", "running", "all")
@@ -72,10 +73,10 @@ def header(frame: pd.DataFrame, meta: Mapping[str, Any]) -> Header:
         ("Metric", f"{metric} ({direction})"),
         ("Trials", state_counts(frame)),
     ]
-    best = best_row(frame, metric, direction)
+    best = leaderboard.best_trial(frame, metric, direction)
     if best is not None:
         lines.append(("Best", f"trial {best['trial']}: {metric}={format_value(float(best[metric]))}"))
-        lines.append(("Best parameters", " ".join(f"{k}={format_value(v)}" for k, v in params_of(best).items())))
+        lines.append(("Best parameters", " ".join(f"{k}={format_value(v)}" for k, v in leaderboard.params_of(best).items())))
     durations = pd.to_numeric(frame["duration_s"], errors="coerce").dropna() if "duration_s" in frame else pd.Series([])
     if len(durations):
         lines.append(("Trial time", f"{duration_text(durations.sum())} in total, "
@@ -89,20 +90,6 @@ def state_counts(frame: pd.DataFrame) -> str:
     order = ["COMPLETE", "PRUNED", "FAIL", "RUNNING"] + sorted(set(counts.index) - {"COMPLETE", "PRUNED", "FAIL", "RUNNING"})
     text = ", ".join(f"{counts[state]} {str(state).lower()}" for state in order if state in counts)
     return f"{len(frame)} ({text})" if text else "none yet"
-
-
-def best_row(frame: pd.DataFrame, metric: str, direction: str) -> pd.Series | None:
-    """The best finished trial's row, or None before any trial completed."""
-    done = frame[(frame["state"] == "COMPLETE") & pd.to_numeric(frame[metric], errors="coerce").notna()]
-    if done.empty:
-        return None
-    return leaderboard.sort_best_first(done, metric, direction).iloc[0]
-
-
-def params_of(row: pd.Series) -> dict[str, Any]:
-    """A row's parameters by bare name, inactive (blank) ones left out."""
-    return {column.removeprefix(leaderboard.PARAM_PREFIX): value for column, value in row.items()
-            if column.startswith(leaderboard.PARAM_PREFIX) and not pd.isna(value)}
 
 
 def duration_text(seconds: float) -> str:
@@ -148,21 +135,21 @@ def header_text(title: str, lines: Header) -> str:
 
 def compose(fmt: str, title: str, frame: pd.DataFrame, lines: Header, evaluations: pd.DataFrame) -> str:
     """The report as text: csv and json are the rows alone; markdown and the plain table add the
-    header and the evaluations (HTML is search.report_html's)."""
+    header and the evaluations (HTML is search.report.html's)."""
     if fmt in ("csv", "json"):
-        return leaderboard.render(frame, fmt)
+        return formats.render(frame, fmt)
     if fmt not in ("markdown", "table"):
         raise ValueError(f"compose: unknown format {fmt!r}")
     shown = evaluations[EVALUATION_COLUMNS] if len(evaluations) else evaluations
     if fmt == "markdown":
         parts = [f"# {html.escape(title, quote=False)}\n", header_markdown(lines),
-                 "## Leaderboard\n", leaderboard.render(frame, "markdown")]
+                 "## Leaderboard\n", formats.render(frame, "markdown")]
         if len(shown):
-            parts += ["## Test-set evaluations\n", leaderboard.render(shown, "markdown")]
+            parts += ["## Test-set evaluations\n", formats.render(shown, "markdown")]
         return "\n".join(parts)
-    parts = [header_text(title, lines), leaderboard.render(frame, "table")]
+    parts = [header_text(title, lines), formats.render(frame, "table")]
     if len(shown):
-        parts += ["Test-set evaluations:\n" + leaderboard.render(shown, "table")]
+        parts += ["Test-set evaluations:\n" + formats.render(shown, "table")]
     return "\n".join(parts)
 
 
@@ -171,7 +158,7 @@ def study_summary(name: str, frame: pd.DataFrame, meta: Mapping[str, Any], last_
     """A study's row in the list of studies: engine, trials by state, best value, last activity."""
     metric, direction = meta.get("metric", "val_accuracy"), meta.get("direction", "maximize")
     counts = frame["state"].value_counts() if len(frame) else pd.Series(dtype=int)
-    best = best_row(frame, metric, direction) if metric in frame else None
+    best = leaderboard.best_trial(frame, metric, direction) if metric in frame else None
     return {
         "study": name,
         "engine": f"{meta.get('backend') or '?'}/{meta.get('algorithm') or '?'}",

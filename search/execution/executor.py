@@ -26,8 +26,8 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from search import processes
-from search.errors import OutOfMemory, TrialFailed, TrialPruned, UsageError
+from search.execution import processes
+from search.errors import OutOfMemory, TrialFailed, TrialPruned, UsageError, one_line
 from search.reporter import Reporter
 
 Objective = Callable[[dict, Reporter], Mapping[str, float]]
@@ -35,14 +35,6 @@ Objective = Callable[[dict, Reporter], Mapping[str, float]]
 # The name of the parameter halved on an out-of-memory retry.
 BATCH_SIZE = "batch_size"
 MIN_BATCH_SIZE = 1
-
-
-def error_text(exc: BaseException) -> str:
-    """'Type: first line of the message', the leaderboard's `error` (a TrialFailed: its reason)."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, TrialFailed):
-        return message or "failed"
-    return f"{type(exc).__name__}: {message}".rstrip(": ")
 
 
 class ChildReporter(Reporter):
@@ -122,9 +114,9 @@ def _outcome(objective: Objective, params: dict, reporter: Reporter) -> tuple[st
     except UsageError as exc:
         return ("usage", str(exc))
     except (OutOfMemory, MemoryError) as exc:
-        return ("oom", error_text(exc))
+        return ("oom", one_line(exc))
     except Exception as exc:  # noqa: BLE001 - every other failure is the trial's, reported to the parent
-        return ("failed", error_text(exc))
+        return ("failed", one_line(exc))
 
 
 class TrialProcesses:
@@ -249,7 +241,7 @@ class TrialExecutor:
         try:
             return dict(objective(params, reporter))
         except MemoryError as exc:
-            raise OutOfMemory(error_text(exc)) from exc
+            raise OutOfMemory(one_line(exc)) from exc
 
     def run(self, objective: Objective, params: dict, reporter: Reporter,
             on_retry: Callable[[str], None] | None = None) -> tuple[dict[str, float], dict]:
@@ -270,7 +262,7 @@ class TrialExecutor:
                 if on_retry is not None:
                     on_retry(f"out of memory at batch size {batch}: trying again with {batch // 2}")
             except Exception as exc:  # noqa: BLE001 - in-process failures, recorded like a child's
-                raise TrialFailed(error_text(exc)) from exc
+                raise TrialFailed(one_line(exc)) from exc
 
     def close(self) -> None:
         """Nothing to release: each child ends with its trial, the fork server with this process."""

@@ -1,6 +1,8 @@
 """The search engines leafsearch drives and their algorithms (the first is each one's default).
 
-Kept apart from the runners so the command line can check a flag without importing an engine."""
+Kept apart from the adapters so the command line can check a flag without importing an engine."""
+
+BACKENDS = ("optuna", "kerastuner")
 
 ALGORITHMS = {
     "optuna": ("tpe", "random"),
@@ -14,7 +16,7 @@ def default_algorithm(backend: str) -> str:
 
 # How a study stops unpromising trials early (the first is the default). `asha` and `hyperband`
 # need intermediate values at every epoch, which only Optuna's trials take; the KerasTuner engine
-# prunes by the median rule (search.pruning) or through its own Hyperband algorithm.
+# prunes by the median rule (search.engines.median_rule) or through its own Hyperband algorithm.
 PRUNERS = {
     "optuna": ("median", "asha", "hyperband", "none"),
     "kerastuner": ("median", "none"),

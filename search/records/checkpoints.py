@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from search.files import read_json, write_json_atomic
+from search.records.files import read_json, write_json_atomic
 
 LATEST = "latest.json"
 STATE = "state.json"

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from search import leaderboard
+from search.records import leaderboard
 
 SIZE = (9.0, 5.5)  # inches; at DPI every PNG is 900 x 550 pixels
 DPI = 100

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from search.display import format_value
+from search.report.display import format_value
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }

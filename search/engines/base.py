@@ -1,0 +1,141 @@
+"""The narrow protocol between the study loop and a search engine (Optuna, KerasTuner).
+
+The loop (search/loop.py) owns everything both engines share; an adapter only translates:
+- `stored_identity()` / `start(identity, baseline)`: open the engine's storage, new or resumed;
+- `ask()` a trial's ticket (number, parameters, seed), `report()` an epoch and hear whether to
+  prune, `tell()` the outcome;
+- `finished()` and `requeue_orphans()`: what the loop needs to resume;
+- `rows()`: the leaderboard rows as the engine's storage knows them.
+Optuna's own shape is the model: one `_optimize` loop over a small `BaseSampler`/`BasePruner`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+from pathlib import Path
+from typing import Any, ContextManager, Mapping
+
+from search.options import RunOptions
+from search.space import Space
+from search.study import Study
+
+# Outcome states: the leaderboard's, and two the engine keeps the trial open for (the next run
+# continues it): the user's Ctrl-C, and bad input raised by the objective.
+COMPLETE, PRUNED, FAIL, INTERRUPTED, BAD_INPUT = "COMPLETE", "PRUNED", "FAIL", "INTERRUPTED", "BAD_INPUT"
+
+
+@dataclasses.dataclass
+class Ticket:
+    """One trial as the engine hands it out."""
+
+    number: int
+    params: dict[str, Any]
+    seed: int
+    resumes: int | None = None  # an interrupted trial whose checkpoints this one takes over (moved)
+    extends: int | None = None  # Hyperband: the trial whose checkpoints this one starts from (copied)
+    epoch_budget: int | None = None  # the epochs (across phases) the engine lets this trial reach
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)  # engine facts for run.json
+    handle: Any = None  # the engine's own trial object
+    taken_over: bool = False  # another worker ended this trial in the storage meanwhile
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    """ask(): no trial for now (other workers' running trials will meet the target); ask again."""
+
+    running: int | None = None  # how many trials other workers are running, where known
+    seconds: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Stop:
+    """ask(): the engine ends the search; `reason` says why when the target is not met."""
+
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How a trial ended, as the loop tells the engine."""
+
+    state: str
+    value: float | None  # the engine's score: the metric of a COMPLETE trial, the best so far of a PRUNED one
+    summary: Mapping[str, Any]  # the best epoch's metrics (reporter.summarise)
+    params: Mapping[str, Any]  # the parameters trained (smaller batch after an out-of-memory retry)
+    error: str = ""
+    costs: Mapping[str, Any] | None = None
+
+
+class Engine(abc.ABC):
+    """One engine's adapter. Constructing it touches no storage."""
+
+    backend: str = ""
+    versions: Mapping[str, str] = {}  # recorded in every trial's run.json
+
+    def __init__(self, space: Space, spec: Study, options: RunOptions):
+        self.space = space
+        self.spec = spec
+        self.options = options
+
+    @property
+    def study_dir(self) -> Path:
+        return self.options.study_dir
+
+    def check_options(self) -> None:
+        """Refuse, as UsageError, options this engine cannot honour (before any file is written)."""
+
+    def extra_identity(self) -> dict[str, Any]:
+        """What else must match to resume, beyond the loop's metric, direction, space and data."""
+        return {}
+
+    @abc.abstractmethod
+    def stored_identity(self) -> Mapping[str, Any] | None:
+        """The identity of the stored study (None when there is none); reads only."""
+
+    @abc.abstractmethod
+    def start(self, identity: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> None:
+        """Create the study (with `baseline` as its first trial) or load it to resume."""
+
+    def requeue_orphans(self) -> list[str]:
+        """Queue again the trials whose process died; returns a note for each."""
+        return []
+
+    @abc.abstractmethod
+    def finished(self) -> int:
+        """Finished trials that count toward the target."""
+
+    @abc.abstractmethod
+    def ask(self) -> Ticket | Wait | Stop:
+        """The next trial to run."""
+
+    @abc.abstractmethod
+    def report(self, ticket: Ticket, epoch: int, value: float, curve: list[float | None]) -> bool:
+        """Give the engine one epoch's metric (`curve`: the trial's values so far, by epoch);
+        returns whether the trial should stop now."""
+
+    @abc.abstractmethod
+    def tell(self, ticket: Ticket, outcome: Outcome) -> None:
+        """Record how the trial ended."""
+
+    @abc.abstractmethod
+    def rows(self) -> list[dict[str, Any]]:
+        """Leaderboard rows (search.records.leaderboard.row) of every trial the storage shows."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """The engine as the study's first line names it, e.g. 'optuna/tpe, median pruning'."""
+
+    @abc.abstractmethod
+    def storage(self) -> str:
+        """Where the study is stored, safe to print (no password)."""
+
+    def training(self, ticket: Ticket) -> ContextManager[None]:
+        """Held while the trial trains (Optuna: heartbeats to a database storage)."""
+        return contextlib.nullcontext()
+
+    def serve(self, note) -> bool:
+        """Serve other workers instead of training (KerasTuner's chief); False when this
+        process is not a server."""
+        return False

@@ -1,0 +1,251 @@
+"""The KerasTuner engine: one of its oracles decides, through `create_trial` / `update_trial` /
+`end_trial`, the calls its chief/worker client speaks too (no Tuner loop is subclassed).
+
+Storage is KerasTuner's project folder, `<study>/kerastuner/`: the oracle reloads it to resume.
+`--trials` is the oracle's `max_trials` (Hyperband's too, whose brackets otherwise decide how many
+trials run), so a higher target adds only the missing trials. A trial left running (Ctrl-C, a
+crash) is the oracle's ongoing trial: reloaded, it is handed out again first, with its number,
+seed and folder, so it continues from its checkpoint. Trial numbers are KerasTuner's trial ids
+(the count of trials so far, zero-padded) as integers. KerasTuner's RandomSearch and
+BayesianOptimization take no intermediate values, so this adapter applies the median rule itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from typing import Any, Mapping
+
+import keras_tuner
+from keras_tuner.engine.trial import TrialStatus
+
+from search.engines.base import BAD_INPUT, FAIL, INTERRUPTED, Engine, Outcome, Stop, Ticket, Wait
+from search.engines.choices import ALGORITHMS
+from search.engines.kerastuner_space import declare, encode_values, sample
+from search.engines.median_rule import curve_of, median_should_prune
+from search.errors import UsageError
+from search.records import costs, leaderboard, trial_files
+from search.records.files import read_json, write_json_atomic
+from search.reporter import summarise
+
+PROJECT_NAME = "kerastuner"  # KerasTuner's project folder inside the study folder
+IDENTITY_NAME = "leafsearch.json"  # in the project folder: what must match to resume
+HYPERBAND_FACTOR = 3
+# KerasTuner's distributed mode: a chief serves the oracle over gRPC, workers train and ask it
+# for trials. These environment variables select the role (keras_tuner/src/distribute/utils.py).
+TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
+_STATES = {"COMPLETED": "COMPLETE", "RUNNING": "RUNNING", "FAILED": "FAIL", "INVALID": "FAIL"}
+_FINISHED = ("COMPLETED", "FAILED", "INVALID")
+
+
+def distributed_role() -> str:
+    """"chief", "worker", or "alone" (no KerasTuner distributed mode)."""
+    if ORACLE_IP not in os.environ:
+        return "alone"
+    return "chief" if "chief" in os.environ.get(TUNER_ID, "") else "worker"
+
+
+class _BaselineFirst:
+    """The space's defaults are the first trial. `_random_values` is where each of the three
+    oracles draws a new trial's values (KerasTuner 1.4 has no public hook for a first trial)."""
+
+    baseline: dict[str, Any] | None = None
+
+    def _random_values(self):
+        if self.baseline is not None and not self.trials:
+            return dict(self.baseline)
+        return super()._random_values()
+
+
+class _RandomSearchOracle(_BaselineFirst, keras_tuner.oracles.RandomSearchOracle):
+    pass
+
+
+class _BayesianOptimizationOracle(_BaselineFirst, keras_tuner.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class _HyperbandOracle(_BaselineFirst, keras_tuner.oracles.HyperbandOracle):
+    pass
+
+
+def make_oracle(algorithm: str, metric: str, direction: str, hp: keras_tuner.HyperParameters, seed: int,
+                max_epochs: int) -> keras_tuner.Oracle:
+    common = dict(
+        objective=keras_tuner.Objective(metric, "max" if direction == "maximize" else "min"),
+        hyperparameters=hp, allow_new_entries=False, max_retries_per_trial=0,
+        seed=seed + 1,  # KerasTuner treats seed 0 as "no seed" (`seed or random.randint(...)`)
+        max_consecutive_failed_trials=sys.maxsize,  # the study loop counts failures in a row itself
+    )
+    if algorithm == "random":
+        return _RandomSearchOracle(**common)
+    if algorithm == "bayesian":
+        return _BayesianOptimizationOracle(**common)
+    if algorithm == "hyperband":  # no fixed number of iterations: the target of trials ends the search
+        return _HyperbandOracle(max_epochs=max_epochs, factor=HYPERBAND_FACTOR, hyperband_iterations=None, **common)
+    raise UsageError(f"--algorithm {algorithm}: unknown for the kerastuner backend; use one of {', '.join(ALGORITHMS['kerastuner'])}")
+
+
+def hyperband_budget(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+    """The epoch budget Hyperband gave a trial (empty for the other oracles)."""
+    values = hp.values
+    if "tuner/epochs" not in values:
+        return {}
+    extends = values.get("tuner/trial_id")
+    return {"epoch_budget": int(values["tuner/epochs"]), "initial_epoch": int(values.get("tuner/initial_epoch", 0)),
+            "extends_trial": None if extends is None else int(extends), "bracket": values.get("tuner/bracket"),
+            "round": values.get("tuner/round")}
+
+
+def folder_row(folder, metric: str, direction: str, algorithm: str, state: str | None = None,
+               value: float | None = None, error: str = "", params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A leaderboard row from a trial folder (the loop's run.json, the summary of history.json)."""
+    info = trial_files.read(folder, trial_files.RUN, {}) or {}
+    summary = summarise(trial_files.read(folder, trial_files.HISTORY, []) or [], metric, direction)
+    return leaderboard.row(
+        int(folder.name), state or info.get("state", "RUNNING"), value, summary, metric=metric,
+        duration_s=info.get("duration_s"), backend="kerastuner", algorithm=info.get("algorithm", algorithm),
+        resumed_from=info.get("resumed_from"), error=error or info.get("error") or "",
+        params=(trial_files.read(folder, trial_files.PARAMS, {}) or {}) if params is None else params, costs=costs.read(folder))
+
+
+class KerasTunerEngine(Engine):
+    backend = "kerastuner"
+    versions = {"keras_tuner": keras_tuner.__version__}
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.role = distributed_role()
+        self.max_epochs = self.options.max_resource or self.spec.max_epochs  # Hyperband's max_epochs
+        self.tuner_id = os.environ.get(TUNER_ID, "tuner0")
+        self.oracle: keras_tuner.Oracle | None = None
+        self.client: Any = None  # the oracle, or on a worker its gRPC client
+        self._finished_curves: list[list[float | None]] = []
+
+    @property
+    def project_dir(self):
+        return self.study_dir / PROJECT_NAME
+
+    def check_options(self) -> None:
+        options = self.options
+        if options.algorithm not in ALGORITHMS["kerastuner"]:
+            raise UsageError(f"--algorithm {options.algorithm}: unknown for the kerastuner backend; use one of {', '.join(ALGORITHMS['kerastuner'])}")
+        if options.storage is not None:
+            raise UsageError("--storage is for the optuna backend; a kerastuner study is stored in its project folder under the results folder")
+        missing = [m for m in ("sklearn", "scipy") if importlib.util.find_spec(m) is None]
+        if options.algorithm == "bayesian" and missing:
+            raise UsageError(f"--algorithm bayesian needs scikit-learn and scipy (missing: {', '.join(missing)}); pip install scikit-learn")
+
+    def extra_identity(self) -> dict[str, Any]:
+        """Each oracle keeps its own state, and Hyperband's budgets follow from its max_epochs."""
+        extra: dict[str, Any] = {"algorithm": self.options.algorithm}
+        if self.options.algorithm == "hyperband":
+            extra["hyperband_max_epochs"] = self.max_epochs
+        return extra
+
+    def stored_identity(self) -> Mapping[str, Any] | None:
+        stored = read_json(self.project_dir / IDENTITY_NAME)
+        if stored is None and (self.project_dir / "oracle.json").exists():
+            raise UsageError(f"{self.project_dir} holds a KerasTuner project leafsearch did not make; pass a new --study NAME")
+        return stored
+
+    def start(self, identity: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> None:
+        hp = declare(self.space, keras_tuner.HyperParameters())
+        oracle = make_oracle(self.options.algorithm, self.spec.metric, self.spec.direction, hp, self.options.seed, self.max_epochs)
+        oracle.baseline = None if baseline is None else encode_values(self.space, baseline)
+        # What Tuner.__init__ does with its directory; KerasTuner has no public call for an oracle alone.
+        oracle._set_project_dir(str(self.study_dir), PROJECT_NAME)  # noqa: SLF001
+        resuming = (self.project_dir / "oracle.json").exists()
+        if resuming and self.role != "worker":  # a worker's oracle is the chief's
+            oracle.reload()  # its ongoing trials go to the front of its retry queue
+        oracle.max_trials = self.options.trials
+        oracle.verbose = 0  # KerasTuner's own trial tables; the study's display reports
+        if not resuming:
+            write_json_atomic(self.project_dir / IDENTITY_NAME, dict(identity))
+        if self.role != "worker":
+            oracle.save()  # so that a run stopped inside its first trial reloads this project
+        self.oracle = oracle
+        if self.role == "worker":
+            from keras_tuner.src.distribute import oracle_client  # noqa: PLC0415 - what Tuner.__init__ wraps a worker's oracle in
+
+            self.client = oracle_client.OracleClient(oracle)
+        else:
+            self.client = oracle
+
+    def finished(self) -> int:
+        if self.role == "worker":
+            return sum(row["state"] != "RUNNING" for row in self.rows())
+        return sum(t.status in _FINISHED for t in self.oracle.trials.values())
+
+    def ask(self) -> Ticket | Wait | Stop:
+        trial = self.client.create_trial(self.tuner_id)
+        if trial.status == TrialStatus.STOPPED:
+            return Stop("KerasTuner's oracle stopped before the target: it found no untried values in the space."
+                        if self.role == "alone" else "")
+        if trial.status == TrialStatus.IDLE:  # Hyperband waits for other workers' trials of its bracket
+            return Wait(seconds=1.0)
+        number = int(trial.trial_id)
+        budget = hyperband_budget(trial.hyperparameters)
+        rerun = (trial_files.trial_dir(self.study_dir, number) / trial_files.RUN).exists()
+        if self.options.prune:  # the median rule's reference: the completed trials' curves
+            self._finished_curves = [curve_of(trial_files.read(trial_files.trial_dir(self.study_dir, row["trial"]), trial_files.HISTORY, []) or [],
+                                              self.spec.metric) for row in self.rows() if row["state"] == "COMPLETE"]
+        return Ticket(number, sample(self.space, trial.hyperparameters), self.options.seed + number,
+                      resumes=number if rerun else None, extends=budget.get("extends_trial"),
+                      epoch_budget=budget.get("epoch_budget"), info=budget, handle=trial)
+
+    def report(self, ticket: Ticket, epoch: int, value: float, curve: list[float | None]) -> bool:
+        return self.options.prune and median_should_prune(curve, self._finished_curves, self.spec.direction)
+
+    def tell(self, ticket: Ticket, outcome: Outcome) -> None:
+        if outcome.state in (INTERRUPTED, BAD_INPUT):  # left ongoing: the next run hands it out again first
+            return
+        trial = ticket.handle
+        if outcome.state == FAIL or outcome.value is None:
+            trial.status = TrialStatus.FAILED
+            trial.message = outcome.error or "pruned before its first finite value: nothing to score"
+        else:
+            # A pruned trial is COMPLETED for KerasTuner, scored by its best value so far: it has no
+            # pruned state, and a failure would teach Bayesian optimisation nothing about a region
+            # that is measurably bad. Under Hyperband it competes for promotion with that value.
+            self.client.update_trial(trial.trial_id, {self.spec.metric: float(outcome.value)})
+            trial.status = TrialStatus.COMPLETED
+        self.client.end_trial(trial)
+        if self.role != "worker":
+            self.oracle.save()  # again: end_trial saves before it lets go of the ongoing trial (as Tuner.on_trial_end does)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The oracle's trials with what the loop wrote into their folders; a distributed worker,
+        whose oracle is the chief's, reads the (shared) trial folders alone."""
+        metric, direction, algorithm = self.spec.metric, self.spec.direction, self.options.algorithm
+        if self.role == "worker":
+            return [folder_row(f, metric, direction, algorithm) for f in trial_files.numbered(self.study_dir)]
+        rows = []
+        for trial in self.oracle.trials.values():
+            folder = trial_files.trial_dir(self.study_dir, int(trial.trial_id))
+            info = trial_files.read(folder, trial_files.RUN, {}) or {}
+            state = info.get("state") or _STATES.get(trial.status, "FAIL")
+            value = trial.score if state == "COMPLETE" and trial.score is not None else None
+            rows.append(folder_row(folder, metric, direction, algorithm, state=state, value=value, error=info.get("error") or "",
+                                   params=sample(self.space, trial.hyperparameters)))
+        return rows
+
+    def describe(self) -> str:
+        engine = f"kerastuner/{self.options.algorithm}"
+        if self.options.algorithm == "hyperband":
+            engine += f", up to {self.max_epochs} epochs a trial"
+        return engine + ("" if self.options.prune else ", no pruning")
+
+    def storage(self) -> str:
+        return PROJECT_NAME
+
+    def serve(self, note) -> bool:
+        if self.role != "chief":
+            return False
+        note(f"KerasTuner chief: serving the oracle on {os.environ[ORACLE_IP]}:{os.environ.get(ORACLE_PORT)} "
+             f"until the workers have finished {self.options.trials} trials.")
+        from keras_tuner.src.distribute import oracle_chief  # noqa: PLC0415 - KerasTuner's server, with no public path
+
+        oracle_chief.start_server(self.oracle)  # returns once every worker was told to stop
+        return True

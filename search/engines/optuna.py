@@ -1,0 +1,248 @@
+"""The Optuna engine: `ask`/`tell` over an Optuna storage, Optuna's samplers and pruners.
+
+The study is its storage (a journal file under the study folder by default, any Optuna storage
+URL otherwise), so running the same command again resumes it. A database storage gets heartbeats:
+a trial whose machine went silent is found by its stale heartbeat and continued by another worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled  # noqa: PLC2701 - Optuna's own helpers
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from search.engines.base import BAD_INPUT, COMPLETE, INTERRUPTED, Engine, Outcome, Ticket, Wait
+from search.engines.choices import ALGORITHMS, PRUNERS
+from search.engines.optuna_space import sample
+from search.errors import UsageError, one_line
+from search.execution import processes
+from search.records import leaderboard
+from search.urls import mask_url
+
+JOURNAL_NAME = "study.journal"
+HEARTBEAT_S = 20  # how often a running trial says it is alive (database storages)
+GRACE_S = 120  # a trial silent for this long lost its process: it is continued elsewhere
+POLL_S = 2.0  # how often a worker waiting for other workers' trials looks again
+FINAL = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}
+
+
+def make_storage(study_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
+    """The embedded journal file (no server; its file lock makes it safe for local workers) or a
+    database URL, with heartbeats."""
+    if url is None:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_NAME)))
+    try:
+        with warnings.catch_warnings():  # "heartbeat_interval is an experimental feature"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                              engine_kwargs={"pool_pre_ping": True})
+    except Exception as exc:  # noqa: BLE001 - any failure to open the user's URL is bad input
+        reason = one_line(exc).replace(url, mask_url(url))
+        raise UsageError(f"--storage: cannot open {mask_url(url)}: {reason}; check the URL and that the server is reachable") from None
+
+
+def make_sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
+    if algorithm == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UsageError(f"--algorithm {algorithm}: unknown for the optuna backend; use one of {', '.join(ALGORITHMS['optuna'])}")
+
+
+def make_pruner(name: str, max_resource: int | None = None) -> optuna.pruners.BasePruner:
+    """Optuna's pruner by leafsearch's name for it. Steps are epochs, 0-based and counted across
+    training phases, so `min_resource=1` first compares trials after their second epoch.
+
+    - `median`: the median rule once 3 trials finished, from the third epoch on (cautious).
+    - `asha`: asynchronous successive halving (Li et al. 2020): after 2, 4, 10, 28... epochs only
+      the best third of the trials that reached that rung go on. Needs dozens of trials.
+    - `hyperband`: several successive-halving brackets, from aggressive to none (Li et al. 2018).
+    - `none`: every trial trains until its own early stopping or the epoch cap.
+    """
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource or "auto", reduction_factor=3)
+    raise UsageError(f"--pruner {name}: unknown for the optuna backend; use one of {', '.join(PRUNERS['optuna'])}")
+
+
+def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
+    """Finished trials count, except ones queued again (interrupted, or their process died), ones
+    stopped by bad input (the user fixes it and runs again) and surplus ones."""
+    attrs = trial.user_attrs
+    return trial.state.is_finished() and not any(attrs.get(flag, False) for flag in ("requeued", "bad_input", "surplus"))
+
+
+def rows_from_study(study: optuna.Study, metric: str, algorithm: str) -> list[dict[str, Any]]:
+    """Leaderboard rows from the storage, the single source of truth (all workers' trials). Not
+    shown: queued trials, trials continued under another number, surplus ones."""
+    trials = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs["resumes"] for t in trials if "resumes" in t.user_attrs and t.state != TrialState.WAITING}
+    return [leaderboard.row(
+        t.number, t.state.name, t.value if t.state == TrialState.COMPLETE else None, t.user_attrs.get("summary", {}),
+        metric=metric, duration_s=t.duration.total_seconds() if t.duration else None, backend="optuna",
+        algorithm=t.user_attrs.get("algorithm", algorithm), resumed_from=t.user_attrs.get("resumes"),
+        error=t.user_attrs.get("error", ""), params=t.user_attrs.get("params", t.params), costs=t.user_attrs.get("costs"),
+    ) for t in trials if t.state != TrialState.WAITING and t.number not in continued and not t.user_attrs.get("surplus")]
+
+
+@contextlib.contextmanager
+def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
+    """The heartbeat thread Optuna's own `optimize` uses (a no-op for storages without them)."""
+    thread = get_heartbeat_thread(trial_id, storage)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+class OptunaEngine(Engine):
+    backend = "optuna"
+    versions = {"optuna": optuna.__version__}
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        optuna.logging.set_verbosity(logging.WARNING)
+        self.study: optuna.Study | None = None
+        self._storage: optuna.storages.BaseStorage | None = None
+        self._sampler: optuna.samplers.BaseSampler | None = None
+        self._sent: dict[int, set[int]] = {}  # epochs reported per trial (a retry after out-of-memory reports them again)
+
+    def check_options(self) -> None:
+        make_sampler(self.options.algorithm, 0)
+        make_pruner(self.options.pruner)
+
+    def stored_identity(self) -> Mapping[str, Any] | None:
+        options = self.options
+        self._storage = make_storage(options.study_dir, options.storage)
+        summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(self._storage, include_best_trial=False)}
+        # A resumed run must not replay the first run's random draws, nor a worker another's.
+        self._sampler = make_sampler(options.algorithm, (options.seed + summaries.get(options.study_name, 0) + 7919 * options.worker) % 2**32)
+        if options.study_name not in summaries:
+            return None
+        self.study = optuna.load_study(study_name=options.study_name, storage=self._storage, sampler=self._sampler,
+                                       pruner=make_pruner(options.pruner, options.max_resource))
+        return {**self.study.user_attrs, "direction": self.study.direction.name.lower()}
+
+    def start(self, identity: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> None:
+        settings = dict(self.options.settings)
+        if self.study is not None:  # resumed: only the settings a joining worker reads may change
+            if settings and self.study.user_attrs.get("settings") != settings:
+                self.study.set_user_attr("settings", settings)
+            return
+        self.study = optuna.create_study(storage=self._storage, study_name=self.options.study_name, direction=self.spec.direction,
+                                         sampler=self._sampler, pruner=make_pruner(self.options.pruner, self.options.max_resource))
+        for key, value in {**identity, "settings": settings}.items():
+            self.study.set_user_attr(key, value)
+        if baseline is not None:
+            self.study.enqueue_trial(dict(baseline), user_attrs={"baseline": True})
+
+    def requeue_orphans(self) -> list[str]:
+        """RUNNING trials whose process died (kill -9, a crash, a lost machine) are marked failed
+        and their parameters queued again with the same seed, to continue from their checkpoint."""
+        storage, here, notes = self.study._storage, socket.gethostname(), []  # noqa: SLF001 - no public API for another process's trial
+        stale = set(storage._get_stale_trial_ids(self.study._study_id)) if is_heartbeat_enabled(storage) else set()  # noqa: SLF001 - what fail_stale_trials uses
+        trials = self.study.get_trials(deepcopy=False)
+        continued = {t.user_attrs.get("resumes") for t in trials}
+        for frozen in (t for t in trials if t.state == TrialState.RUNNING):
+            attrs, trial_id = frozen.user_attrs, frozen._trial_id  # noqa: SLF001
+            died_here = attrs.get("host") == here and (  # this process's own RUNNING trial, seen here, is a previous life's
+                attrs.get("pid") == os.getpid() or not processes.alive(attrs.get("pid"), attrs.get("pid_start")))
+            age = (datetime.datetime.now() - (frozen.datetime_start or datetime.datetime.now())).total_seconds()
+            never_claimed = attrs.get("pid") is None and age > GRACE_S  # killed between ask and claim: nothing to continue
+            if not (died_here or never_claimed or trial_id in stale):
+                continue
+            flags = {"surplus": True} if never_claimed else {"requeued": True, "error": "its process died; queued to continue from its last checkpoint"}
+            try:  # of several workers finding the same orphan, only the one that ends it queues it again
+                for key, value in flags.items():
+                    storage.set_trial_user_attr(trial_id, key, value)
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+                continue
+            if never_claimed or frozen.number in continued:  # nothing to continue, or already queued (a Ctrl-C cut short)
+                continue
+            self.study.enqueue_trial(attrs.get("params") or frozen.params, user_attrs={"seed": attrs.get("seed"), "resumes": frozen.number})
+            notes.append(f"Trial {frozen.number} was left running by a process that died: queued to continue from its last checkpoint.")
+        return notes
+
+    def finished(self) -> int:
+        return sum(counts_toward_target(t) for t in self.study.get_trials(deepcopy=False))
+
+    def _claimed(self, trials: list[optuna.trial.FrozenTrial], before: int) -> int:
+        """Places toward the target taken by trials numbered below `before`: counted finished
+        ones, running ones, and queued ones (every queued trial will run)."""
+        return sum(t.number < before and (counts_toward_target(t) or t.state in (TrialState.RUNNING, TrialState.WAITING))
+                   for t in trials)
+
+    def ask(self) -> Ticket | Wait:
+        trials, target = self.study.get_trials(deepcopy=False), self.options.trials
+        if not any(t.state == TrialState.WAITING for t in trials) and self._claimed(trials, len(trials)) >= target:
+            # Other workers' trials will meet the target, unless one dies: then it is queued again here.
+            return Wait(running=sum(t.state == TrialState.RUNNING for t in trials), seconds=POLL_S)
+        trial = self.study.ask()
+        if "resumes" not in trial.user_attrs and self._claimed(self.study.get_trials(deepcopy=False), trial.number) >= target:
+            trial.set_user_attr("surplus", True)  # another worker took the last place first: hidden
+            self.study.tell(trial, state=TrialState.FAIL)
+            return Wait(seconds=0.0)
+        seed = trial.user_attrs.get("seed")
+        seed = self.options.seed + trial.number if seed is None else seed
+        for key, value in {**processes.owner(), "seed": seed, "algorithm": self.options.algorithm}.items():
+            trial.set_user_attr(key, value)
+        params = sample(self.space, trial)
+        trial.set_user_attr("params", params)
+        return Ticket(trial.number, params, seed, resumes=trial.user_attrs.get("resumes"), handle=trial)
+
+    def training(self, ticket: Ticket):
+        return heartbeat(self.study._storage, ticket.handle._trial_id)  # noqa: SLF001
+
+    def report(self, ticket: Ticket, epoch: int, value: float, curve: list[float | None]) -> bool:
+        sent = self._sent.setdefault(ticket.number, set())
+        if epoch not in sent:
+            sent.add(epoch)
+            try:
+                ticket.handle.report(value, step=epoch)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                ticket.taken_over = True  # another worker ended it in the storage (it thought us dead)
+        return ticket.taken_over or ticket.handle.should_prune()
+
+    def tell(self, ticket: Ticket, outcome: Outcome) -> None:
+        trial = ticket.handle
+        attrs = {"summary": dict(outcome.summary), "params": dict(outcome.params), "costs": outcome.costs or None,
+                 "error": outcome.error or None}
+        if outcome.state == INTERRUPTED:  # queued to continue from its last checkpoint
+            attrs["requeued"] = True
+            self.study.enqueue_trial(ticket.params, user_attrs={"seed": ticket.seed, "resumes": ticket.number})
+        elif outcome.state == BAD_INPUT:  # not counted: the user fixes the input and runs again
+            attrs["bad_input"] = True
+        for key, value in attrs.items():
+            if value is not None:
+                trial.set_user_attr(key, value)
+        state = FINAL.get(outcome.state, TrialState.FAIL)
+        self.study.tell(trial, outcome.value if outcome.state == COMPLETE else None, state=state)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return rows_from_study(self.study, self.spec.metric, self.options.algorithm)
+
+    def describe(self) -> str:
+        pruner = self.options.pruner
+        return f"optuna/{self.options.algorithm}, " + ("no pruning" if pruner == "none" else f"{pruner} pruning")
+
+    def storage(self) -> str:
+        return mask_url(self.options.storage) or JOURNAL_NAME

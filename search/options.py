@@ -1,0 +1,32 @@
+"""The settings of one run of a study: what the command line decided, for the loop and its engine."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclasses.dataclass
+class RunOptions:
+    study_name: str
+    study_dir: Path
+    trials: int  # the study's target of finished trials, in total (a resumed run adds only the missing ones)
+    backend: str = "optuna"  # one of search.engines.ALGORITHMS
+    storage: str | None = None  # an Optuna storage URL (default: a journal file in the study folder)
+    algorithm: str | None = None  # default: the engine's first (search.engines.default_algorithm)
+    pruner: str = "median"  # one of engines.PRUNERS[backend]
+    max_resource: int | None = None  # the most epochs (across phases) a trial can train: Hyperband's top rung
+    seed: int = 0
+    timeout_s: float | None = None
+    max_consecutive_failures: int = 3
+    identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # must match to resume (data, split seed)
+    run_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # recorded in every trial folder
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # kept in the study for `leafsearch worker`
+    worker: int = 0  # this worker's index among those sharing the study (seeds its sampler apart)
+    in_process: bool = False  # train in this process instead of a child process per trial (debugging)
+    preload: tuple[str, ...] = ()  # modules the trial processes' fork server imports once (e.g. Keras)
+
+    @property
+    def prune(self) -> bool:
+        return self.pruner != "none"
