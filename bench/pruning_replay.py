@@ -30,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.engines.optuna import make_pruner  # noqa: E402
+from search.engines.optuna.adapter import make_pruner  # noqa: E402
 from search.engines.median_rule import curve_of  # noqa: E402
 
 GOAL_POINTS, GOAL_EPOCHS = 1.0, 1 / 3

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import platform
 import time
 from typing import Any, Callable, Mapping
 
-from search.engines import Engine, default_algorithm, make_engine
+from search.engines import Engine, default_algorithm, engine_class, make_engine
 from search.engines.base import BAD_INPUT, COMPLETE, FAIL, INTERRUPTED, PRUNED, Outcome, Stop, Ticket, Wait
 from search.errors import SearchAborted, TrialFailed, TrialPruned, UsageError
 from search.execution.executor import TrialExecutor
+from search.execution.workers import WorkerPool
 from search.options import RunOptions
 from search.records import costs, leaderboard, trial_files
 from search.records.checkpoints import CheckpointStore, copy_checkpoints, move_checkpoints
@@ -264,3 +266,27 @@ class StudyLoop:
 def run_study(space: Space, spec: Study, objective: Objective, options: RunOptions, display: Display) -> dict[str, Any] | None:
     """Run (or resume) a study to its target; returns its best complete trial, or None."""
     return StudyLoop(space, spec, objective, options, display).run()
+
+
+def run_with_workers(space: Space, spec: Study, objective: Objective, options: RunOptions, display: Display,
+                     command: list[str], count: int, env: Callable[[int], Mapping[str, str]]) -> tuple[dict[str, Any] | None, list[int]]:
+    """`--workers N`: `command` (this run's command line without --workers) run as more workers
+    of the same study, each with `env(index)` added. Returns the best trial and the exit codes of
+    the workers that failed (their trials were continued by the others)."""
+    plan = engine_class(options.backend).local_workers(count)
+    os.environ.update(plan.env_here)
+    loop = StudyLoop(space, spec, objective, options, display)
+    if plan.here_trains:
+        loop.open()  # created (or checked) once, before any worker starts
+        display.prefix = "worker 0 | "
+    pool = WorkerPool(command, lambda index: {**env(index), **plan.env(index)}, os.environ)
+    pool.start_all(plan.indices)
+    try:
+        if plan.here_trains:
+            loop.run()
+        else:
+            pool.supervise(loop.run, display.note)
+    except BaseException:
+        pool.interrupted()
+        raise
+    return loop.best, [code for code in pool.wait() if code != 0]

@@ -12,17 +12,21 @@ from search.options import RunOptions
 from search.space import Space
 from search.study import Study
 
-__all__ = ["ALGORITHMS", "BACKENDS", "PRUNERS", "Engine", "default_algorithm", "make_engine"]
+__all__ = ["ALGORITHMS", "BACKENDS", "PRUNERS", "Engine", "default_algorithm", "engine_class", "make_engine"]
+
+
+def engine_class(backend: str) -> type[Engine]:
+    """The adapter of `backend`, its module imported only now."""
+    if backend == "optuna":
+        from search.engines.optuna.adapter import OptunaEngine
+
+        return OptunaEngine
+    if backend == "kerastuner":
+        from search.engines.kerastuner.adapter import KerasTunerEngine
+
+        return KerasTunerEngine
+    raise UsageError(f"--backend {backend}: unknown; use one of {', '.join(BACKENDS)}")
 
 
 def make_engine(space: Space, spec: Study, options: RunOptions) -> Engine:
-    """The adapter of `options.backend`, its module imported only now."""
-    if options.backend == "optuna":
-        from search.engines.optuna import OptunaEngine
-
-        return OptunaEngine(space, spec, options)
-    if options.backend == "kerastuner":
-        from search.engines.kerastuner import KerasTunerEngine
-
-        return KerasTunerEngine(space, spec, options)
-    raise UsageError(f"--backend {options.backend}: unknown; use one of {', '.join(BACKENDS)}")
+    return engine_class(options.backend)(space, spec, options)

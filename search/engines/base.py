@@ -15,7 +15,7 @@ import abc
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, ContextManager, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 from search.options import RunOptions
 from search.space import Space
@@ -66,6 +66,16 @@ class Outcome:
     params: Mapping[str, Any]  # the parameters trained (smaller batch after an out-of-memory retry)
     error: str = ""
     costs: Mapping[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalWorkers:
+    """How `--workers N` spreads one study over processes of this machine."""
+
+    indices: range  # the worker processes to start besides this one
+    here_trains: bool  # this process trains too (worker 0); False: it serves the workers
+    env_here: Mapping[str, str]  # set in this process before its engine is made
+    env: Callable[[int], Mapping[str, str]]  # each worker's additions to the environment
 
 
 class Engine(abc.ABC):
@@ -134,6 +144,11 @@ class Engine(abc.ABC):
     def training(self, ticket: Ticket) -> ContextManager[None]:
         """Held while the trial trains (Optuna: heartbeats to a database storage)."""
         return contextlib.nullcontext()
+
+    @classmethod
+    def local_workers(cls, count: int) -> LocalWorkers:
+        """By default the storage is shared: this process is worker 0 of `count`."""
+        return LocalWorkers(range(1, count), True, {}, lambda index: {})
 
     def serve(self, note) -> bool:
         """Serve other workers instead of training (KerasTuner's chief); False when this

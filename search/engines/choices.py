@@ -21,3 +21,8 @@ PRUNERS = {
     "optuna": ("median", "asha", "hyperband", "none"),
     "kerastuner": ("median", "none"),
 }
+
+# A KerasTuner study's storage, named here so that a report finds it without importing KerasTuner
+# (and so Keras): its project folder inside the study folder, and leafsearch's identity file in it.
+KERASTUNER_PROJECT = "kerastuner"
+KERASTUNER_IDENTITY = "leafsearch.json"

@@ -7,7 +7,7 @@ import pytest
 from rich.console import Console
 
 from search import Choice, Space, Study
-from search.engines.optuna import make_storage, rows_from_study
+from search.engines.optuna.storage import make_storage, rows_from_study
 from search.loop import StudyLoop
 from search.options import RunOptions
 from search.records import costs, leaderboard

@@ -11,7 +11,8 @@ import time
 import optuna
 import pytest
 
-from search.engines import optuna as optuna_engine
+from search.engines.optuna import adapter as optuna_engine
+from search.engines.optuna.storage import make_storage
 from search.urls import mask_url
 from tests.search.fakes import Curve, Flat, board, run
 
@@ -60,7 +61,7 @@ def test_mask_url_hides_passwords(url, shown):
 
 
 def _study(tmp_path):
-    return optuna.load_study(study_name="s", storage=optuna_engine.make_storage(tmp_path / "s", None))
+    return optuna.load_study(study_name="s", storage=make_storage(tmp_path / "s", None))
 
 
 def test_a_trial_left_running_by_a_dead_process_runs_again_with_its_parameters_and_seed(tmp_path):

@@ -4,7 +4,7 @@ import keras_tuner
 import pytest
 
 from search import Bool, Choice, Fixed, Float, Int, Space, UsageError
-from search.engines.kerastuner_space import decode, declare, encode, encode_values, sample
+from search.engines.kerastuner.space import decode, declare, encode, encode_values, sample
 
 SPACE = Space(
     lr=Float(1e-4, 1e-1, log=True, default=1e-3),

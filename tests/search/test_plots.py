@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from search.records import leaderboard
 from search.report import plots
-from search.engines.optuna_space import distributions
+from search.engines.optuna.space import distributions
 from tests.search.toy_study import METRIC, SPACE, make_study
 
 EXPECTED = ["optimization_history", "param_importances", "parallel_coordinate", "slice_dense_units",

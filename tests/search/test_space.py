@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from search import Bool, Choice, Fixed, Float, Int, Space, UsageError
-from search.engines.optuna_space import sample
+from search.engines.optuna.space import sample
 
 
 def recipe_space() -> Space:

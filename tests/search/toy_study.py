@@ -14,8 +14,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.records import leaderboard
 from search.records.files import write_json_atomic
-from search.engines.optuna import JOURNAL_NAME, make_storage, rows_from_study
-from search.engines.optuna_space import distributions
+from search.engines.optuna.storage import JOURNAL_NAME, make_storage, rows_from_study
+from search.engines.optuna.space import distributions
 from search.space import Choice, Fixed, Float, Int, Space
 
 METRIC = "val_accuracy"

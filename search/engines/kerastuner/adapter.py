@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from typing import Any, Mapping
 
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
-from search.engines.base import BAD_INPUT, FAIL, INTERRUPTED, Engine, Outcome, Stop, Ticket, Wait
-from search.engines.choices import ALGORITHMS
-from search.engines.kerastuner_space import declare, encode_values, sample
+from search.engines.base import BAD_INPUT, FAIL, INTERRUPTED, Engine, LocalWorkers, Outcome, Stop, Ticket, Wait
+from search.engines.choices import ALGORITHMS, KERASTUNER_IDENTITY as IDENTITY_NAME, KERASTUNER_PROJECT as PROJECT_NAME
+from search.engines.kerastuner.oracles import hyperband_budget, make_oracle
+from search.engines.kerastuner.space import declare, encode_values, sample
 from search.engines.median_rule import curve_of, median_should_prune
 from search.errors import UsageError
+from search.execution.workers import free_port
 from search.records import costs, leaderboard, trial_files
 from search.records.files import read_json, write_json_atomic
 from search.reporter import summarise
 
-PROJECT_NAME = "kerastuner"  # KerasTuner's project folder inside the study folder
-IDENTITY_NAME = "leafsearch.json"  # in the project folder: what must match to resume
-HYPERBAND_FACTOR = 3
 # KerasTuner's distributed mode: a chief serves the oracle over gRPC, workers train and ask it
 # for trials. These environment variables select the role (keras_tuner/src/distribute/utils.py).
 TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
@@ -44,58 +42,6 @@ def distributed_role() -> str:
     if ORACLE_IP not in os.environ:
         return "alone"
     return "chief" if "chief" in os.environ.get(TUNER_ID, "") else "worker"
-
-
-class _BaselineFirst:
-    """The space's defaults are the first trial. `_random_values` is where each of the three
-    oracles draws a new trial's values (KerasTuner 1.4 has no public hook for a first trial)."""
-
-    baseline: dict[str, Any] | None = None
-
-    def _random_values(self):
-        if self.baseline is not None and not self.trials:
-            return dict(self.baseline)
-        return super()._random_values()
-
-
-class _RandomSearchOracle(_BaselineFirst, keras_tuner.oracles.RandomSearchOracle):
-    pass
-
-
-class _BayesianOptimizationOracle(_BaselineFirst, keras_tuner.oracles.BayesianOptimizationOracle):
-    pass
-
-
-class _HyperbandOracle(_BaselineFirst, keras_tuner.oracles.HyperbandOracle):
-    pass
-
-
-def make_oracle(algorithm: str, metric: str, direction: str, hp: keras_tuner.HyperParameters, seed: int,
-                max_epochs: int) -> keras_tuner.Oracle:
-    common = dict(
-        objective=keras_tuner.Objective(metric, "max" if direction == "maximize" else "min"),
-        hyperparameters=hp, allow_new_entries=False, max_retries_per_trial=0,
-        seed=seed + 1,  # KerasTuner treats seed 0 as "no seed" (`seed or random.randint(...)`)
-        max_consecutive_failed_trials=sys.maxsize,  # the study loop counts failures in a row itself
-    )
-    if algorithm == "random":
-        return _RandomSearchOracle(**common)
-    if algorithm == "bayesian":
-        return _BayesianOptimizationOracle(**common)
-    if algorithm == "hyperband":  # no fixed number of iterations: the target of trials ends the search
-        return _HyperbandOracle(max_epochs=max_epochs, factor=HYPERBAND_FACTOR, hyperband_iterations=None, **common)
-    raise UsageError(f"--algorithm {algorithm}: unknown for the kerastuner backend; use one of {', '.join(ALGORITHMS['kerastuner'])}")
-
-
-def hyperband_budget(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
-    """The epoch budget Hyperband gave a trial (empty for the other oracles)."""
-    values = hp.values
-    if "tuner/epochs" not in values:
-        return {}
-    extends = values.get("tuner/trial_id")
-    return {"epoch_budget": int(values["tuner/epochs"]), "initial_epoch": int(values.get("tuner/initial_epoch", 0)),
-            "extends_trial": None if extends is None else int(extends), "bracket": values.get("tuner/bracket"),
-            "round": values.get("tuner/round")}
 
 
 def folder_row(folder, metric: str, direction: str, algorithm: str, state: str | None = None,
@@ -239,6 +185,14 @@ class KerasTunerEngine(Engine):
 
     def storage(self) -> str:
         return PROJECT_NAME
+
+    @classmethod
+    def local_workers(cls, count: int) -> LocalWorkers:
+        """KerasTuner's own distributed mode: this process is the chief (it serves the oracle over
+        gRPC on the loopback interface and trains nothing); `count` workers ask it for trials."""
+        server = {ORACLE_IP: "127.0.0.1", ORACLE_PORT: str(free_port())}
+        return LocalWorkers(range(1, count + 1), False, {**server, TUNER_ID: "chief"},
+                            lambda index: {**server, TUNER_ID: f"tuner{index}"})
 
     def serve(self, note) -> bool:
         if self.role != "chief":

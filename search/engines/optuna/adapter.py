@@ -12,45 +12,22 @@ import datetime
 import logging
 import os
 import socket
-import warnings
-from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import optuna
-from optuna.storages import JournalStorage
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled  # noqa: PLC2701 - Optuna's own helpers
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from search.engines.base import BAD_INPUT, COMPLETE, INTERRUPTED, Engine, Outcome, Ticket, Wait
 from search.engines.choices import ALGORITHMS, PRUNERS
-from search.engines.optuna_space import sample
-from search.errors import UsageError, one_line
+from search.engines.optuna.space import sample
+from search.engines.optuna.storage import GRACE_S, JOURNAL_NAME, counts_toward_target, make_storage, rows_from_study
+from search.errors import UsageError
 from search.execution import processes
-from search.records import leaderboard
 from search.urls import mask_url
 
-JOURNAL_NAME = "study.journal"
-HEARTBEAT_S = 20  # how often a running trial says it is alive (database storages)
-GRACE_S = 120  # a trial silent for this long lost its process: it is continued elsewhere
 POLL_S = 2.0  # how often a worker waiting for other workers' trials looks again
 FINAL = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}
-
-
-def make_storage(study_dir: Path, url: str | None) -> optuna.storages.BaseStorage:
-    """The embedded journal file (no server; its file lock makes it safe for local workers) or a
-    database URL, with heartbeats."""
-    if url is None:
-        study_dir.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_NAME)))
-    try:
-        with warnings.catch_warnings():  # "heartbeat_interval is an experimental feature"
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                              engine_kwargs={"pool_pre_ping": True})
-    except Exception as exc:  # noqa: BLE001 - any failure to open the user's URL is bad input
-        reason = one_line(exc).replace(url, mask_url(url))
-        raise UsageError(f"--storage: cannot open {mask_url(url)}: {reason}; check the URL and that the server is reachable") from None
 
 
 def make_sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -80,26 +57,6 @@ def make_pruner(name: str, max_resource: int | None = None) -> optuna.pruners.Ba
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource or "auto", reduction_factor=3)
     raise UsageError(f"--pruner {name}: unknown for the optuna backend; use one of {', '.join(PRUNERS['optuna'])}")
-
-
-def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
-    """Finished trials count, except ones queued again (interrupted, or their process died), ones
-    stopped by bad input (the user fixes it and runs again) and surplus ones."""
-    attrs = trial.user_attrs
-    return trial.state.is_finished() and not any(attrs.get(flag, False) for flag in ("requeued", "bad_input", "surplus"))
-
-
-def rows_from_study(study: optuna.Study, metric: str, algorithm: str) -> list[dict[str, Any]]:
-    """Leaderboard rows from the storage, the single source of truth (all workers' trials). Not
-    shown: queued trials, trials continued under another number, surplus ones."""
-    trials = study.get_trials(deepcopy=False)
-    continued = {t.user_attrs["resumes"] for t in trials if "resumes" in t.user_attrs and t.state != TrialState.WAITING}
-    return [leaderboard.row(
-        t.number, t.state.name, t.value if t.state == TrialState.COMPLETE else None, t.user_attrs.get("summary", {}),
-        metric=metric, duration_s=t.duration.total_seconds() if t.duration else None, backend="optuna",
-        algorithm=t.user_attrs.get("algorithm", algorithm), resumed_from=t.user_attrs.get("resumes"),
-        error=t.user_attrs.get("error", ""), params=t.user_attrs.get("params", t.params), costs=t.user_attrs.get("costs"),
-    ) for t in trials if t.state != TrialState.WAITING and t.number not in continued and not t.user_attrs.get("surplus")]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,1 @@
+"""Trial records on disk: atomic files, checkpoints, costs, trial folders, the leaderboard."""
