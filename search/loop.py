@@ -254,12 +254,13 @@ class StudyLoop:
         self.write_leaderboard()
 
     def write_leaderboard(self) -> None:
-        frame = leaderboard.build(self.engine.rows(), self.spec.metric, self.space.names)
+        rows = self.engine.rows()
+        frame = leaderboard.build(rows, self.spec.metric, self.space.names)
         leaderboard.write(frame, self.options.study_dir / "leaderboard.csv")
         best = leaderboard.best_trial(frame, self.spec.metric, self.spec.direction)
         if best is not None:
-            self.best = {"trial": int(best["trial"]), "value": float(best[self.spec.metric]),
-                         "params": leaderboard.params_of(best)}
+            params = next(row["params"] for row in rows if row["trial"] == best["trial"])  # as trained, not as the CSV types them
+            self.best = {"trial": int(best["trial"]), "value": float(best[self.spec.metric]), "params": params}
             self.display.set_best(self.best["value"], self.best["trial"])
 
 

@@ -1,0 +1,1 @@
+"""The `leafsearch` command line (main.py): the only place that prints or exits."""

@@ -1,0 +1,227 @@
+"""The `leafsearch` command line: the arguments, and one handler per command (run.py, report.py,
+trained.py); library errors become one-line messages here and nowhere below.
+
+Exit codes: 0 success, 1 the search stopped itself (e.g. failures in a row), 2 bad usage or bad
+input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from leafsearch.cli.environment import STORAGE_VARIABLE
+from leafsearch.runtime import PRECISIONS
+from search.engines.choices import BACKENDS, PRUNERS
+from search.errors import SearchAborted, UsageError
+from search.report.formats import FORMATS
+from search.report.summary import STATES
+
+EXIT_OK, EXIT_ABORTED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+RESUME_HINTS = {
+    "run": "run the same command again to resume (finished trials are kept)",
+    "worker": "run the same command again to rejoin the study (finished trials are kept)",
+    "demo-data": "the output folder is incomplete; delete it and run again",
+}
+ALL_PRUNERS = tuple(dict.fromkeys(p for names in PRUNERS.values() for p in names))
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '2h', '90m', '1h30m', '45s' or plain '3600'."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or not match or not any(match.groups()):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}; use e.g. 2h, 90m, 1h30m or 3600")
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r} (e.g. --set batch_size=16)")
+    return name.strip(), value.strip()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="leafsearch",
+        description="Declarative hyperparameter search for leaf image classification with Keras.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+
+    run = commands.add_parser(
+        "run",
+        help="run (or resume) a study of a space file",
+        description="Run a study; running the same command again resumes it. Without --data, the built-in synthetic leaf dataset is used.",
+    )
+    run.add_argument("space", help="space file, e.g. spaces/cnn.py")
+    run.add_argument("--data", type=Path, help="image folder with one sub-folder per class (default: built-in synthetic leaves)")
+    run.add_argument("--backend", default="optuna", choices=BACKENDS, help="search engine (default: optuna)")
+    run.add_argument("--algorithm", help="optuna: tpe (default) or random; kerastuner: random (default), bayesian or hyperband")
+    run.add_argument("--trials", type=positive_int, help="target number of finished trials in the study, in total (default: the space file's STUDY.trials)")
+    run.add_argument("--max-epochs", type=positive_int, help="cap on the epochs of every training phase (default: STUDY.max_epochs)")
+    run.add_argument("--image-size", type=positive_int, help="override the image size (pixels, square)")
+    run.add_argument("--backbone", help="override the backbone, e.g. efficientnet_b0 (efficientnet pipeline)")
+    run.add_argument("--weights", help="override the backbone weights: imagenet, none, or a path to a .weights.h5 file")
+    run.add_argument("--set", dest="pins", action="append", type=name_value, default=[], metavar="NAME=VALUE",
+                     help="pin one parameter of the space to a value, e.g. --set batch_size=16 (repeatable)")
+    run.add_argument("--study", help="study name (default: the space file's name, e.g. cnn)")
+    run.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+    run.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
+                     help=f"Optuna storage URL, e.g. postgresql://user@host/db, or set {STORAGE_VARIABLE} to keep a password "
+                          f"off the command line (default: a journal file in the study folder)")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampler, the split and the trials (default: 0)")
+    run.add_argument("--timeout", type=parse_duration, help="stop starting new trials after this long, e.g. 2h or 90m; run again to continue")
+    run.add_argument("--pruner", choices=ALL_PRUNERS,
+                     help="how unpromising trials stop early: median (default; cautious), asha (successive halving: "
+                          "the fewest epochs, for dozens of trials), hyperband, or none (optuna backend; kerastuner: median or none)")
+    run.add_argument("--no-prune", action="store_true", help="never stop a trial early (the same as --pruner none)")
+    run.add_argument("--in-process", action="store_true",
+                     help="train every trial in this process (for debugging; default: a fresh child process per trial)")
+    run.add_argument("--workers", type=positive_int, default=1,
+                     help="worker processes sharing the study on this machine, one GPU each when there are GPUs (default: 1)")
+
+    worker = commands.add_parser(
+        "worker",
+        help="join a running study (from this machine or another) as one more worker",
+        description="Join an existing Optuna study through its storage: the space and settings come from the storage "
+                    "unless SPACE is given. Run as many as you like, on as many machines; the study's target holds.",
+    )
+    worker.add_argument("space", nargs="?", help="space file (default: the study's space, read from the storage)")
+    worker.add_argument("--study", required=True, help="the study's name")
+    worker.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
+                        help=f"the study's storage URL, e.g. postgresql://user@host/db, or {STORAGE_VARIABLE} (default: the journal file in --results)")
+    worker.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+    worker.add_argument("--data", type=Path, help="this machine's copy of the study's data (default: built-in synthetic leaves)")
+    worker.add_argument("--trials", type=positive_int, help="target number of finished trials (default: the study's)")
+    worker.add_argument("--max-epochs", type=positive_int, help=argparse.SUPPRESS)
+    worker.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="dtype policy (default: auto)")
+    worker.add_argument("--in-process", action="store_true", help="train every trial in this process (debugging)")
+    worker.set_defaults(pins=[], image_size=None, backbone=None, weights=None)
+    run.add_argument("--precision", default="auto", choices=PRECISIONS,
+                     help="dtype policy (default: auto = mixed_float16 on a GPU, float32 on the CPU)")
+
+    report = commands.add_parser("report", help="print a study's leaderboard, best first")
+    report.add_argument("--study", help="study name (default: the most recently updated study in --results)")
+    report.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+    report.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
+                        help=f"read the trials from this Optuna storage URL (or {STORAGE_VARIABLE}) instead of the leaderboard file")
+    report.add_argument("--top", type=positive_int, help="show only the K first trials (the K best by default)")
+    report.add_argument("--sort", metavar="COL[:asc|desc]",
+                        help="order by this column, e.g. duration_s or learning_rate:desc (default: best first; the metric "
+                             "follows the study's direction, accuracies go high first, other columns low first)")
+    report.add_argument("--state", default="all", choices=STATES,
+                        help="show only trials in this state (default: all)")
+    report.add_argument("--format", default="table", choices=list(FORMATS),
+                        help="output format (default: table); csv and json are the rows alone, the others start with the study's header")
+    report.add_argument("--output", type=Path, help="write to this file instead of the terminal")
+    report.add_argument("--plots", action="store_true",
+                        help="also write PNG plots into results/<study>/plots/ (history, importance, parallel coordinates, "
+                             "slices, learning curves); --format html embeds them")
+
+    studies = commands.add_parser("studies", help="list every study with its trial counts, best value and last activity")
+    where = studies.add_mutually_exclusive_group()
+    where.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+    where.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
+                       help=f"list the studies of this Optuna storage URL (or {STORAGE_VARIABLE}) instead")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a trial's best checkpoint on a test folder (accuracy, per class, confusion matrix)",
+        description="Mean accuracy, per-class accuracy and a confusion-matrix PNG of a trial's best checkpoint on a test "
+                    "folder with the study's class sub-folders; stored in results/<study>/evaluations/.")
+    evaluate.add_argument("--study", required=True, help="the study's name")
+    evaluate.add_argument("--trial", type=non_negative_int, help="trial number (default: the best complete trial)")
+    evaluate.add_argument("--data", type=Path, required=True, help="test image folder, one sub-folder per class")
+    evaluate.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+
+    export = commands.add_parser("export", help="save a trial's model (best checkpoint) as a .keras file",
+                                 description="Save a trial's model with its best weights as a .keras file for inference, "
+                                             "its class names in a .labels.json file beside it.")
+    export.add_argument("--study", required=True, help="the study's name")
+    export.add_argument("--trial", type=non_negative_int, help="trial number (default: the best complete trial)")
+    export.add_argument("--output", type=Path, required=True, help="model file to write, e.g. model.keras")
+    export.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+
+    predict = commands.add_parser("predict", help="class and probability of images with an exported model")
+    predict.add_argument("model", type=Path, help="a .keras file written by leafsearch export")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE|DIR", help="image files, or folders searched for images")
+    predict.add_argument("--output", type=Path, help="write the predictions as CSV (path, class, probability) to this file")
+
+    demo = commands.add_parser("demo-data", help="write the synthetic leaf dataset as an image folder")
+    demo.add_argument("dir", type=Path, help="output folder (one sub-folder per species)")
+    demo.add_argument("--images", type=positive_int, default=560, help="total number of images (default: 560)")
+    demo.add_argument("--image-size", type=positive_int, default=256, help="image side in pixels (default: 256, as the real data)")
+    demo.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--wild", action="store_true", help="cluttered, coloured backgrounds (the real test set's hardest subset)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    from leafsearch.cli import report, run, trained  # heavy imports only after the arguments are known to be valid
+
+    handler = {"run": run.run, "worker": run.worker, "report": report.report, "studies": report.studies,
+               "demo-data": trained.demo_data, "evaluate": trained.evaluate, "export": trained.export,
+               "predict": trained.predict}[args.command]
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"leafsearch {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C exits at once
+        hint = RESUME_HINTS.get(args.command)
+        print(f"leafsearch {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SearchAborted as exc:
+        print(f"leafsearch {args.command}: stopped: {exc}", file=sys.stderr)
+        return EXIT_ABORTED
+    except BrokenPipeError:
+        # The reader went away (`leafsearch report | head`): stop quietly, as `cat` would. Python
+        # would report the pipe again when it flushes stdout at exit, so point stdout at devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def entry_point() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

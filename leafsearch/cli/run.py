@@ -1,0 +1,78 @@
+"""`leafsearch run` and `leafsearch worker`: the request from the flags, the study from the library."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from leafsearch.cli.environment import STORAGE_VARIABLE, WORKER_INDEX
+from leafsearch.training import study
+from search.execution.workers import python_command, without_flags
+from search.loop import run_study, run_with_workers
+from search.report.display import Display
+
+
+
+def request(args: argparse.Namespace) -> study.Request:
+    return study.Request(
+        space_file=args.space, results=args.results, data=args.data, study=args.study,
+        backend=getattr(args, "backend", "optuna"), algorithm=getattr(args, "algorithm", None),
+        pruner=getattr(args, "pruner", None), no_prune=getattr(args, "no_prune", False), trials=args.trials,
+        max_epochs=args.max_epochs, seed=getattr(args, "seed", 0), timeout_s=getattr(args, "timeout", None),
+        storage=args.storage, in_process=args.in_process, precision=args.precision,
+        worker_seed=int(os.environ.get(WORKER_INDEX, "0")), pins=args.pins,
+        overrides={"image_size": args.image_size, "backbone": args.backbone, "weights": args.weights},
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    asked = request(args)
+    space, spec = study.load_space(asked.space_file, asked.pins, asked.overrides)
+    return _search(args, asked, space, spec)
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Join an existing Optuna study (from this machine or another)."""
+    space, spec, asked = study.joined(request(args))
+    return _search(args, asked, space, spec, workers=1)
+
+
+def _search(args: argparse.Namespace, asked: study.Request, space, spec, workers: int | None = None) -> int:
+    prepared = study.prepare(asked, space, spec, note=print)
+    index = os.environ.get(WORKER_INDEX)
+    display = Display(spec.metric, prefix=f"worker {index} | " if index else "")
+    if index is None:
+        display.note(f"Data: {prepared.images} images in {prepared.classes} classes; device: {prepared.device}, "
+                     f"precision {prepared.precision}")
+    workers = args.workers if workers is None else workers
+    if workers > 1:
+        def env(worker_index: int) -> dict[str, str]:
+            added = {WORKER_INDEX: str(worker_index)}
+            if asked.storage is not None:
+                added[STORAGE_VARIABLE] = asked.storage  # not on the command line, where `ps` would show a password
+            if prepared.gpus:
+                added["CUDA_VISIBLE_DEVICES"] = str(worker_index % prepared.gpus)  # one GPU each
+            return added
+
+        if prepared.gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = "0"  # this process's trials run on the first GPU
+        command = python_command("leafsearch", without_flags(args.argv, ("--workers", "--storage")))
+        best, failed = run_with_workers(space, spec, prepared.objective, prepared.options, display, command, workers, env)
+        if failed:
+            print(f"{len(failed)} of the other workers exited with codes {sorted(set(failed))}; "
+                  f"their trials were continued by the others", file=sys.stderr)
+    else:
+        best = run_study(space, spec, prepared.objective, prepared.options, display)
+    if index is None:
+        print_outcome(best, spec.metric, prepared.options)
+    return 0
+
+
+def print_outcome(best: dict | None, metric: str, options) -> None:
+    if best is None:
+        print("No trial has completed yet.")
+        return
+    params = " ".join(f"{k}={v}" for k, v in best["params"].items())
+    print(f"Best: trial {best['trial']} {metric}={best['value']:.4f} {params}")
+    print(f"Leaderboard: {options.study_dir / 'leaderboard.csv'}  (leafsearch report --study {options.study_name})")

@@ -1,0 +1,72 @@
+"""`leafsearch evaluate`, `export`, `predict` (a trial's trained model) and `demo-data`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from leafsearch.runtime import import_keras_quietly
+from search.errors import UsageError
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Score a trial's best checkpoint on a test folder and store the result with the study."""
+    from leafsearch.data import scan_folder
+
+    test = scan_folder(args.data)  # a bad folder is reported before Keras loads
+    import_keras_quietly()
+    from leafsearch.trained import evaluate as evaluation
+
+    trained, record, written = evaluation.evaluate_trial(args.results, args.study, args.trial, test)
+    print(f"Study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}) on {args.data}: "
+          f"accuracy {record['accuracy']:.4f} on {record['images']} images")
+    worst = sorted(record["per_class"].items(), key=lambda item: item[1])[:3]
+    print("Lowest per-class accuracy: " + ", ".join(f"{name} {value:.3f}" for name, value in worst))
+    print(f"Wrote {written} and {trained.study_dir / record['confusion_png']}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """Save a trial's model (best weights) as a .keras file with its class names beside it."""
+    if args.output.suffix != ".keras":
+        raise UsageError(f"--output {args.output}: a Keras model file ends in .keras; pass e.g. --output model.keras")
+    import_keras_quietly()
+    from leafsearch.trained import checkpoint, export as exported
+
+    trained = checkpoint.load(args.results, args.study, args.trial)
+    labels = exported.export(trained, args.output)
+    print(f"Exported study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}, "
+          f"{len(trained.class_names)} classes, {trained.image_size} px) to {args.output}; class names in {labels}")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Class and probability of every image given (files, or folders searched for images)."""
+    from leafsearch.trained import predict as inference
+
+    paths = inference.image_paths(args.images)  # a bad path is reported before Keras loads
+    import_keras_quietly()
+    rows = inference.predict_files(args.model, paths)
+    if args.output is not None:
+        inference.write_csv(rows, args.output)
+        print(f"Wrote {len(rows)} predictions to {args.output}")
+        return 0
+    width = max(len(path) for path, _, _ in rows)
+    name_width = max(5, *(len(name) for _, name, _ in rows))
+    sys.stdout.write(f"{'image':<{width}}  {'class':<{name_width}}  probability\n")
+    for path, name, probability in rows:
+        sys.stdout.write(f"{path:<{width}}  {name:<{name_width}}  {probability:.4f}\n")
+    return 0
+
+
+def demo_data(args: argparse.Namespace) -> int:
+    from leafsearch.data import synthetic
+
+    if args.dir.exists() and any(args.dir.iterdir()):
+        raise UsageError(f"{args.dir}: folder exists and is not empty; pass a new folder")
+    try:
+        counts = synthetic.generate(args.dir, total=args.images, image_size=args.image_size, seed=args.seed, wild=args.wild, workers=2)
+    except ValueError as exc:
+        raise UsageError(f"demo-data: {exc}") from None
+    print(f"Wrote {sum(counts.values())} images of {len(counts)} species to {args.dir}")
+    return 0

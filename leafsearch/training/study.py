@@ -1,0 +1,237 @@
+"""A study of the leaf pipeline, from a space file and the command line's choices to the search
+loop: every input checked before the study is touched, the data drawn (built-in leaves) or
+scanned and decoded once, the trial processes' fork server started early, the run options.
+
+It prints nothing: what the user should read goes through `note`, and the CLI decides how.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from leafsearch import runtime
+from leafsearch.data import content_id, scan_folder
+from leafsearch.training import recipe
+from leafsearch.training.objective import LeafObjective
+from search import engines
+from search.errors import UsageError
+from search.execution.executor import TrialProcesses
+from search.options import RunOptions
+from search.space import Fixed, Space
+from search.spacefile import load_space_file
+from search.study import Study
+
+SYNTHETIC_IMAGES = 560
+SYNTHETIC_SIZE = 256
+PRELOAD = ("leafsearch.training.preload",)  # what the trial processes' fork server imports once
+Note = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class Request:
+    """What the command line asked for (`leafsearch run` / `worker`)."""
+
+    space_file: str | None
+    results: Path
+    data: Path | None = None
+    study: str | None = None
+    backend: str = "optuna"
+    algorithm: str | None = None
+    pruner: str | None = None
+    no_prune: bool = False
+    trials: int | None = None
+    max_epochs: int | None = None
+    seed: int = 0
+    timeout_s: float | None = None
+    storage: str | None = None
+    in_process: bool = False
+    precision: str = "auto"
+    worker_seed: int = 0  # seeds this worker's sampler apart from the others'
+    pins: Sequence[tuple[str, str]] = ()
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # image_size, backbone, weights
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A study ready to run: its space, spec, objective and options, and what was found."""
+
+    space: Space
+    spec: Study
+    objective: LeafObjective
+    options: RunOptions
+    images: int
+    classes: int
+    device: str
+    precision: str
+    gpus: int
+
+
+def load_space(path: str, pins: Sequence[tuple[str, str]] = (), overrides: Mapping[str, Any] | None = None) -> tuple[Space, Study]:
+    """The space file's SPACE (with --set pins and explicit overrides, which may leave the space's
+    own values: a smaller image, offline weights) and STUDY."""
+    space, spec = load_space_file(path, known_names=set(recipe.KNOWN_NAMES), pipelines=set(recipe.PIPELINES),
+                                  metrics=set(recipe.METRICS))
+    for name, value in pins:
+        space = space.pin(name, value)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            space = Space({**dict(space.items()), name: Fixed(value)})
+    problems = recipe.space_problems(space, spec.pipeline)
+    if problems:
+        raise UsageError(f"{path}: invalid space: " + "; ".join(problems))
+    return space, spec
+
+
+def recipe_values(space: Space, name: str, pipeline: str) -> tuple:
+    """Every value the space can give `name` in a trial (the recipe's default where not searched)."""
+    param = space[name] if name in space else Fixed(recipe.resolve({}, pipeline)[name])
+    if isinstance(param, Fixed):
+        return (param.value,)
+    if hasattr(param, "values"):
+        return tuple(param.values)
+    raise UsageError(f"parameter `{name}` must be a Choice or Fixed, not a range")
+
+
+def most_epochs_a_trial(space: Space, pipeline: str, cap: int) -> int:
+    """The most epochs one trial can train, across its phases, each capped at `cap` (Hyperband's
+    max_epochs, the top rung of Optuna's)."""
+    names = ("transfer_epochs", "finetune_epochs") if pipeline == "efficientnet" else ("epochs",)
+    total = 0
+    for name in names:
+        param = space[name] if name in space else None
+        most = param.high if param is not None and hasattr(param, "high") else max(recipe_values(space, name, pipeline))
+        total += min(int(most), cap)
+    return total
+
+
+def check_study_name(name: str | None) -> str:
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"--study {name!r}: a study name is a plain folder name such as cnn")
+    return name
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--results: cannot write to {folder} ({exc.strerror}); pass --results DIR with a writable folder") from None
+
+
+def chosen_pruner(backend: str, pruner: str | None, no_prune: bool) -> str:
+    """`--pruner NAME`, or `--no-prune` (its older spelling of `none`), checked against the engine."""
+    if no_prune:
+        if pruner not in (None, "none"):
+            raise UsageError(f"--no-prune contradicts --pruner {pruner}; pass one of them")
+        pruner = "none"
+    pruner = pruner or engines.PRUNERS[backend][0]
+    if pruner not in engines.PRUNERS[backend]:
+        hint = "; KerasTuner's own successive halving is --algorithm hyperband" if backend == "kerastuner" else ""
+        raise UsageError(f"--pruner {pruner}: not for the {backend} backend; use one of "
+                         f"{', '.join(engines.PRUNERS[backend])}{hint}, or --backend optuna")
+    return pruner
+
+
+def builtin_data(results: Path, note: Note) -> Path:
+    """The built-in synthetic dataset, drawn once into the results folder and reused afterwards."""
+    from leafsearch.data import synthetic
+
+    folder = results / ".synthetic" / f"leaves-{SYNTHETIC_IMAGES}-{SYNTHETIC_SIZE}px-seed0"
+    done = folder / ".complete"
+    if not done.exists():
+        note(f"Drawing the built-in synthetic leaf dataset into {folder} ...")
+        synthetic.generate(folder, total=SYNTHETIC_IMAGES, image_size=SYNTHETIC_SIZE, seed=0, workers=2)
+        done.write_text("ok\n")
+    return folder
+
+
+def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared:
+    """Check every input (one UsageError, before the study is touched), then get the data, the
+    device and the objective ready."""
+    backend = request.backend
+    algorithm = request.algorithm or engines.default_algorithm(backend)
+    if algorithm not in engines.ALGORITHMS[backend]:
+        raise UsageError(f"--algorithm {algorithm}: unknown for the {backend} backend; use one of {', '.join(engines.ALGORITHMS[backend])}")
+    pruner = chosen_pruner(backend, request.pruner, request.no_prune)
+    if backend == "kerastuner" and request.storage is not None:
+        raise UsageError("--storage is for the optuna backend; a kerastuner study is stored in its project folder under --results")
+    name = check_study_name(request.study or Path(request.space_file or "").stem)
+    check_writable(request.results)
+    if request.data is None:
+        data_root = builtin_data(request.results, note)
+        note(f"No --data given: using the built-in synthetic leaf dataset ({data_root}); pass --data DIR for your own images.")
+    else:
+        data_root = request.data
+    folder = scan_folder(data_root)  # a bad folder is reported before the study is touched
+    if request.storage is not None:  # an unreachable server is reported now, not after decoding
+        from search.engines.optuna.storage import make_storage
+
+        make_storage(request.results / name, request.storage)
+    if spec.pipeline == "efficientnet":  # unusable weights are reported before anything starts
+        runtime.import_keras_quietly()
+        from leafsearch.models import efficientnet
+
+        for backbone in recipe_values(space, "backbone", spec.pipeline):
+            for weights in recipe_values(space, "weights", spec.pipeline):
+                efficientnet.check_weights_available(backbone, weights)
+    found = _device(request, backend)
+    max_epochs = request.max_epochs or spec.max_epochs
+    objective = LeafObjective(data_root=data_root, pipeline=spec.pipeline, max_epochs=max_epochs, cache_dir=request.results / ".cache",
+                              metric=spec.metric, direction=spec.direction, split_seed=request.seed, precision=request.precision)
+    for size in recipe_values(space, "image_size", spec.pipeline):  # decode once, and find bad data now
+        objective.data(size)
+    device = found.result() if isinstance(found, Future) else found
+    trials = request.trials or spec.trials
+    options = RunOptions(
+        study_name=name, study_dir=request.results / name, trials=trials, backend=backend, storage=request.storage,
+        algorithm=algorithm, pruner=pruner, max_resource=most_epochs_a_trial(space, spec.pipeline, max_epochs),
+        seed=request.seed, timeout_s=request.timeout_s,
+        identity={"data": content_id(folder), "split_seed": request.seed},
+        settings={"trials": trials, "max_epochs": max_epochs, "algorithm": algorithm, "pruner": pruner},
+        run_info={**device["versions"], "precision": device["policy"], "data": str(data_root), "classes": len(folder.class_names)},
+        worker=request.worker_seed, in_process=request.in_process, preload=PRELOAD,
+    )
+    return Prepared(space, spec, objective, options, len(folder.paths), len(folder.class_names), device["device"],
+                    device["policy"], device["gpus"])
+
+
+def _device(request: Request, backend: str) -> Future | dict:
+    """The device, precision and library versions. Trials train in children of a fork server
+    that imports Keras once: started now, its imports overlap this process's work, and where
+    this process needs no Keras of its own (the KerasTuner engine does), a child of it reports the
+    device instead of this process importing Keras a second time (~5 s of CPU per run)."""
+    found: Future | dict | None = None
+    if not request.in_process:
+        TrialProcesses.start_server(PRELOAD)
+        found = TrialProcesses.call(runtime.report, request.precision)
+    if found is None or backend == "kerastuner":
+        runtime.import_keras_quietly()
+    return found if found is not None else runtime.report(request.precision)
+
+
+def joined(request: Request) -> tuple[Space, Study, Request]:
+    """`leafsearch worker`: an existing Optuna study's space (unless a space file is given) and
+    settings, from its storage, as the request to run."""
+    from search.engines.optuna.storage import stored_study
+
+    name = check_study_name(request.study)
+    study = stored_study(request.results / name, name, request.storage)
+    attrs = study.user_attrs
+    settings = attrs.get("settings", {})
+    if request.space_file is not None:
+        space, spec = load_space(request.space_file, request.pins, request.overrides)
+    else:
+        space = Space.from_dict(attrs["space"])
+        spec = Study(pipeline=attrs["pipeline"], metric=attrs["metric"], direction=study.direction.name.lower(),
+                     trials=settings.get("trials", 1), max_epochs=settings.get("max_epochs", 1))
+    return space, spec, dataclasses.replace(
+        request, backend="optuna", algorithm=settings.get("algorithm"), seed=attrs.get("split_seed", 0),
+        pruner=settings.get("pruner") or ("median" if settings.get("prune", True) else "none"), no_prune=False,
+        max_epochs=request.max_epochs or settings.get("max_epochs"), trials=request.trials or settings.get("trials"),
+        timeout_s=None, worker_seed=os.getpid())
