@@ -16,17 +16,16 @@ is already safely on disk.
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 import multiprocessing.forkserver
 import multiprocessing.connection
 import os
 import shutil
 import signal
 import threading
-import time
 from typing import Any, Callable, Mapping, Sequence
 
-from search.execution import processes
+from search.execution import lifeline
 from search.errors import OutOfMemory, TrialFailed, TrialPruned, UsageError, one_line
 from search.reporter import Reporter
 
@@ -78,19 +77,11 @@ def _reporter_state(reporter: Reporter) -> dict[str, Any]:
     }
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A child whose study process was killed (kill -9) stops at once instead of training on
-    unheard. (Its parent is the fork server, so it watches the study process's pid.)"""
-    while True:
-        time.sleep(0.5)
-        if not processes.alive(parent):
-            os._exit(1)
-
-
-def _child_main(conn: multiprocessing.connection.Connection, parent: int) -> None:
-    """A trial's process: run the one trial it is sent, answer through the pipe, exit."""
+def _child_main(conn: multiprocessing.connection.Connection, line: multiprocessing.connection.Connection) -> None:
+    """A trial's process: run the one trial it is sent, answer through the pipe, exit. It exits
+    at once if the study process dies (its lifeline), instead of training on unheard."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    lifeline.watch(line)
     try:
         message = conn.recv()
     except EOFError:
@@ -101,6 +92,20 @@ def _child_main(conn: multiprocessing.connection.Connection, parent: int) -> Non
         conn.close()
     except (BrokenPipeError, ConnectionError, EOFError):  # the study process is gone: nobody to tell
         os._exit(1)
+
+
+def _call_main(conn: multiprocessing.connection.Connection, line: multiprocessing.connection.Connection,
+               fn: Callable[..., Any], args: tuple) -> None:
+    """A one-shot child: compute `fn(*args)`, send the answer, exit (so that nothing it loaded,
+    a GPU context say, outlives the answer)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lifeline.watch(line)
+    try:
+        answer = ("ok", fn(*args))
+    except Exception as exc:  # noqa: BLE001 - sent to the caller as its error
+        answer = ("error", one_line(exc))
+    conn.send(answer)
+    conn.close()
 
 
 def _outcome(objective: Objective, params: dict, reporter: Reporter) -> tuple[str, Any]:
@@ -147,24 +152,34 @@ class TrialProcesses:
 
     @staticmethod
     def call(fn: Callable[..., Any], *args: Any) -> "Future[Any]":
-        """Start `fn(*args)` in a child of the fork server and return its future: the study
-        process gets what only the preloaded libraries can tell (the device, say) without
+        """Start `fn(*args)` in a one-shot child of the fork server and return its future: the
+        study process gets what only the preloaded libraries can tell (the device, say) without
         importing them. Call `start_server` first."""
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
-        future = pool.submit(fn, *args)
-        future.add_done_callback(lambda _: pool.shutdown(wait=False))
+        context = multiprocessing.get_context("forkserver")
+        conn, child_conn = context.Pipe(duplex=False)
+        process = context.Process(target=_call_main, args=(child_conn, lifeline.end(), fn, args), daemon=True)
+        _start_ignoring_interrupts(process)
+        child_conn.close()
+        future: Future[Any] = Future()
+
+        def answer() -> None:
+            try:
+                kind, value = conn.recv()
+            except EOFError:
+                kind, value = "error", f"its process died (exit code {process.exitcode})"
+            process.join()
+            if kind == "ok":
+                future.set_result(value)
+            else:
+                future.set_exception(RuntimeError(f"{getattr(fn, '__name__', 'call')} failed: {value}"))
+
+        threading.Thread(target=answer, name="call-answer", daemon=True).start()
         return future
 
     def _start(self) -> tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]:
         conn, child_conn = self._context.Pipe()
-        process = self._context.Process(target=_child_main, args=(child_conn, os.getpid()), daemon=True)
-        # Ignored signals stay ignored across fork and exec, so the fork server (started by the
-        # first child) and every child ignore SIGINT from their first instruction on.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            process.start()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        process = self._context.Process(target=_child_main, args=(child_conn, lifeline.end()), daemon=True)
+        _start_ignoring_interrupts(process)
         child_conn.close()
         return process, conn
 
@@ -178,6 +193,16 @@ class TrialProcesses:
                 process.kill()
             process.join()
             conn.close()
+
+
+def _start_ignoring_interrupts(process: multiprocessing.process.BaseProcess) -> None:
+    """Ignored signals stay ignored across fork and exec, so the fork server (started by the
+    first child) and every child ignore SIGINT from their first instruction on."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _serve(process: multiprocessing.process.BaseProcess, conn: multiprocessing.connection.Connection,
