@@ -11,9 +11,10 @@ import sys
 import threading
 from pathlib import Path
 
-from leafsearch import device
-from leafsearch.cli import STORAGE_VARIABLE, import_keras_quietly
-from leafsearch.objective import LeafObjective
+from leafsearch import runtime
+from leafsearch.cli import STORAGE_VARIABLE
+from leafsearch.runtime import import_keras_quietly
+from leafsearch.training.objective import LeafObjective
 from search import engines, leaderboard
 from search.display import Display, leaderboard_table
 from search.errors import UsageError
@@ -47,7 +48,7 @@ __all__ = ["RESUME_HINTS", "SearchAborted", "demo_data", "report", "run", "studi
 # -- run ---------------------------------------------------------------------------------------
 def load_space(args: argparse.Namespace):
     """The space file's SPACE (with --set and --image-size pinned) and STUDY."""
-    from leafsearch import recipe
+    from leafsearch.training import recipe
 
     space, spec = load_space_file(
         args.space, known_names=set(recipe.KNOWN_NAMES), pipelines=set(recipe.PIPELINES), metrics=set(recipe.METRICS)
@@ -67,7 +68,7 @@ def load_space(args: argparse.Namespace):
 
 def recipe_values(space: Space, name: str, pipeline: str) -> tuple:
     """Every value the space can give `name` in a trial (the recipe's default where not searched)."""
-    from leafsearch import recipe
+    from leafsearch.training import recipe
 
     param = space[name] if name in space else Fixed(recipe.resolve({}, pipeline)[name])
     if isinstance(param, Fixed):
@@ -89,7 +90,7 @@ def check_writable(folder: Path) -> None:
 
 def synthetic_data(results: Path, out=None) -> Path:
     """The built-in dataset, drawn once into the results folder and reused afterwards."""
-    from leafsearch import synthetic
+    from leafsearch.data import synthetic
 
     folder = results / ".synthetic" / f"leaves-{SYNTHETIC_IMAGES}-{SYNTHETIC_SIZE}px-seed0"
     done = folder / ".complete"
@@ -167,12 +168,12 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
         make_storage(args.results / study_name, args.storage)  # an unreachable server is reported now, not after decoding
     if spec.pipeline == "efficientnet":  # unusable weights are reported before anything starts
         import_keras_quietly()  # bad input above is reported without waiting for Keras to load
-        from leafsearch import efficientnet
+        from leafsearch.models import efficientnet
 
         for backbone in recipe_values(space, "backbone", spec.pipeline):
             for weights in recipe_values(space, "weights", spec.pipeline):
                 efficientnet.check_weights_available(backbone, weights)
-    preload = ("leafsearch.preload",)
+    preload = ("leafsearch.training.preload",)
     device_report = None
     if not args.in_process:
         # Trials train in children of a fork server that imports Keras once. Started now, its
@@ -180,7 +181,7 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
         # (the KerasTuner engine does), it asks a child for the device instead of importing
         # Keras a second time (~5 s of CPU per run).
         TrialProcesses.start_server(preload)
-        device_report = TrialProcesses.call(device.report, args.precision)
+        device_report = TrialProcesses.call(runtime.report, args.precision)
     if device_report is None or args.backend == "kerastuner":
         import_keras_quietly()
 
@@ -197,7 +198,7 @@ def _run(args: argparse.Namespace, space: Space, spec: Study) -> int:
     )
     for size in recipe_values(space, "image_size", spec.pipeline):  # decode once, and find bad data now
         objective.data(size)
-    found = device_report.result() if device_report is not None else device.report(args.precision)
+    found = device_report.result() if device_report is not None else runtime.report(args.precision)
     policy = found["policy"]
     options = RunOptions(
         study_name=study_name,
@@ -618,7 +619,7 @@ def _studies_in_storage(args: argparse.Namespace) -> list[dict]:
 
 # -- demo-data ---------------------------------------------------------------------------------
 def demo_data(args: argparse.Namespace) -> int:
-    from leafsearch import synthetic
+    from leafsearch.data import synthetic
 
     if args.dir.exists() and any(args.dir.iterdir()):
         raise UsageError(f"{args.dir}: folder exists and is not empty; pass a new folder")

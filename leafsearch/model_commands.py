@@ -1,7 +1,7 @@
 """The CLI commands that use a trial's trained model: `evaluate`, `export` and `predict`.
 
-Each one is a thin handler: the work is in trial_model (rebuild + best weights), evaluation,
-exported and inference. Errors are raised as UsageError and printed as one line by the CLI.
+Each one is a thin handler: the work is in leafsearch.trained: checkpoint (rebuild + best
+weights), evaluate, export and predict. Errors are raised as UsageError and printed as one line by the CLI.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import io
 import sys
 from pathlib import Path
 
-from leafsearch.cli import import_keras_quietly
+from leafsearch.runtime import import_keras_quietly
 from search.errors import UsageError
 
 __all__ = ["evaluate", "export", "predict"]
@@ -24,10 +24,10 @@ def evaluate(args: argparse.Namespace) -> int:
 
     test = scan_folder(args.data)  # a bad folder is reported before Keras loads
     import_keras_quietly()
-    from leafsearch import evaluation, trial_model
     from leafsearch.data import load_images
+    from leafsearch.trained import checkpoint, evaluate as evaluation
 
-    trained = trial_model.load(args.results, args.study, args.trial)
+    trained = checkpoint.load(args.results, args.study, args.trial)
     if tuple(test.class_names) != trained.class_names:
         missing = sorted(set(trained.class_names) - set(test.class_names))
         extra = sorted(set(test.class_names) - set(trained.class_names))
@@ -51,9 +51,9 @@ def export(args: argparse.Namespace) -> int:
     if args.output.suffix != ".keras":
         raise UsageError(f"--output {args.output}: a Keras model file ends in .keras; pass e.g. --output model.keras")
     import_keras_quietly()
-    from leafsearch import exported, trial_model
+    from leafsearch.trained import checkpoint, export as exported
 
-    trained = trial_model.load(args.results, args.study, args.trial)
+    trained = checkpoint.load(args.results, args.study, args.trial)
     labels = exported.export(trained, args.output)
     print(f"Exported study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}, "
           f"{len(trained.class_names)} classes, {trained.image_size} px) to {args.output}; class names in {labels}")
@@ -62,11 +62,11 @@ def export(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     """Class and probability of every image given (files, or folders searched for images)."""
-    from leafsearch import inference
+    from leafsearch.trained import predict as inference
 
     paths = inference.image_paths(args.images)  # a bad path is reported before Keras loads
     import_keras_quietly()
-    from leafsearch import exported
+    from leafsearch.trained import export as exported
 
     loaded = exported.load(args.model)
     probabilities = inference.probabilities(loaded.model, paths, loaded.image_size)

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from leafsearch import synthetic
-from leafsearch.training import LeafObjective
+from leafsearch.data import synthetic
+from leafsearch.training.objective import LeafObjective
 from search import Choice, Fixed, Space, Study
 from search.display import Display
 from search.kerastuner_runner import KerasTunerRunner

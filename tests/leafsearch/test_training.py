@@ -4,12 +4,15 @@ import keras
 import numpy as np
 import pytest
 
-from leafsearch import recipe as recipes
-from leafsearch.augment import RandomCropResize, augmentation_layers
-from leafsearch.cnn import build_cnn
-from leafsearch.ranger import Ranger
-from leafsearch.schedules import Triangular2CyclicalLearningRate, TriangularCyclicalLearningRate
-from leafsearch.training import LeafObjective, Phase, make_optimizer, phase_callbacks
+from leafsearch.models.augment import RandomCropResize, augmentation_layers
+from leafsearch.models.cnn import build_cnn
+from leafsearch.training import recipe as recipes
+from leafsearch.training.loop import phase_callbacks
+from leafsearch.training.objective import LeafObjective
+from leafsearch.training.optimizers import make_optimizer
+from leafsearch.training.phases import Phase
+from leafsearch.training.ranger import Ranger
+from leafsearch.training.schedules import Triangular2CyclicalLearningRate, TriangularCyclicalLearningRate
 from search import UsageError
 from search.checkpoints import CheckpointStore, copy_checkpoints
 from search.errors import TrialFailed, TrialPruned
@@ -113,7 +116,7 @@ class ListReporter(Reporter):
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    from leafsearch import synthetic
+    from leafsearch.data import synthetic
 
     folder = tmp_path_factory.mktemp("leaves")
     synthetic.generate(folder, total=84, image_size=32, seed=0)
@@ -222,7 +225,7 @@ def test_cnn_with_every_augmentation_saves_and_loads_with_identical_predictions(
 
 
 def test_a_fresh_session_keeps_the_precision_policy():
-    from leafsearch.training import fresh_session
+    from leafsearch.training.loop import fresh_session
 
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     try:

@@ -1,6 +1,6 @@
 """Images in, class probabilities out, with the training data's exact preprocessing.
 
-Images are decoded by the data pipeline's own decoder (`leafsearch.data`: Pillow, RGB, bilinear
+Images are decoded by the data pipeline's own decoder (`leafsearch.data.decode_image`: Pillow, RGB, bilinear
 resize to the model's side, 0-255 uint8), so a file predicts what it would have scored as a
 validation image; the model rescales or normalises itself.
 """
@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from leafsearch.data import IMAGE_EXTENSIONS
-from leafsearch.data import _decode_one as decode_image  # the one decoder of training data
+from leafsearch.data import IMAGE_EXTENSIONS, decode_image
 from search.errors import UsageError
 
 if TYPE_CHECKING:  # Keras loads only once the paths are known to be good

@@ -23,6 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from leafsearch.runtime import gpus
 from search.files import read_json, write_json_atomic
 
 BATCH = 8  # images per timed predict call
@@ -86,8 +87,6 @@ def architecture_key(model: keras.Model) -> str:
     not change them, so trials that differ only in those share one measurement."""
     layers = [(type(layer).__name__, _output_shape(layer), layer.count_params() if layer.built else 0,
                getattr(getattr(layer, "activation", None), "__name__", "")) for layer in model.layers]
-    from leafsearch.device import gpus
-
     described = {"input": str(model.input_shape), "layers": layers, "policy": keras.config.dtype_policy().name,
                  "backend": keras.backend.backend(), "gpus": len(gpus())}  # infer_ms is the device's
     return hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:20]
