@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import struct
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from leafsearch.data.folder import ImageFolder, scan_folder, stratified_split
 from search.errors import UsageError
@@ -53,8 +53,6 @@ _CACHE_FORMAT = 1
 _NAMED_IN_WARNING = 5
 #: Files decoded per ordered chunk (bounds the memory held by in-flight decodes).
 _CHUNK = 256
-#: Fixed size of the ``.npy`` header we write ourselves (a multiple of 64, as the format asks).
-_NPY_HEADER_LEN = 128
 
 
 class LoadedImages(NamedTuple):
@@ -135,17 +133,10 @@ def _decode_all(
                 yield start + offset, result
 
 
-def _npy_header(shape: tuple[int, ...]) -> bytes:
-    """A version-1.0 ``.npy`` header for a C-order uint8 array, padded to ``_NPY_HEADER_LEN``.
-
-    Written by hand so the array can be streamed to disk before its final length is known.
-    """
-    magic = b"\x93NUMPY\x01\x00"
-    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {shape!r}, }}".encode("latin1")
-    body_len = _NPY_HEADER_LEN - len(magic) - 2
-    if len(text) + 1 > body_len:  # pragma: no cover - would need absurd shapes
-        raise ValueError(f"shape {shape} too long for the .npy header")
-    return magic + struct.pack("<H", body_len) + text + b" " * (body_len - len(text) - 1) + b"\n"
+def _npy_header(count: int, size: int) -> dict:
+    """The ``.npy`` header fields of ``count`` C-order uint8 images of ``size x size x 3``."""
+    return {"descr": npy_format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+            "shape": (count, size, size, 3)}
 
 
 @contextlib.contextmanager
@@ -283,7 +274,10 @@ def _decode_to_npy(
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(b"\0" * _NPY_HEADER_LEN)  # placeholder, rewritten once K is known
+            # numpy pads the header so that the first axis may grow to any count without changing
+            # its length: written for every file now, it is rewritten in place once K is known.
+            npy_format.write_array_header_1_0(handle, _npy_header(len(folder.paths), size))
+            data_start = handle.tell()
             for i, result in _decode_all(folder.paths, size, workers):
                 if isinstance(result, str):
                     skipped.append((folder.paths[i].relative_to(folder.root).as_posix(), result))
@@ -291,7 +285,9 @@ def _decode_to_npy(
                     handle.write(np.ascontiguousarray(result).tobytes())
                     kept.append(i)
             handle.seek(0)
-            handle.write(_npy_header((len(kept), size, size, 3)))
+            npy_format.write_array_header_1_0(handle, _npy_header(len(kept), size))
+            if handle.tell() != data_start:  # pragma: no cover - numpy's padding guarantees it
+                raise RuntimeError(f"the .npy header of {target} changed length; remove the cache folder")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -391,6 +387,9 @@ def class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> dict[
     Same formula as scikit-learn's ``compute_class_weight("balanced")``. A class with no samples
     gets 1.0 (it never contributes to the loss anyway) so the dict always covers every class.
     """
+    # Not scikit-learn's function itself: with `classes=range(num_classes)` it raises ("classes
+    # should have valid labels that are in y", 1.9) when a class has no sample, and with only the
+    # present classes it divides by their count, not `num_classes`; the numbers differ there.
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must be in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]")

@@ -19,10 +19,10 @@ FOLDER = "evaluations"
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """`matrix[true, predicted]` counts."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
-    return matrix
+    """`matrix[true, predicted]` counts, every class a row and a column even when no image has it."""
+    from sklearn import metrics  # lazy: only `evaluate` needs scikit-learn
+
+    return metrics.confusion_matrix(labels, predicted, labels=range(num_classes)).astype(np.int64, copy=False)
 
 
 def scores(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
