@@ -179,6 +179,7 @@ class TrialTraining:
         self.tensorboard = tensorboard
         self.store = CheckpointStore(reporter.checkpoint_dir)
         self.mode = "max" if objective.direction == "maximize" else "min"
+        self.batch_size = recipe["batch_size"]  # until `run` reads a continued trial's own
 
     def best_epoch(self, since: int = 0) -> int | None:
         """The trial's best epoch by the study's metric (among epochs >= `since`)."""
@@ -204,6 +205,7 @@ class TrialTraining:
         # A continued trial keeps the batch size it was trained with (half the sampled one after an
         # out-of-memory retry).
         batch_size = state.get("batch_size", recipe["batch_size"]) if state is not None else recipe["batch_size"]
+        self.batch_size = batch_size  # what every checkpoint of this run records
         # A continued trial draws new shuffles rather than replaying the first epochs' order.
         train = make_batches(data.images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
         val = make_batches(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)
@@ -287,7 +289,7 @@ class TrialTraining:
             "phase_epoch": phase_epochs_done,
             "phase_done": stopping or phase_epochs_done >= phase.epochs,
             "seed": self.reporter.seed,
-            "batch_size": self.recipe["batch_size"],
+            "batch_size": self.batch_size,  # the one trained with, not the recipe's (halved after an OOM)
             "best": best,
             "phase_best": phase_best,
             "history": self.reporter.history,

@@ -1,5 +1,7 @@
 """The recipe → Keras pieces: optimizer, schedule, callbacks, augmentation, CNN head, objective."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -175,6 +177,30 @@ def test_an_interrupted_trial_continues_from_its_last_checkpoint(tmp_path, tiny_
     last, state = store.latest()
     assert state["epoch"] == 3 and optimizer_steps(last) == 2 * steps  # the optimizer state went on too
     assert set(store.epochs()) <= {state["best"], 3}  # old checkpoints pruned: the best and the last
+
+
+def test_a_trial_continued_twice_keeps_the_batch_size_it_trained_with(tmp_path, tiny_folder):
+    """After an out-of-memory retry a trial trains at half the sampled batch size; every
+    continuation must train at that size and record it, not the sampled one, again."""
+    params = {"image_size": 32, "batch_size": 32, "patience": 10}
+    halved = {**params, "batch_size": 16}  # what the retry after an out-of-memory error trains with
+    objective = LeafObjective(tiny_folder, "cnn", max_epochs=3, cache_dir=tmp_path / "cache")
+    store = CheckpointStore(tmp_path / "trial" / "checkpoints")
+    with pytest.raises(KeyboardInterrupt):
+        objective(halved, ListReporter(tmp_path / "trial", interrupt_at=1))
+    folder, state = store.latest()
+    steps = optimizer_steps(folder)  # one epoch at batch size 16
+    assert state["batch_size"] == 16 and steps == math.ceil(len(objective.data(32).train_idx) / 16)
+
+    with pytest.raises(KeyboardInterrupt):  # continued with the sampled parameters, as the study does
+        objective(params, ListReporter(tmp_path / "trial", interrupt_at=2))
+    folder, state = store.latest()
+    assert state["epoch"] == 1 and state["batch_size"] == 16 and optimizer_steps(folder) == 2 * steps
+
+    again = ListReporter(tmp_path / "trial")
+    assert objective(params, again)["epochs"] == 3 and again.resumed_from_epoch == 2
+    folder, state = store.latest()
+    assert state["epoch"] == 2 and state["batch_size"] == 16 and optimizer_steps(folder) == 3 * steps
 
 
 class TwoPhaseCNN(LeafObjective):
