@@ -34,10 +34,10 @@ import json, sys, time
 started = time.perf_counter()
 import keras, numpy as np
 from leafsearch import data as leafdata
-from leafsearch.batches import CachedBatches, make_batches
-from leafsearch.cnn import build_cnn
-from leafsearch.efficientnet import build_efficientnet
-from leafsearch.recipe import resolve
+from leafsearch.data.batches import CachedBatches, make_batches
+from leafsearch.models.cnn import build_cnn
+from leafsearch.models.efficientnet import build_efficientnet
+from leafsearch.training.recipe import resolve
 import_s = time.perf_counter() - started
 cfg = json.loads(sys.argv[1])
 data = leafdata.prepare(cfg["data"], cfg["image_size"], cache_dir=cfg["cache"])
@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from leafsearch import synthetic
+    from leafsearch.data import synthetic
 
     work = Path(tempfile.mkdtemp(prefix="leafsearch-cold-"))
     synthetic.generate(work / "leaves", total=args.images, image_size=args.image_size, seed=0)

@@ -17,8 +17,8 @@ for _ in range(10):
 r.block_until_ready()
 out["matmul_bf16_tflops"] = round(10 * 2 * 8192**3 / (time.perf_counter() - t) / 1e12, 1)
 
-from leafsearch.augment import augmentation_layers
-from leafsearch.recipe import resolve
+from leafsearch.models.augment import augmentation_layers
+from leafsearch.training.recipe import resolve
 x = jnp.asarray(np.random.default_rng(0).integers(0, 255, (32, 380, 380, 3)).astype("float32"))
 for name in ["aug_flip", "aug_rotation", "aug_zoom"]:
     recipe = resolve({"backbone": "efficientnet_b4", "aug_flip": name == "aug_flip", "aug_rotation": 0.1 if name == "aug_rotation" else 0.0,

@@ -3,7 +3,7 @@ the share of the step time spent waiting for data.
 
 Run by ``bench/gpu_check.sh`` on a GPU machine (B4 at 380 px, the seed's final setting). It uses
 only what a trial uses: the synthetic leaves, the decode-once cache (``leafsearch.data.prepare``),
-the input path of the active Keras backend (``leafsearch.batches.make_batches``: tf.data under
+the input path of the active Keras backend (``leafsearch.data.batches.make_batches``: tf.data under
 TensorFlow, a NumPy ``PyDataset`` under JAX) and the trial's EfficientNet with its backbone
 unfrozen (the fine-tuning phase, the expensive one).
 
@@ -58,9 +58,9 @@ def _fixed_batches(template, batch):
 def measure(precision: str, args, data) -> dict:
     import keras
 
-    from leafsearch.batches import make_batches
-    from leafsearch.efficientnet import MAX_BLOCKS, build_efficientnet, unfreeze_top_blocks
-    from leafsearch.recipe import resolve
+    from leafsearch.data.batches import make_batches
+    from leafsearch.models.efficientnet import MAX_BLOCKS, build_efficientnet, unfreeze_top_blocks
+    from leafsearch.training.recipe import resolve
 
     keras.backend.clear_session()
     keras.mixed_precision.set_dtype_policy(precision)
@@ -86,7 +86,7 @@ def measure(precision: str, args, data) -> dict:
     started = time.perf_counter()
     model.fit(train, epochs=args.epochs, verbose=0)
     real_s = time.perf_counter() - started
-    from leafsearch.batches import CachedBatches
+    from leafsearch.data.batches import CachedBatches
 
     per_epoch = steps * args.batch_size if isinstance(train, CachedBatches) else len(data.train_idx)  # full batches
     images = args.epochs * per_epoch
@@ -140,7 +140,7 @@ def main(argv=None) -> dict:
     import keras
 
     from leafsearch import data as leafdata
-    from leafsearch import synthetic
+    from leafsearch.data import synthetic
 
     work = args.work or Path(tempfile.mkdtemp(prefix="leafsearch-gpu-"))
     leaves = work / "leaves"

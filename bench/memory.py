@@ -25,8 +25,8 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import pandas as pd  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from leafsearch import synthetic  # noqa: E402
-from leafsearch.cli import import_keras_quietly  # noqa: E402
+from leafsearch.data import synthetic  # noqa: E402
+from leafsearch.runtime import import_keras_quietly  # noqa: E402
 from search import Choice, Fixed, Float, Space, Study  # noqa: E402
 from search.report.display import Display  # noqa: E402
 from search.loop import run_study  # noqa: E402
@@ -52,7 +52,7 @@ class MeasuringDisplay(Display):
 
 
 def run_mode(root: Path, data: Path, backend: str, in_process: bool, trials: int, image_size: int) -> dict:
-    from leafsearch.training import LeafObjective
+    from leafsearch.training.objective import LeafObjective
 
     space = Space(learning_rate=Float(1e-4, 1e-2, log=True), dense_units=Choice([128, 256, 512]),
                   batch_size=Fixed(16), image_size=Fixed(image_size), patience=Fixed(3))
@@ -60,7 +60,7 @@ def run_mode(root: Path, data: Path, backend: str, in_process: bool, trials: int
     name = f"{backend}-{'inprocess' if in_process else 'isolated'}"
     objective = LeafObjective(data, "cnn", max_epochs=2, cache_dir=root / "cache")
     options = RunOptions(study_name=name, study_dir=root / name, trials=trials, pruner="none", in_process=in_process,
-                         preload=("leafsearch.preload",), backend=backend, algorithm="random")
+                         preload=("leafsearch.training.preload",), backend=backend, algorithm="random")
     display = MeasuringDisplay(spec.metric, Console(file=open(root / f"{name}.log", "w"), width=200))
     started = time.monotonic()
     run_study(space, spec, objective, options, display)

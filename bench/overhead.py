@@ -10,7 +10,7 @@ to its exit, so interpreter start, imports and data loading count on both sides.
 2. **plain**: this file run with `--plain SPEC`: `import keras, optuna`, decode the same folder in
    memory with the same 5:1 split, then an in-memory `optuna.create_study()` with each finished
    leafsearch trial's parameters enqueued, and an objective that rebuilds the same model
-   (`leafsearch.recipe.resolve` + `leafsearch.cnn.build_cnn`, the same seed through
+   (`leafsearch.training.recipe.resolve` + `leafsearch.models.cnn.build_cnn`, the same seed through
    `keras.utils.set_random_seed`) and trains it with plain `model.fit` on NumPy arrays for the
    same epochs and batch size, with Adam, cross-entropy and early stopping as in the trial.
 3. **leafsearch --in-process** (unless `--no-in-process`): the same command with `--in-process`,
@@ -144,8 +144,8 @@ def plain_main(spec_path: Path) -> None:
     import optuna
 
     from leafsearch import data as leafdata
-    from leafsearch.cnn import build_cnn
-    from leafsearch.recipe import resolve
+    from leafsearch.models.cnn import build_cnn
+    from leafsearch.training.recipe import resolve
 
     imported = time.monotonic()
     spec = json.loads(Path(spec_path).read_text())
@@ -216,17 +216,17 @@ def run_plain(root: Path, spec: dict) -> dict:
 def probe_main(spec_path: Path) -> None:
     """`python bench/overhead.py --probe SPEC`: time leafsearch's per-epoch checkpoint and its
     per-trial cost measurement on trial 0's model (after one epoch, so the optimizer has state)."""
-    from leafsearch.cli import import_keras_quietly
+    from leafsearch.runtime import import_keras_quietly
 
     import_keras_quietly()
     import keras
     import numpy as np
 
-    from leafsearch import costs
+    from leafsearch.models import costs
     from leafsearch import data as leafdata
-    from leafsearch.cnn import build_cnn
-    from leafsearch.recipe import resolve
-    from leafsearch.training import save_training_state
+    from leafsearch.models.cnn import build_cnn
+    from leafsearch.training.recipe import resolve
+    from leafsearch.training.loop import save_training_state
     from search.records.checkpoints import CheckpointStore
     from search.records.files import write_json_atomic
 
@@ -297,7 +297,7 @@ def main() -> None:
         return probe_main(args.probe)
 
     sys.path.insert(0, str(REPO))
-    from leafsearch import synthetic
+    from leafsearch.data import synthetic
 
     with tempfile.TemporaryDirectory(prefix="leafsearch-overhead-") as tmp:
         root = Path(tmp)

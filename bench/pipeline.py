@@ -27,8 +27,9 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from leafsearch import data as leafdata  # noqa: E402
-from leafsearch import synthetic  # noqa: E402
-from leafsearch.cli import import_keras_quietly  # noqa: E402
+from leafsearch.data import synthetic  # noqa: E402
+from leafsearch.data.batches import make_tf_dataset  # noqa: E402
+from leafsearch.runtime import import_keras_quietly  # noqa: E402
 
 BATCH = 32
 
@@ -50,7 +51,7 @@ def leafsearch_trial(root: Path, cache: Path, size: int, epochs: int) -> dict:
     data = leafdata.prepare(root, size, cache_dir=cache, seed=0)
     prepare_s = time.perf_counter() - started
     indices = np.arange(len(data.labels))
-    dataset = leafdata.make_tf_dataset(data.images, data.labels, indices, len(data.class_names), BATCH, shuffle=True, seed=0)
+    dataset = make_tf_dataset(data.images, data.labels, indices, len(data.class_names), BATCH, shuffle=True, seed=0)
     rates = []
     for _ in range(epochs):
         started, count = time.perf_counter(), 0

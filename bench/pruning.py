@@ -159,7 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     args.configs = [REFERENCE, *(name for name in args.configs if name != REFERENCE)]  # the others compare with it
 
-    from leafsearch import synthetic
+    from leafsearch.data import synthetic
 
     result: dict = {"benchmark": "pruning", "trials": args.trials, "max_epochs": args.max_epochs, "images": args.images,
                     "image_size": args.image_size, "batch_size": args.batch_size, "seeds": args.seeds,

@@ -1,5 +1,5 @@
 """`python -m leafsearch` is the `leafsearch` command."""
 
-from leafsearch.cli import entry_point
+from leafsearch.cli.main import entry_point
 
 entry_point()

@@ -248,10 +248,10 @@ class StudyLoop:
                           {**info, "state": shown_state, "duration_s": round(duration, 2), "error": error})
         summary = summarise(reporter.history, self.spec.metric, self.spec.direction)
         self.engine.tell(ticket, Outcome(state, value, summary, dict(trained), error, costs.read(reporter.trial_dir)))
+        self.write_leaderboard()  # and the best so far, for the line below
         if state != INTERRUPTED:
             self.display.trial_finished(ticket.number, shown_state, value if value is not None else summary.get(self.spec.metric),
                                         duration, error)
-        self.write_leaderboard()
 
     def write_leaderboard(self) -> None:
         rows = self.engine.rows()

@@ -4,8 +4,8 @@ train step op by op under JAX (GPU idle; see bench/README.md)."""
 import keras
 import numpy as np
 
-from leafsearch.augment import RandomCropResize, augmentation_layers
-from leafsearch.recipe import resolve
+from leafsearch.models.augment import RandomCropResize, augmentation_layers
+from leafsearch.training.recipe import resolve
 
 EVERY_AUGMENTATION = dict(aug_flip=True, aug_rotation=0.2, aug_zoom=0.2, aug_contrast=0.3, aug_crop=0.2, aug_noise=0.05)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leafsearch.batches import CachedBatches, make_batches
+from leafsearch.data.batches import CachedBatches, make_batches
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,9 +97,9 @@ def test_a_trial_model_trains_under_jax_without_tensorflow(tmp_path):
     script = (
         "import sys, keras\n"
         "from leafsearch import data as leafdata\n"
-        "from leafsearch.batches import make_batches\n"
-        "from leafsearch.cnn import build_cnn\n"
-        "from leafsearch.recipe import resolve\n"
+        "from leafsearch.data.batches import make_batches\n"
+        "from leafsearch.models.cnn import build_cnn\n"
+        "from leafsearch.training.recipe import resolve\n"
         "data = leafdata.prepare(sys.argv[1], 16, cache_dir=sys.argv[2])\n"
         "model = build_cnn(resolve({'image_size': 16, 'aug_crop': 0.2}, 'cnn'), data.num_classes, 0)\n"
         "model.compile(optimizer='adam', loss='categorical_crossentropy', metrics=['accuracy'])\n"

@@ -41,7 +41,7 @@ def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
     assert board["val_accuracy"].between(0, 1).all()
     space_params = ["batch_size", "learning_rate", "dropout", "dense_units", "patience", "image_size"]
     assert sorted(c for c in board.columns if c.startswith("param_")) == sorted("param_" + p for p in space_params)
-    from search.leaderboard import base_columns
+    from search.records.leaderboard import base_columns
 
     assert list(board.columns) == base_columns("val_accuracy") + ["param_" + p for p in space_params]
     assert (board["param_batch_size"] == 16).all() and (board["param_image_size"] == 32).all()

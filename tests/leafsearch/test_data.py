@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leafsearch import data
 from leafsearch.data import (
     ImageFolder,
     LeafData,
     class_weights,
     load_images,
-    make_tf_dataset,
     prepare,
     scan_folder,
     stratified_split,
 )
+from leafsearch.data import cache as decode_cache
+from leafsearch.data.batches import make_tf_dataset
 from search.errors import UsageError
 
 # One solid colour per class, far apart, so a decoded pixel tells its class.
@@ -207,13 +207,13 @@ def test_load_skips_corrupt_and_non_images_with_one_warning(leaves: Path, tmp_pa
 
 def _count_decodes(monkeypatch) -> list[int]:
     calls = [0]
-    real = data._decode_one
+    real = decode_cache.decode_image
 
     def counting(path, size):
         calls[0] += 1
         return real(path, size)
 
-    monkeypatch.setattr(data, "_decode_one", counting)
+    monkeypatch.setattr(decode_cache, "decode_image", counting)
     return calls
 
 
@@ -268,7 +268,7 @@ def test_cache_invalidation_and_per_size_entries(leaves: Path, tmp_path: Path, m
 
 def test_cache_interrupted_write_leaves_no_entry(leaves: Path, tmp_path: Path, monkeypatch):
     cache = tmp_path / "cache"
-    real = data._decode_one
+    real = decode_cache.decode_image
     calls = [0]
 
     def dies_midway(path, size):
@@ -277,12 +277,12 @@ def test_cache_interrupted_write_leaves_no_entry(leaves: Path, tmp_path: Path, m
             raise KeyboardInterrupt
         return real(path, size)
 
-    monkeypatch.setattr(data, "_decode_one", dies_midway)
+    monkeypatch.setattr(decode_cache, "decode_image", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         load_images(scan_folder(leaves), 16, cache, workers=1)
     assert not list(cache.glob("*.npy")) and not list(cache.glob("*.json"))
     assert not list(cache.glob("*.tmp"))
-    monkeypatch.setattr(data, "_decode_one", real)
+    monkeypatch.setattr(decode_cache, "decode_image", real)
     assert load_images(scan_folder(leaves), 16, cache).images.shape == (48, 16, 16, 3)
 
 

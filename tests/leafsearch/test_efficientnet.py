@@ -9,8 +9,9 @@ import pytest
 
 import keras
 
-from leafsearch import efficientnet as en
-from leafsearch.recipe import resolve
+from leafsearch.models import efficientnet as en
+from leafsearch.training.phases import efficientnet_phases
+from leafsearch.training.recipe import resolve
 from search.errors import UsageError
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras' TF backend, numpy 2
@@ -122,18 +123,18 @@ def test_unfreeze_top_blocks_rejects_bad_counts(model, blocks):
 
 def test_phases():
     r = recipe(transfer_epochs=10, finetune_epochs=35, transfer_lr=1e-2, finetune_lr=1e-4)
-    transfer, finetune = en.efficientnet_phases(r, max_epochs=12)
+    transfer, finetune = efficientnet_phases(r, max_epochs=12)
     assert (transfer.name, transfer.learning_rate, transfer.epochs) == ("transfer", 1e-2, 10)
     assert (finetune.name, finetune.learning_rate, finetune.epochs) == ("finetune", 1e-4, 12)
     assert transfer.prepare is en.freeze_backbone
     with pytest.raises(ValueError, match="unfreeze_blocks"):
-        en.efficientnet_phases(recipe(unfreeze_blocks=9), max_epochs=12)
+        efficientnet_phases(recipe(unfreeze_blocks=9), max_epochs=12)
 
 
 def test_weights_carry_over_and_phase2_trains_only_the_top_blocks(model):
     """Phase 2 keeps phase 1's weights in the same model object; one step then moves the
     unfrozen convs and the head, and no batch-norm statistic anywhere in the backbone."""
-    transfer, finetune = en.efficientnet_phases(recipe(unfreeze_blocks=1), max_epochs=1)
+    transfer, finetune = efficientnet_phases(recipe(unfreeze_blocks=1), max_epochs=1)
     transfer.prepare(model)
     rng = np.random.default_rng(1)
     for name in ("dense", "classifier"):

@@ -10,10 +10,10 @@ from test_cli import CNN_SPACE, TINY, leafsearch, tiny_data  # noqa: F401 - tiny
 
 def optuna_columns() -> list[str]:
     """The columns an Optuna study of spaces/cnn.py writes (test_cli checks them on a real run)."""
-    from leafsearch.commands import load_space
-    from search.leaderboard import PARAM_PREFIX, base_columns
+    from leafsearch.training.study import load_space
+    from search.records.leaderboard import PARAM_PREFIX, base_columns
 
-    space, _ = load_space(type("Args", (), {"space": CNN_SPACE, "pins": [], "image_size": None, "backbone": None, "weights": None})())
+    space, _ = load_space(CNN_SPACE)
     return base_columns("val_accuracy") + [PARAM_PREFIX + name for name in space.names]
 
 

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from leafsearch.losses import SigmoidFocalCrossEntropy
-from leafsearch.losses import make_loss
+from leafsearch.training.losses import SigmoidFocalCrossEntropy
+from leafsearch.training.losses import make_loss
 
 EPS = 1e-7  # keras.config.epsilon()
 

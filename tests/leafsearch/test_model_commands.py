@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leafsearch.cli import main
+from leafsearch.cli.main import main
 from tests.leafsearch.test_cli import CNN_SPACE, TINY, leafsearch
 
 EVALUATION_KEYS = {"trial", "data", "images", "accuracy", "per_class", "confusion_png", "evaluated_at"}
@@ -87,11 +87,11 @@ def test_evaluate_stores_accuracy_that_predict_reproduces(results, test_folder, 
 
 
 def test_exported_model_predicts_the_classes_of_the_trial_model(results, test_folder, exported):
-    from leafsearch import inference, trial_model
+    from leafsearch.trained import checkpoint, predict
 
-    trained = trial_model.load(results, "cnn")
+    trained = checkpoint.load(results, "cnn")
     paths = [Path(row["path"]) for row in exported["rows"]]
-    expected = inference.probabilities(trained.model, paths, trained.image_size).argmax(axis=1)
+    expected = predict.probabilities(trained.model, paths, trained.image_size).argmax(axis=1)
     assert [row["class"] for row in exported["rows"]] == [trained.class_names[i] for i in expected]
     assert all(0 < float(row["probability"]) <= 1 for row in exported["rows"])
     labels = json.loads(exported["model"].with_suffix(".labels.json").read_text())
@@ -99,7 +99,7 @@ def test_exported_model_predicts_the_classes_of_the_trial_model(results, test_fo
     import keras
 
     plain = keras.saving.load_model(exported["model"], compile=False)  # Keras alone opens it
-    batch = inference.decode(paths[:4], 32)
+    batch = predict.decode(paths[:4], 32)
     np.testing.assert_allclose(plain.predict(batch, verbose=0), trained.model.predict(batch, verbose=0), rtol=1e-5, atol=1e-6)
 
 

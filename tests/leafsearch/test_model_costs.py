@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from leafsearch import costs
+from leafsearch.models import costs
 
 
 def dense_model() -> keras.Model:
@@ -26,8 +26,8 @@ def test_flops_of_a_dense_layer_are_its_multiply_adds_and_bias():
 
 
 def test_costs_are_measured_once_per_architecture(tmp_path, monkeypatch):
-    from leafsearch.cnn import build_cnn
-    from leafsearch.recipe import resolve
+    from leafsearch.models.cnn import build_cnn
+    from leafsearch.training.recipe import resolve
 
     def cnn(**params):
         return build_cnn(resolve({"image_size": 16, **params}, "cnn"), 3, seed=0)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from leafsearch.ranger import Ranger
+from leafsearch.training.ranger import Ranger
 
 
 def _f32(x):

@@ -9,8 +9,8 @@ import sys
 import optuna
 import pytest
 
-from leafsearch import cli
-from search.optuna_runner import JOURNAL_NAME
+from leafsearch.cli import main as cli
+from search.engines.optuna.storage import JOURNAL_NAME
 from tests.search.toy_study import make_study
 
 ROOT = cli.Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def test_studies_and_report_read_a_storage_url(results, capsys, tmp_path, monkey
 
 
 def test_report_does_not_load_tensorflow(results):
-    code = ("import sys; from leafsearch import cli; code = cli.main(sys.argv[1:]); "
+    code = ("import sys; from leafsearch.cli import main as cli; code = cli.main(sys.argv[1:]); "
             "print([m for m in ('tensorflow', 'keras', 'keras_tuner') if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code, "report", "--results", str(results), "--format", "csv"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from leafsearch.schedules import Triangular2CyclicalLearningRate
-from leafsearch.schedules import TriangularCyclicalLearningRate
+from leafsearch.training.schedules import Triangular2CyclicalLearningRate
+from leafsearch.training.schedules import TriangularCyclicalLearningRate
 
 
 def closed_form(step, initial, maximal, step_size, halve):

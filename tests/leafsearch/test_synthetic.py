@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leafsearch.synthetic import REAL_COUNTS, SPECIES, class_counts, draw_leaf, generate
+from leafsearch.data.synthetic import REAL_COUNTS, SPECIES, class_counts, draw_leaf, generate
 
 SIZE = 64
 

@@ -1,17 +1,22 @@
 """The recipe → Keras pieces: optimizer, schedule, callbacks, augmentation, CNN head, objective."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
 
-from leafsearch import recipe as recipes
-from leafsearch.augment import RandomCropResize, augmentation_layers
-from leafsearch.cnn import build_cnn
-from leafsearch.ranger import Ranger
-from leafsearch.schedules import Triangular2CyclicalLearningRate, TriangularCyclicalLearningRate
-from leafsearch.training import LeafObjective, Phase, make_optimizer, phase_callbacks
+from leafsearch.models.augment import RandomCropResize, augmentation_layers
+from leafsearch.models.cnn import build_cnn
+from leafsearch.training import recipe as recipes
+from leafsearch.training.loop import phase_callbacks
+from leafsearch.training.objective import LeafObjective
+from leafsearch.training.optimizers import make_optimizer
+from leafsearch.training.phases import Phase
+from leafsearch.training.ranger import Ranger
+from leafsearch.training.schedules import Triangular2CyclicalLearningRate, TriangularCyclicalLearningRate
 from search import UsageError
-from search.checkpoints import CheckpointStore, copy_checkpoints
+from search.records.checkpoints import CheckpointStore, copy_checkpoints
 from search.errors import TrialFailed, TrialPruned
 from search.reporter import Reporter
 
@@ -113,7 +118,7 @@ class ListReporter(Reporter):
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    from leafsearch import synthetic
+    from leafsearch.data import synthetic
 
     folder = tmp_path_factory.mktemp("leaves")
     synthetic.generate(folder, total=84, image_size=32, seed=0)
@@ -174,6 +179,30 @@ def test_an_interrupted_trial_continues_from_its_last_checkpoint(tmp_path, tiny_
     assert set(store.epochs()) <= {state["best"], 3}  # old checkpoints pruned: the best and the last
 
 
+def test_a_trial_continued_twice_keeps_the_batch_size_it_trained_with(tmp_path, tiny_folder):
+    """After an out-of-memory retry a trial trains at half the sampled batch size; every
+    continuation must train at that size and record it, not the sampled one, again."""
+    params = {"image_size": 32, "batch_size": 32, "patience": 10}
+    halved = {**params, "batch_size": 16}  # what the retry after an out-of-memory error trains with
+    objective = LeafObjective(tiny_folder, "cnn", max_epochs=3, cache_dir=tmp_path / "cache")
+    store = CheckpointStore(tmp_path / "trial" / "checkpoints")
+    with pytest.raises(KeyboardInterrupt):
+        objective(halved, ListReporter(tmp_path / "trial", interrupt_at=1))
+    folder, state = store.latest()
+    steps = optimizer_steps(folder)  # one epoch at batch size 16
+    assert state["batch_size"] == 16 and steps == math.ceil(len(objective.data(32).train_idx) / 16)
+
+    with pytest.raises(KeyboardInterrupt):  # continued with the sampled parameters, as the study does
+        objective(params, ListReporter(tmp_path / "trial", interrupt_at=2))
+    folder, state = store.latest()
+    assert state["epoch"] == 1 and state["batch_size"] == 16 and optimizer_steps(folder) == 2 * steps
+
+    again = ListReporter(tmp_path / "trial")
+    assert objective(params, again)["epochs"] == 3 and again.resumed_from_epoch == 2
+    folder, state = store.latest()
+    assert state["epoch"] == 2 and state["batch_size"] == 16 and optimizer_steps(folder) == 3 * steps
+
+
 class TwoPhaseCNN(LeafObjective):
     """The EfficientNet recipe's shape (two phases, the second on a changed model) on the cheap CNN."""
 
@@ -222,7 +251,7 @@ def test_cnn_with_every_augmentation_saves_and_loads_with_identical_predictions(
 
 
 def test_a_fresh_session_keeps_the_precision_policy():
-    from leafsearch.training import fresh_session
+    from leafsearch.training.loop import fresh_session
 
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     try:

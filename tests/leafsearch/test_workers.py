@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from test_cli import CNN_SPACE, ROOT, TINY, leafsearch, tiny_data  # noqa: F401 - tiny_data is a fixture
 
-from search.optuna_runner import counts_toward_target, make_storage
+from search.engines.optuna.storage import counts_toward_target, make_storage
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import keras
 
-from leafsearch.augment import augmentation_layers
+from leafsearch.models.augment import augmentation_layers
 
 FILTERS = (16, 32, 64, 128, 256)
 # Keras' default 0.99 needs hundreds of steps before the moving statistics are usable, so a

@@ -1,7 +1,7 @@
-"""Training batches from the decode cache with NumPy and Keras alone (no TensorFlow).
+"""Training batches from the decode cache: ``tf.data`` under TensorFlow, a PyDataset elsewhere.
 
 Under the TensorFlow backend a trial reads its batches through ``tf.data``
-(:func:`leafsearch.data.make_tf_dataset`). Under any other Keras backend (JAX on a GPU machine
+(:func:`make_tf_dataset`). Under any other Keras backend (JAX on a GPU machine
 that has no TensorFlow) it reads them through :class:`CachedBatches`, a ``keras.utils.PyDataset``
 that gathers each batch from the same uint8 array (often the read-only memmap of the decode
 cache). Keras prefetches it with worker threads, so the next batches are gathered while the
@@ -18,7 +18,72 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from leafsearch import data as leafdata
+
+def batch_inputs(
+    images: np.ndarray, labels: np.ndarray, indices: Sequence[int] | np.ndarray, num_classes: int, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checked arguments of a batch pipeline: ``indices`` as int64 and the one-hot float32
+    labels of ``images[indices]``, shared by the tf.data and the NumPy input paths."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.ndim != 1 or indices.size == 0:
+        raise ValueError("indices must be a non-empty 1-D array")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must have shape (N, S, S, 3), got {images.shape}")
+    onehot = np.zeros((len(indices), num_classes), dtype=np.float32)
+    onehot[np.arange(len(indices)), np.asarray(labels, dtype=np.int64)[indices]] = 1.0
+    return indices, onehot
+
+
+def make_tf_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: Sequence[int] | np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+):
+    """A ``tf.data.Dataset`` of ``(uint8 images (B, S, S, 3), one-hot float32 labels (B, C))``.
+
+    Images stay 0-255 ``uint8``: the model rescales (Keras casts the batch to its input dtype on
+    the device) and augmentation runs inside the model, so a batch costs a quarter of the bytes
+    of float32 to move.
+
+    How it avoids copies: only the *positions* ``0..len(indices)-1`` enter TensorFlow. They are
+    shuffled (seeded, ``reshuffle_each_iteration=True``, so each epoch has a new order that is
+    the same from run to run), batched, and each batch of images is gathered straight from
+    ``images`` -- an in-memory array or the read-only memmap of the decode cache -- with a
+    ``tf.numpy_function``. Nothing the size of the dataset is ever copied into a TF constant (so
+    there is no 2 GiB graph-constant limit and no second copy in RAM); with a memmap, only the
+    pages of the batches in flight are touched, and all trials share the OS page cache. The
+    per-batch Python call is small next to a training step and overlaps it via ``prefetch``.
+    """
+    import tensorflow as tf  # lazy: the rest of the module does not need TensorFlow
+
+    indices, onehot = batch_inputs(images, labels, indices, num_classes, batch_size)
+    image_shape = tuple(int(d) for d in images.shape[1:])
+    image_dtype = tf.as_dtype(images.dtype)
+
+    def gather(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.ascontiguousarray(images[indices[positions]]), onehot[positions]
+
+    @tf.autograph.experimental.do_not_convert  # plain Python around numpy_function; nothing to convert
+    def gather_tf(positions):
+        batch_images, batch_labels = tf.numpy_function(
+            gather, [positions], (image_dtype, tf.float32), stateful=False
+        )
+        batch_images.set_shape((None, *image_shape))
+        batch_labels.set_shape((None, num_classes))
+        return batch_images, batch_labels
+
+    ds = tf.data.Dataset.range(len(indices))
+    if shuffle:
+        ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(gather_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 class CachedBatches(keras.utils.PyDataset):
@@ -45,7 +110,7 @@ class CachedBatches(keras.utils.PyDataset):
         max_queue_size: int = 4,
     ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
-        self.indices, self.onehot = leafdata.batch_inputs(images, labels, indices, num_classes, batch_size)
+        self.indices, self.onehot = batch_inputs(images, labels, indices, num_classes, batch_size)
         self.images = images
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -94,5 +159,5 @@ def make_batches(
     """The input for ``model.fit``: ``tf.data`` under the TensorFlow backend, else :class:`CachedBatches`."""
     backend = backend or keras.backend.backend()
     if backend == "tensorflow":
-        return leafdata.make_tf_dataset(images, labels, indices, num_classes, batch_size, shuffle=shuffle, seed=seed)
+        return make_tf_dataset(images, labels, indices, num_classes, batch_size, shuffle=shuffle, seed=seed)
     return CachedBatches(images, labels, indices, num_classes, batch_size, shuffle=shuffle, seed=seed)

@@ -1,7 +1,7 @@
 """An exported model: a full `.keras` file for inference, and its class names beside it.
 
 `model.keras` is the trial's model with its best weights and no optimizer (an inference model
-needs none); it opens with `keras.saving.load_model` once `leafsearch.augment` is imported, which
+needs none); it opens with `keras.saving.load_model` once `leafsearch.models.augment` is imported, which
 registers the one custom layer a model may hold (`RandomCropResize`, identity at inference).
 `model.labels.json` names the outputs: {"class_names": [...], "image_size", "study", "trial"}.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import keras
 
-from leafsearch import augment  # noqa: F401 - registers RandomCropResize for load_model
-from leafsearch.trial_model import TrialModel
+from leafsearch.models import augment  # noqa: F401 - registers RandomCropResize for load_model
+from leafsearch.trained.checkpoint import TrialModel
 from search.errors import UsageError
-from search.files import write_json_atomic
+from search.records.files import write_json_atomic
 
 SUFFIX = ".keras"
 

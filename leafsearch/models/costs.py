@@ -1,7 +1,7 @@
 """What a trial's model costs: its parameter count, FLOPs per image and inference time per image.
 
 The seed chose its model by accuracy *and* efficiency, so every trial records these next to its
-score (`search.costs` carries them to the leaderboard).
+score (`search.records.costs` carries them to the leaderboard).
 
 Measuring cost, paid once per trial before it trains: one trace of the inference graph for the
 FLOP count (TensorFlow backend only) and `1 + REPEATS` predict calls on a batch of `BATCH` images.
@@ -23,7 +23,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from search.files import read_json, write_json_atomic
+from leafsearch.runtime import gpus
+from search.records.files import read_json, write_json_atomic
 
 BATCH = 8  # images per timed predict call
 REPEATS = 3  # timed calls after one warm-up call (which builds the predict function)
@@ -86,8 +87,6 @@ def architecture_key(model: keras.Model) -> str:
     not change them, so trials that differ only in those share one measurement."""
     layers = [(type(layer).__name__, _output_shape(layer), layer.count_params() if layer.built else 0,
                getattr(getattr(layer, "activation", None), "__name__", "")) for layer in model.layers]
-    from leafsearch.device import gpus
-
     described = {"input": str(model.input_shape), "layers": layers, "policy": keras.config.dtype_policy().name,
                  "backend": keras.backend.backend(), "gpus": len(gpus())}  # infer_ms is the device's
     return hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:20]

@@ -1,8 +1,4 @@
-"""The leaf data pipeline: scan an image folder, decode once, split 5:1, feed ``tf.data``.
-
-A data folder has the ``keras.utils.image_dataset_from_directory`` layout: one sub-folder per
-class (class names are the sorted sub-folder names), images inside with one of the extensions in
-:data:`IMAGE_EXTENSIONS` (case-insensitive). Hidden entries (names starting with ``.``) are ignored.
+"""Decode once: a data folder's images as one uint8 array, cached on disk, split 5:1 into LeafData.
 
 **Decode once** (see DESIGN.md): :func:`load_images` decodes every image with Pillow, converts it
 to RGB and resizes it to ``S x S`` with bilinear interpolation, exactly once per folder content and
@@ -32,9 +28,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
-import struct
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -44,27 +38,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from numpy.lib import format as npy_format
 
+from leafsearch.data.folder import ImageFolder, scan_folder, stratified_split
 from search.errors import UsageError
-from search.files import write_text_atomic
+from search.records.files import write_text_atomic
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "ImageFolder",
-    "LeafData",
-    "LoadedImages",
-    "class_weights",
-    "load_images",
-    "make_tf_dataset",
-    "prepare",
-    "scan_folder",
-    "stratified_split",
-]
-
+# The package's logger (not this module's name): the skip warning is a leafsearch.data message.
 log = logging.getLogger("leafsearch.data")
-
-#: Extensions (lower-case) recognised as images, as in ``image_dataset_from_directory``.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 
 #: Bumped whenever the decoded content for the same files would change (resize filter, layout).
 _CACHE_FORMAT = 1
@@ -72,154 +53,8 @@ _CACHE_FORMAT = 1
 _NAMED_IN_WARNING = 5
 #: Files decoded per ordered chunk (bounds the memory held by in-flight decodes).
 _CHUNK = 256
-#: Fixed size of the ``.npy`` header we write ourselves (a multiple of 64, as the format asks).
-_NPY_HEADER_LEN = 128
 
 
-# --------------------------------------------------------------------------------------------
-# Scanning
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class ImageFolder:
-    """The files of a data folder, in a stable order (class, then file name).
-
-    ``paths[i]`` belongs to class ``class_names[labels[i]]``. ``ignored`` lists the non-hidden
-    files in class folders whose extension is not an image extension; they are reported in the
-    skip warning of :func:`load_images`, never decoded.
-    """
-
-    root: Path
-    class_names: tuple[str, ...]
-    paths: tuple[Path, ...]
-    labels: np.ndarray  # int64, shape (len(paths),), read-only
-    ignored: tuple[Path, ...] = ()
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
-def scan_folder(root: str | os.PathLike[str]) -> ImageFolder:
-    """List the classes and image files of ``root``; raise :class:`UsageError` on a bad layout."""
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise UsageError(f"data folder {root} does not exist; pass --data DIR with one sub-folder per class")
-    if not root.is_dir():
-        raise UsageError(
-            f"data folder {root} is not a directory; pass a folder with one sub-folder per class, "
-            f"e.g. {root}/Apple/*.jpg"
-        )
-    try:
-        class_dirs = sorted(
-            (e for e in os.scandir(root) if not _is_hidden(e.name) and e.is_dir()),
-            key=lambda e: e.name,
-        )
-    except OSError as exc:
-        raise UsageError(
-            f"data folder {root} cannot be read ({exc.strerror or exc}); check its permissions"
-        ) from exc
-    if not class_dirs:
-        raise UsageError(
-            f"data folder {root} has no class sub-folders; expected one sub-folder per class, "
-            f"e.g. {root}/Apple/*.jpg"
-        )
-
-    class_names: list[str] = []
-    paths: list[Path] = []
-    labels: list[int] = []
-    ignored: list[Path] = []
-    for label, entry in enumerate(class_dirs):
-        images: list[Path] = []
-        for path in _walk_files(Path(entry.path)):
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                images.append(path)
-            else:
-                ignored.append(path)
-        if not images:
-            exts = " ".join(sorted(IMAGE_EXTENSIONS))
-            raise UsageError(
-                f"class folder {Path(entry.path)} in data folder {root} has no images ({exts}); "
-                f"add images to it or remove it"
-            )
-        class_names.append(entry.name)
-        paths.extend(images)
-        labels.extend([label] * len(images))
-    if len(class_names) < 2:
-        raise UsageError(
-            f"data folder {root} has only one class ({class_names[0]!r}); a classifier needs at "
-            f"least two class sub-folders, e.g. {root}/Apple/*.jpg and {root}/Grape/*.jpg"
-        )
-    label_array = np.asarray(labels, dtype=np.int64)
-    label_array.setflags(write=False)
-    return ImageFolder(
-        root=root,
-        class_names=tuple(class_names),
-        paths=tuple(paths),
-        labels=label_array,
-        ignored=tuple(ignored),
-    )
-
-
-def _walk_files(folder: Path) -> list[Path]:
-    """Non-hidden regular files under ``folder`` (recursively, like Keras), sorted by relative path."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        for name in filenames:
-            if not _is_hidden(name):
-                found.append(Path(dirpath, name))
-    found.sort(key=lambda p: p.relative_to(folder).as_posix())
-    return found
-
-
-# --------------------------------------------------------------------------------------------
-# Splitting
-# --------------------------------------------------------------------------------------------
-def stratified_split(
-    labels: Sequence[int] | np.ndarray, val_fraction: float = 1 / 6, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split positions ``0..len(labels)-1`` into (train, validation), stratified per class.
-
-    Per class of ``n`` items the validation count is ``round(n * val_fraction)`` (halves round
-    up), clamped to ``[1, n - 1]`` when ``n >= 2``; a class of one item goes to training. The
-    default fraction 1/6 is the seed recipe's 5:1 split. The result is deterministic for a seed,
-    disjoint and complete; both arrays are sorted ``int64``.
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be one-dimensional, got shape {labels.shape}")
-    rng = np.random.default_rng(seed)
-    train_parts: list[np.ndarray] = []
-    val_parts: list[np.ndarray] = []
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        n = len(members)
-        n_val = int(math.floor(n * val_fraction + 0.5))
-        if n >= 2:
-            n_val = min(max(n_val, 1), n - 1)
-        else:
-            n_val = 0
-        shuffled = rng.permutation(members)
-        val_parts.append(shuffled[:n_val])
-        train_parts.append(shuffled[n_val:])
-    empty = np.empty(0, dtype=np.int64)
-    train = np.sort(np.concatenate(train_parts or [empty])).astype(np.int64)
-    val = np.sort(np.concatenate(val_parts or [empty])).astype(np.int64)
-    return train, val
-
-
-# --------------------------------------------------------------------------------------------
-# Decoding (once) and the on-disk cache
-# --------------------------------------------------------------------------------------------
 class LoadedImages(NamedTuple):
     """What :func:`load_images` returns.
 
@@ -250,18 +85,11 @@ def _fingerprint(folder: ImageFolder, image_size: int) -> str:
     return digest.hexdigest()
 
 
-def content_id(folder: ImageFolder) -> str:
-    """What a study remembers of its data, the same on every machine that has a copy of it:
-    counts and a hash of every image's class, name and size (not its path or time stamp)."""
-    digest = hashlib.sha256()
-    for path in folder.paths:
-        rel = path.relative_to(folder.root).as_posix()
-        digest.update(f"{rel}\0{path.stat().st_size}\n".encode("utf-8", "surrogateescape"))
-    return f"{len(folder.paths)} images in {folder.num_classes} classes, sha256 {digest.hexdigest()[:16]}"
+def decode_image(path: Path, size: int) -> np.ndarray | str:
+    """Decode ``path`` to a ``(size, size, 3)`` uint8 array, or return why it failed.
 
-
-def _decode_one(path: Path, size: int) -> np.ndarray | str:
-    """Decode ``path`` to a ``(size, size, 3)`` uint8 array, or return why it failed."""
+    The one decoder of the project: training data and `predict` go through it, so an image
+    predicts what it would have scored as a validation image."""
     from PIL import Image
 
     try:
@@ -296,26 +124,19 @@ def _decode_all(
     workers = max(1, workers)
     if workers == 1 or len(paths) <= 1:
         for i, path in enumerate(paths):
-            yield i, _decode_one(path, size)
+            yield i, decode_image(path, size)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="leafsearch-decode") as pool:
         for start in range(0, len(paths), _CHUNK):
             chunk = paths[start : start + _CHUNK]
-            for offset, result in enumerate(pool.map(lambda p: _decode_one(p, size), chunk)):
+            for offset, result in enumerate(pool.map(lambda p: decode_image(p, size), chunk)):
                 yield start + offset, result
 
 
-def _npy_header(shape: tuple[int, ...]) -> bytes:
-    """A version-1.0 ``.npy`` header for a C-order uint8 array, padded to ``_NPY_HEADER_LEN``.
-
-    Written by hand so the array can be streamed to disk before its final length is known.
-    """
-    magic = b"\x93NUMPY\x01\x00"
-    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {shape!r}, }}".encode("latin1")
-    body_len = _NPY_HEADER_LEN - len(magic) - 2
-    if len(text) + 1 > body_len:  # pragma: no cover - would need absurd shapes
-        raise ValueError(f"shape {shape} too long for the .npy header")
-    return magic + struct.pack("<H", body_len) + text + b" " * (body_len - len(text) - 1) + b"\n"
+def _npy_header(count: int, size: int) -> dict:
+    """The ``.npy`` header fields of ``count`` C-order uint8 images of ``size x size x 3``."""
+    return {"descr": npy_format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+            "shape": (count, size, size, 3)}
 
 
 @contextlib.contextmanager
@@ -453,7 +274,10 @@ def _decode_to_npy(
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(b"\0" * _NPY_HEADER_LEN)  # placeholder, rewritten once K is known
+            # numpy pads the header so that the first axis may grow to any count without changing
+            # its length: written for every file now, it is rewritten in place once K is known.
+            npy_format.write_array_header_1_0(handle, _npy_header(len(folder.paths), size))
+            data_start = handle.tell()
             for i, result in _decode_all(folder.paths, size, workers):
                 if isinstance(result, str):
                     skipped.append((folder.paths[i].relative_to(folder.root).as_posix(), result))
@@ -461,7 +285,9 @@ def _decode_to_npy(
                     handle.write(np.ascontiguousarray(result).tobytes())
                     kept.append(i)
             handle.seek(0)
-            handle.write(_npy_header((len(kept), size, size, 3)))
+            npy_format.write_array_header_1_0(handle, _npy_header(len(kept), size))
+            if handle.tell() != data_start:  # pragma: no cover - numpy's padding guarantees it
+                raise RuntimeError(f"the .npy header of {target} changed length; remove the cache folder")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -489,9 +315,6 @@ def _warn_skipped(folder: ImageFolder, skipped: Sequence[tuple[str, str]]) -> No
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Tying it together
-# --------------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class LeafData:
     """Decoded images with their labels and the 5:1 stratified split.
@@ -564,79 +387,12 @@ def class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> dict[
     Same formula as scikit-learn's ``compute_class_weight("balanced")``. A class with no samples
     gets 1.0 (it never contributes to the loss anyway) so the dict always covers every class.
     """
+    # Not scikit-learn's function itself: with `classes=range(num_classes)` it raises ("classes
+    # should have valid labels that are in y", 1.9) when a class has no sample, and with only the
+    # present classes it divides by their count, not `num_classes`; the numbers differ there.
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must be in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]")
     counts = np.bincount(labels, minlength=num_classes)
     n = labels.size
     return {c: (float(n) / (num_classes * int(counts[c])) if counts[c] else 1.0) for c in range(num_classes)}
-
-
-# --------------------------------------------------------------------------------------------
-# tf.data
-# --------------------------------------------------------------------------------------------
-def batch_inputs(
-    images: np.ndarray, labels: np.ndarray, indices: Sequence[int] | np.ndarray, num_classes: int, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The checked arguments of a batch pipeline: ``indices`` as int64 and the one-hot float32
-    labels of ``images[indices]``, shared by the tf.data and the NumPy input paths."""
-    indices = np.asarray(indices, dtype=np.int64)
-    if indices.ndim != 1 or indices.size == 0:
-        raise ValueError("indices must be a non-empty 1-D array")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must have shape (N, S, S, 3), got {images.shape}")
-    onehot = np.zeros((len(indices), num_classes), dtype=np.float32)
-    onehot[np.arange(len(indices)), np.asarray(labels, dtype=np.int64)[indices]] = 1.0
-    return indices, onehot
-
-
-def make_tf_dataset(
-    images: np.ndarray,
-    labels: np.ndarray,
-    indices: Sequence[int] | np.ndarray,
-    num_classes: int,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-):
-    """A ``tf.data.Dataset`` of ``(uint8 images (B, S, S, 3), one-hot float32 labels (B, C))``.
-
-    Images stay 0-255 ``uint8``: the model rescales (Keras casts the batch to its input dtype on
-    the device) and augmentation runs inside the model, so a batch costs a quarter of the bytes
-    of float32 to move.
-
-    How it avoids copies: only the *positions* ``0..len(indices)-1`` enter TensorFlow. They are
-    shuffled (seeded, ``reshuffle_each_iteration=True``, so each epoch has a new order that is
-    the same from run to run), batched, and each batch of images is gathered straight from
-    ``images`` -- an in-memory array or the read-only memmap of the decode cache -- with a
-    ``tf.numpy_function``. Nothing the size of the dataset is ever copied into a TF constant (so
-    there is no 2 GiB graph-constant limit and no second copy in RAM); with a memmap, only the
-    pages of the batches in flight are touched, and all trials share the OS page cache. The
-    per-batch Python call is small next to a training step and overlaps it via ``prefetch``.
-    """
-    import tensorflow as tf  # lazy: the rest of the module does not need TensorFlow
-
-    indices, onehot = batch_inputs(images, labels, indices, num_classes, batch_size)
-    image_shape = tuple(int(d) for d in images.shape[1:])
-    image_dtype = tf.as_dtype(images.dtype)
-
-    def gather(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.ascontiguousarray(images[indices[positions]]), onehot[positions]
-
-    @tf.autograph.experimental.do_not_convert  # plain Python around numpy_function; nothing to convert
-    def gather_tf(positions):
-        batch_images, batch_labels = tf.numpy_function(
-            gather, [positions], (image_dtype, tf.float32), stateful=False
-        )
-        batch_images.set_shape((None, *image_shape))
-        batch_labels.set_shape((None, num_classes))
-        return batch_images, batch_labels
-
-    ds = tf.data.Dataset.range(len(indices))
-    if shuffle:
-        ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    ds = ds.map(gather_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)

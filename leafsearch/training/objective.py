@@ -10,15 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from leafsearch import data as leafdata
-from leafsearch.recipe import resolve
+from leafsearch.data import LeafData, prepare
+from leafsearch.training.recipe import resolve
 from search.errors import OutOfMemory
 from search.reporter import Reporter, summarise
 
 if TYPE_CHECKING:
     import keras
 
-    from leafsearch.training import Phase
+    from leafsearch.training.phases import Phase
 
 
 class LeafObjective:
@@ -48,41 +48,34 @@ class LeafObjective:
         self.direction = direction
         self.split_seed = split_seed
         self.precision = precision
-        self._data: dict[int, leafdata.LeafData] = {}
+        self._data: dict[int, LeafData] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_data": {}}
 
-    def data(self, image_size: int) -> leafdata.LeafData:
+    def data(self, image_size: int) -> LeafData:
         if image_size not in self._data:
-            self._data[image_size] = leafdata.prepare(self.data_root, image_size, cache_dir=self.cache_dir, seed=self.split_seed)
+            self._data[image_size] = prepare(self.data_root, image_size, cache_dir=self.cache_dir, seed=self.split_seed)
         return self._data[image_size]
 
     def build(self, recipe: Mapping[str, Any], num_classes: int, seed: int) -> tuple[keras.Model, list[Phase]]:
         """The model and its training phases for this recipe."""
-        if self.pipeline == "efficientnet":
-            from leafsearch.efficientnet import build_efficientnet, efficientnet_phases
+        from leafsearch.training.phases import build_model
 
-            return build_efficientnet(recipe, num_classes, seed), efficientnet_phases(recipe, self.max_epochs)
-        from leafsearch.cnn import build_cnn
-        from leafsearch.training import Phase
-
-        epochs = min(recipe["epochs"], self.max_epochs)
-        return build_cnn(recipe, num_classes, seed), [Phase("train", recipe["learning_rate"], epochs)]
+        return build_model(self.pipeline, recipe, num_classes, seed, self.max_epochs)
 
     def __call__(self, params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
-        from leafsearch.tensorboard_log import hparams_logger
-        from leafsearch.training import _is_out_of_memory, _TrialTraining
+        from leafsearch.runtime import set_precision
+        from leafsearch.training.loop import TrialTraining, is_out_of_memory
+        from leafsearch.training.tensorboard_log import hparams_logger
 
         if self.precision is not None:
-            from leafsearch import device
-
-            device.set_precision(self.precision)
+            set_precision(self.precision)
         tensorboard = hparams_logger(reporter.trial_dir, reporter.trial_number, params)
         try:
-            _TrialTraining(self, resolve(params, self.pipeline), reporter, tensorboard).run()
+            TrialTraining(self, resolve(params, self.pipeline), reporter, tensorboard).run()
         except Exception as exc:
-            if _is_out_of_memory(exc):
+            if is_out_of_memory(exc):
                 raise OutOfMemory(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
             raise
         finally:

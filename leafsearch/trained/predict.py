@@ -1,21 +1,23 @@
 """Images in, class probabilities out, with the training data's exact preprocessing.
 
-Images are decoded by the data pipeline's own decoder (`leafsearch.data`: Pillow, RGB, bilinear
+Images are decoded by the data pipeline's own decoder (`leafsearch.data.decode_image`: Pillow, RGB, bilinear
 resize to the model's side, 0-255 uint8), so a file predicts what it would have scored as a
 validation image; the model rescales or normalises itself.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from leafsearch.data import IMAGE_EXTENSIONS
-from leafsearch.data import _decode_one as decode_image  # the one decoder of training data
+from leafsearch.data import IMAGE_EXTENSIONS, decode_image
 from search.errors import UsageError
+from search.records.files import write_text_atomic
 
 if TYPE_CHECKING:  # Keras loads only once the paths are known to be good
     import keras
@@ -63,3 +65,24 @@ def probabilities(model: keras.Model, paths: Sequence[Path], size: int, batch_si
 def _decoded_chunks(paths: Sequence[Path], size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(paths), CHUNK):
         yield decode(paths[start:start + CHUNK], size)
+
+
+def predict_files(model_path: Path, paths: Sequence[Path]) -> list[tuple[str, str, float]]:
+    """(path, class, probability) of each image, by an exported model."""
+    from leafsearch.trained import export
+
+    loaded = export.load(model_path)
+    found = probabilities(loaded.model, paths, loaded.image_size)
+    return [(str(path), loaded.class_names[int(p.argmax())], float(p.max())) for path, p in zip(paths, found)]
+
+
+def write_csv(rows: Sequence[tuple[str, str, float]], path: Path) -> None:
+    """The predictions as CSV (path, class, probability), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "class", "probability"])
+    writer.writerows(rows)
+    try:
+        write_text_atomic(path, buffer.getvalue())
+    except OSError as exc:
+        raise UsageError(f"--output: cannot write {path} ({exc.strerror})") from None

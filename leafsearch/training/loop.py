@@ -1,52 +1,40 @@
-"""The leafsearch objective: one trial = build the recipe's model, train it phase by phase, report.
+"""The epoch loop of one trial: phase after phase, a checkpoint after every epoch, continuing
+from the checkpoint it finds.
 
-`LeafObjective(params, reporter)` is what every engine calls. Epochs are counted across the
-training phases, so a pruner sees one continuous curve.
+Epochs are counted across the training phases, so a pruner sees one continuous curve. Every
+epoch ends with a checkpoint in the reporter's `checkpoint_dir` (weights, optimizer state, phase
+and epoch, callback counters, the batch size, the history so far). A trial that finds a
+checkpoint there continues from it, so an interrupted trial loses at most the epoch in flight.
 
-Every epoch ends with a checkpoint in the reporter's `checkpoint_dir` (weights, optimizer state,
-phase and epoch, callback counters, the history so far). A trial that finds a checkpoint there
-continues from it, so an interrupted trial loses at most the epoch in flight.
+The loop knows the trial's setup (data, model, metric) only through `TrialSetup`, the few things
+it asks of `LeafObjective`; so the objective imports the loop, never the other way round.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import keras
 
-from leafsearch import costs
-from leafsearch import data as leafdata
-from leafsearch.batches import make_batches
-from leafsearch.cnn import build_cnn
-from leafsearch.losses import make_loss
-from leafsearch.ranger import Ranger
-from leafsearch.objective import LeafObjective  # noqa: F401 - re-exported: it lived here
-from leafsearch.recipe import resolve
-from leafsearch.schedules import Triangular2CyclicalLearningRate, TriangularCyclicalLearningRate
-from leafsearch.tensorboard_log import HParamsLogger, hparams_logger
-from search import costs as cost_record
-from search.checkpoints import CheckpointStore
-from search.errors import OutOfMemory, TrialFailed, TrialPruned
-from search.files import write_json_atomic
-from search.reporter import Reporter, summarise
+from leafsearch.data import LeafData, class_weights
+from leafsearch.data.batches import make_batches
+from leafsearch.models import costs
+from leafsearch.training.losses import make_loss
+from leafsearch.training.optimizers import make_optimizer
+from leafsearch.training.phases import Phase
+from leafsearch.training.tensorboard_log import HParamsLogger
+from search.records import costs as cost_record
+from search.records.checkpoints import CheckpointStore
+from search.errors import TrialFailed, TrialPruned
+from search.records.files import write_json_atomic
+from search.reporter import Reporter
 
 WEIGHTS = "model.weights.h5"
 CLASSES = "classes.json"  # in the trial folder: the class names, in the order of the model's outputs
-
-
-@dataclasses.dataclass
-class Phase:
-    """One `fit` of a trial: its learning rate, its epochs, and what to change in the model first."""
-
-    name: str
-    learning_rate: float
-    epochs: int
-    prepare: Callable[[keras.Model], None] | None = None
 
 
 class ReporterCallback(keras.callbacks.Callback):
@@ -122,22 +110,6 @@ class CheckpointCallback(keras.callbacks.Callback):
             self.save(epoch + 1, bool(self.model.stop_training))
 
 
-def make_optimizer(recipe: Mapping[str, Any], learning_rate: float, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam or Ranger, with a constant or triangular cyclical learning rate."""
-    rate: Any = learning_rate
-    schedule = recipe["lr_schedule"]
-    if schedule in ("triangular", "triangular2"):
-        cls = TriangularCyclicalLearningRate if schedule == "triangular" else Triangular2CyclicalLearningRate
-        rate = cls(
-            initial_learning_rate=learning_rate,
-            maximal_learning_rate=learning_rate * recipe["clr_max_lr_factor"],
-            step_size=max(1, round(recipe["clr_step_epochs"] * steps_per_epoch)),
-        )
-    if recipe["optimizer"] == "ranger":
-        return Ranger(learning_rate=rate)
-    return keras.optimizers.Adam(learning_rate=rate)
-
-
 def phase_callbacks(recipe: Mapping[str, Any], monitor: str, mode: str, state: Mapping[str, Any] | None = None) -> list[keras.callbacks.Callback]:
     """Early stopping (and the plateau schedule), with their counters from `state` on a resume.
     The best weights of a phase are restored from its best checkpoint, not kept in memory."""
@@ -181,11 +153,25 @@ def load_weights_only(model: keras.Model, folder: Path) -> None:
         model.load_weights(folder / WEIGHTS)
 
 
-class _TrialTraining:
+class TrialSetup(Protocol):
+    """What the loop needs of the trial's setup (`LeafObjective` provides it): the study's metric
+    and its direction, the data at an image size, the model and phases of a recipe, and the folder
+    where model costs are cached."""
+
+    metric: str
+    direction: str
+    cache_dir: Path | None
+
+    def data(self, image_size: int) -> LeafData: ...
+
+    def build(self, recipe: Mapping[str, Any], num_classes: int, seed: int) -> tuple[keras.Model, list[Phase]]: ...
+
+
+class TrialTraining:
     """One trial's training: phase after phase, checkpointing every epoch, continuing from the
     checkpoint it finds."""
 
-    def __init__(self, objective: LeafObjective, recipe: Mapping[str, Any], reporter: Reporter,
+    def __init__(self, objective: TrialSetup, recipe: Mapping[str, Any], reporter: Reporter,
                  tensorboard: HParamsLogger | None = None):
         self.objective = objective
         self.recipe = recipe
@@ -193,6 +179,7 @@ class _TrialTraining:
         self.tensorboard = tensorboard
         self.store = CheckpointStore(reporter.checkpoint_dir)
         self.mode = "max" if objective.direction == "maximize" else "min"
+        self.batch_size = recipe["batch_size"]  # until `run` reads a continued trial's own
 
     def best_epoch(self, since: int = 0) -> int | None:
         """The trial's best epoch by the study's metric (among epochs >= `since`)."""
@@ -218,10 +205,11 @@ class _TrialTraining:
         # A continued trial keeps the batch size it was trained with (half the sampled one after an
         # out-of-memory retry).
         batch_size = state.get("batch_size", recipe["batch_size"]) if state is not None else recipe["batch_size"]
+        self.batch_size = batch_size  # what every checkpoint of this run records
         # A continued trial draws new shuffles rather than replaying the first epochs' order.
         train = make_batches(data.images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
         val = make_batches(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)
-        class_weight = leafdata.class_weights(data.labels[data.train_idx], num_classes) if recipe["class_weights"] else None
+        class_weight = class_weights(data.labels[data.train_idx], num_classes) if recipe["class_weights"] else None
         steps_per_epoch = math.ceil(len(data.train_idx) / batch_size)
         model, phases = self.objective.build(recipe, num_classes, seed)
         self.record_model(model, data)
@@ -281,7 +269,7 @@ class _TrialTraining:
                 load_weights_only(model, self.store.path(best))  # the next phase starts from the best
             state = None
 
-    def record_model(self, model: keras.Model, data: leafdata.LeafData) -> None:
+    def record_model(self, model: keras.Model, data: LeafData) -> None:
         """What `evaluate`, `export` and `predict` need besides the weights (the class names), and
         the model's costs for the leaderboard, measured once per architecture (costs.py says what
         that costs) before training, so pruned and failed trials have them too."""
@@ -301,7 +289,7 @@ class _TrialTraining:
             "phase_epoch": phase_epochs_done,
             "phase_done": stopping or phase_epochs_done >= phase.epochs,
             "seed": self.reporter.seed,
-            "batch_size": self.recipe["batch_size"],
+            "batch_size": self.batch_size,  # the one trained with, not the recipe's (halved after an OOM)
             "best": best,
             "phase_best": phase_best,
             "history": self.reporter.history,
@@ -319,7 +307,7 @@ def fresh_session() -> None:
     keras.mixed_precision.set_dtype_policy(policy)
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException) -> bool:
     """TensorFlow's ResourceExhaustedError, or the RESOURCE_EXHAUSTED status other backends
     (JAX/XLA) put in their runtime error's message."""
     if isinstance(exc, MemoryError):

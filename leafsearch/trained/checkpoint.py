@@ -1,5 +1,5 @@
-"""A trial's trained model, for `evaluate` and `export`: rebuilt from the trial's parameters the way
-the objective built it, with the weights of the trial's best checkpoint.
+"""A trial's trained model, for `evaluate` and `export`: rebuilt from the trial's parameters by the
+training's own `build_model`, with the weights of the trial's best checkpoint.
 
 What it reads, all under `results/<study>/`: `study.json` (the pipeline), `leaderboard.csv` (the
 best complete trial, the default), and `trials/<n>/`: `params.json`, `run.json` (seed, data folder),
@@ -13,10 +13,14 @@ from pathlib import Path
 
 import keras
 
-from search import leaderboard
-from search.checkpoints import CheckpointStore
+from leafsearch.data import scan_folder
+from leafsearch.training.loop import CLASSES, load_weights_only
+from leafsearch.training.phases import build_model
+from leafsearch.training.recipe import resolve
+from search.records import leaderboard
+from search.records.checkpoints import CheckpointStore
 from search.errors import UsageError
-from search.files import read_json
+from search.records.files import read_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,23 +50,20 @@ def best_trial(folder: Path) -> int:
         raise UsageError(f"--study {folder.name}: no leaderboard at {board_path}; run the study first or pass --trial N")
     meta = read_json(folder / "study.json", {}) or {}
     metric, direction = meta.get("metric", "val_accuracy"), meta.get("direction", "maximize")
-    board = leaderboard.read(board_path)
-    complete = board[board["state"] == "COMPLETE"]
-    if complete.empty:
+    best = leaderboard.best_trial(leaderboard.read(board_path), metric, direction)
+    if best is None:
         raise UsageError(f"--study {folder.name}: no complete trial yet; let a trial finish, or pass --trial N of a trial with a checkpoint")
-    return int(leaderboard.sort_best_first(complete, metric, direction)["trial"].iloc[0])
+    return int(best["trial"])
 
 
 def class_names(trial_dir: Path) -> tuple[str, ...]:
     """The class names in the order of the model's outputs: recorded by the objective, or (for a
     trial from before it recorded them) the sorted sub-folders of the data folder it trained on."""
-    recorded = read_json(trial_dir / "classes.json")
+    recorded = read_json(trial_dir / CLASSES)
     if recorded:
         return tuple(recorded)
     data = (read_json(trial_dir / "run.json", {}) or {}).get("data")
     if data and Path(data).is_dir():
-        from leafsearch.data import scan_folder
-
         return scan_folder(data).class_names
     raise UsageError(f"{trial_dir}: no classes.json and its data folder {data} is not here; "
                      f"run the study again (it records the class names) or restore the data folder")
@@ -83,9 +84,6 @@ def best_checkpoint(trial_dir: Path) -> tuple[Path, int]:
 
 def load(results: Path, study: str, trial: int | None = None) -> TrialModel:
     """The trial's model (the best complete trial by default) with its best checkpoint's weights."""
-    from leafsearch.recipe import resolve
-    from leafsearch.training import LeafObjective, load_weights_only
-
     folder = study_dir(results, study)
     number = best_trial(folder) if trial is None else trial
     trial_dir = folder / "trials" / str(number)
@@ -99,8 +97,7 @@ def load(results: Path, study: str, trial: int | None = None) -> TrialModel:
     seed = (read_json(trial_dir / "run.json", {}) or {}).get("seed", 0)
     # Every weight comes from the checkpoint: no ImageNet download for the backbone.
     recipe = {**resolve(params, pipeline), "weights": "none"}
-    # The objective's own build(), which needs only the pipeline: the same model as in training.
-    builder = LeafObjective(data_root=trial_dir, pipeline=pipeline, max_epochs=1, cache_dir=None)
-    model, _ = builder.build(recipe, len(names), seed)
+    # The training's own builder: the same model as in training (the phases' lengths do not matter).
+    model, _ = build_model(pipeline, recipe, len(names), seed, max_epochs=1)
     load_weights_only(model, checkpoint)
     return TrialModel(study, folder, number, model, names, int(recipe["image_size"]), epoch)

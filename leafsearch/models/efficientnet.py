@@ -1,8 +1,9 @@
-"""The seed's second attempt: an EfficientNet backbone, transfer learning then fine-tuning.
+"""The seed's second attempt: an EfficientNet backbone with a small head, and the two changes its
+training makes to it (freeze the backbone; unfreeze its last blocks).
 
-Phase 1 trains only the head on the frozen backbone; phase 2 unfreezes the backbone's last
-blocks (never its batch-norm layers) and trains on with a small learning rate. The model is
-built once per trial, so phase 2 starts from phase 1's weights.
+Transfer learning trains only the head on the frozen backbone; fine-tuning unfreezes the
+backbone's last blocks (never its batch-norm layers) and trains on with a small learning rate.
+Which phase does what, and for how long, is `leafsearch.training.phases`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any, Mapping
 
 import keras
 
-from leafsearch.augment import augmentation_layers
-from leafsearch.cnn import BN_MOMENTUM
+from leafsearch.models.augment import augmentation_layers
+from leafsearch.models.cnn import BN_MOMENTUM
 from search.errors import UsageError
 
 BACKBONES = {
@@ -155,7 +156,8 @@ def freeze_backbone(model: keras.Model) -> None:
     backbone_of(model).trainable = False
 
 
-def _check_blocks(blocks: int) -> None:
+def check_unfreeze_blocks(blocks: int) -> None:
+    """A bad `unfreeze_blocks` as a ValueError, before anything trains."""
     if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= MAX_BLOCKS:
         raise ValueError(f"unfreeze_blocks must be an integer from 1 to {MAX_BLOCKS} (EfficientNet has {MAX_BLOCKS} blocks), got {blocks!r}")
 
@@ -167,7 +169,7 @@ def unfreeze_top_blocks(model: keras.Model, blocks: int) -> list[str]:
     names); batch-norm layers stay frozen so their statistics are not wrecked by small
     batches. Returns the names of the layers made trainable.
     """
-    _check_blocks(blocks)
+    check_unfreeze_blocks(blocks)
     backbone = backbone_of(model)
     numbers = [int(m.group(1)) for layer in backbone.layers if (m := _BLOCK_NAME.match(layer.name))]
     first = max(numbers) - blocks + 1
@@ -181,17 +183,3 @@ def unfreeze_top_blocks(model: keras.Model, blocks: int) -> list[str]:
         if wanted:
             names.append(layer.name)
     return names
-
-
-def efficientnet_phases(recipe: Mapping[str, Any], max_epochs: int) -> list:
-    """Transfer learning then fine-tuning, each capped at `max_epochs`; a bad `unfreeze_blocks`
-    fails here rather than after phase 1 has trained."""
-    from leafsearch.training import Phase  # lazy: training imports this module
-
-    blocks = recipe["unfreeze_blocks"]
-    _check_blocks(blocks)
-    return [
-        Phase("transfer", recipe["transfer_lr"], min(recipe["transfer_epochs"], max_epochs), prepare=freeze_backbone),
-        Phase("finetune", recipe["finetune_lr"], min(recipe["finetune_epochs"], max_epochs),
-              prepare=lambda model: unfreeze_top_blocks(model, blocks)),
-    ]

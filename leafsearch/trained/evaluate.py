@@ -13,16 +13,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from search.files import write_json_atomic
+from search.errors import UsageError
+from search.records.files import write_json_atomic
 
 FOLDER = "evaluations"
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """`matrix[true, predicted]` counts."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
-    return matrix
+    """`matrix[true, predicted]` counts, every class a row and a column even when no image has it."""
+    from sklearn import metrics  # lazy: only `evaluate` needs scikit-learn
+
+    return metrics.confusion_matrix(labels, predicted, labels=range(num_classes)).astype(np.int64, copy=False)
 
 
 def scores(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
@@ -79,3 +80,24 @@ def store(study_dir: Path, trial: int, data: Path, matrix: np.ndarray, class_nam
     }
     write_json_atomic(folder / f"{trial}.json", record)
     return record
+
+
+def evaluate_trial(results: Path, study: str, trial: int | None, test) -> tuple[Any, dict[str, Any], Path]:
+    """Score a trial's best checkpoint (the best complete trial by default) on the scanned test
+    folder `test`, which must have the study's class sub-folders; store the result. Returns the
+    trained trial, the stored record and the JSON's path."""
+    from leafsearch.data import load_images
+    from leafsearch.trained import checkpoint
+
+    trained = checkpoint.load(results, study, trial)
+    if tuple(test.class_names) != trained.class_names:
+        missing = sorted(set(trained.class_names) - set(test.class_names))
+        extra = sorted(set(test.class_names) - set(trained.class_names))
+        raise UsageError(f"--data {test.root}: its class folders differ from the study's "
+                         f"(missing: {', '.join(missing) or '-'}; unknown: {', '.join(extra) or '-'}); "
+                         f"pass a test folder with the same {len(trained.class_names)} class sub-folders")
+    loaded = load_images(test, trained.image_size)
+    predicted = trained.model.predict(loaded.images, batch_size=32, verbose=0).argmax(axis=1)
+    matrix = confusion_matrix(loaded.labels, predicted, len(trained.class_names))
+    record = store(trained.study_dir, trained.trial, Path(test.root).resolve(), matrix, trained.class_names)
+    return trained, record, trained.study_dir / FOLDER / f"{trained.trial}.json"

@@ -1,8 +1,30 @@
-"""What the trial runs on: accelerator detection, the dtype policy, and library versions."""
+"""What the trial runs on: accelerator detection, the dtype policy, library versions, and a quiet
+Keras import. The lowest layer: it imports no other leafsearch module, and Keras only when asked."""
 
 from __future__ import annotations
 
+import os
 import platform
+import sys
+
+
+def import_keras_quietly() -> None:
+    """Import Keras (and TensorFlow) with the C++ start-up chatter ("Could not find cuda drivers",
+    absl's pre-init warning) silenced: it ignores TF_CPP_MIN_LOG_LEVEL because it is printed
+    before logging is set up. Set TF_CPP_MIN_LOG_LEVEL below 3 to see it."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3" or "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import keras  # noqa: F401 - imported for its side effect (TF start-up)
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def gpus() -> list:
@@ -16,6 +38,9 @@ def gpus() -> list:
     import tensorflow as tf
 
     return tf.config.list_physical_devices("GPU")
+
+
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # auto: mixed_float16 on a GPU, float32 on the CPU
 
 
 def set_precision(choice: str) -> str:
