@@ -194,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     from leafsearch.cli import report, run, trained  # heavy imports only after the arguments are known to be valid
+    from search.execution import lifeline
+
+    lifeline.watch_from_environment()  # a worker started by `--workers N` stops when its parent dies
 
     handler = {"run": run.run, "worker": run.worker, "report": report.report, "studies": report.studies,
                "demo-data": trained.demo_data, "evaluate": trained.evaluate, "export": trained.export,

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from search.execution import lifeline
+
 REAL_COUNTS: dict[str, int] = {
     "Apple": 988,
     "Blueberry": 467,
@@ -557,9 +559,10 @@ def generate(
                 old.unlink()
         jobs += [(species, class_idx, i, folder / name, image_size, seed, wild) for i, name in enumerate(names)]
     if workers > 1:
-        # spawn, not fork: safe even when the caller already runs TensorFlow threads
+        # spawn, not fork: safe even when the caller already runs TensorFlow threads. Each worker
+        # holds this process's lifeline, so a kill of the caller ends them too.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=lifeline.watch, initargs=(lifeline.end(),)) as pool:
             list(pool.map(_write_one, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
     else:
         for job in jobs:

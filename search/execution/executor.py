@@ -10,7 +10,8 @@ the reporter (every epoch, and to ask whether to prune).
 Children come from multiprocessing's fork server (see `TrialProcesses`), never from a fork of
 the study process: forking a process whose TensorFlow runtime has started threads is unsafe.
 Children ignore SIGINT: on Ctrl-C the parent kills the child itself; its last epoch checkpoint
-is already safely on disk.
+is already safely on disk. Children, the fork server and one-shot calls all end when the study
+process dies, however it dies (lifeline.py, server_guard.py).
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class TrialProcesses:
 
     def __init__(self, preload: Sequence[str] = ()):
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(list(preload))
+        self._context.set_forkserver_preload(_preload(preload))
 
     @staticmethod
     def start_server(preload: Sequence[str] = ()) -> None:
@@ -143,8 +144,8 @@ class TrialProcesses:
         (its own imports, decoding) instead of delaying the first trial. Optional: the first child
         starts it otherwise."""
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(preload))
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _start
+        context.set_forkserver_preload(_preload(preload))
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _start_ignoring_interrupts
         try:
             multiprocessing.forkserver.ensure_running()
         finally:
@@ -193,6 +194,13 @@ class TrialProcesses:
                 process.kill()
             process.join()
             conn.close()
+
+
+def _preload(modules: Sequence[str]) -> list[str]:
+    """The fork server's imports: first the guard that ends it with this process (whose pid it
+    is told in the environment it starts with)."""
+    os.environ[lifeline.FORKSERVER_OWNER] = str(os.getpid())
+    return ["search.execution.server_guard", *modules]  # a name: importing it here would guard this process
 
 
 def _start_ignoring_interrupts(process: multiprocessing.process.BaseProcess) -> None:

@@ -20,6 +20,7 @@ import threading
 from typing import Callable
 
 ENV = "LEAFSEARCH_LIFELINE"  # a command-line child's end of its parent's lifeline (a descriptor number)
+FORKSERVER_OWNER = "LEAFSEARCH_FORKSERVER_OWNER"  # the pid of the process that starts the fork server
 _owner: tuple[multiprocessing.connection.Connection, multiprocessing.connection.Connection] | None = None
 _lock = threading.Lock()
 
@@ -62,7 +63,7 @@ def watch(line: multiprocessing.connection.Connection | int, on_death: Callable[
     threading.Thread(target=wait, name="lifeline", daemon=True).start()
 
 
-def watch_from_environment(grace_s: float = 30.0) -> None:
+def watch_from_environment(grace_s: float = 5.0) -> None:
     """In a command-line child started with a lifeline in ENV: when its parent dies, interrupt
     it as Ctrl-C would (its trial is recorded as interrupted and continues on the next run), and
     exit after `grace_s` if that has not ended it."""
@@ -71,7 +72,7 @@ def watch_from_environment(grace_s: float = 30.0) -> None:
         return
 
     def interrupt() -> None:
-        threading.Timer(grace_s, _hard_exit).start()
+        threading.Timer(grace_s, _hard_exit).start()  # a worker that does not stop in time is ended
         os.kill(os.getpid(), signal.SIGINT)
 
     watch(int(value), interrupt)

@@ -16,6 +16,7 @@ import threading
 from typing import Callable, Iterable, Mapping, Sequence
 
 from search.errors import SearchAborted
+from search.execution import lifeline
 
 RESTARTS = 2  # times a worker that failed is started again while this process serves
 GRACE_S = 30  # after an interrupt, how long workers get to leave their trials resumable
@@ -52,7 +53,11 @@ class WorkerPool:
         self.processes: dict[int, subprocess.Popen] = {}
 
     def start(self, index: int) -> None:
-        self.processes[index] = subprocess.Popen(self.command, env={**self.base_env, **self.env(index)})
+        """Start worker `index`, holding this process's lifeline: it stops (as on Ctrl-C, its
+        trial left to continue) when this process dies."""
+        line = lifeline.descriptor()
+        env = {**self.base_env, **self.env(index), lifeline.ENV: str(line)}
+        self.processes[index] = subprocess.Popen(self.command, env=env, pass_fds=(line,))
 
     def start_all(self, indices: Iterable[int]) -> None:
         for index in indices:
