@@ -1,4 +1,5 @@
-"""The engine-agnostic search layer: space DSL, study spec, runners, reporter, leaderboard.
+"""The engine-agnostic search layer: the space DSL, the study spec, one study loop over thin engine
+adapters, trial execution, records and reports.
 
 It knows nothing of leaves, images or Keras models; the application plugs in an objective
 `objective(params, reporter) -> dict[str, float]`.
