@@ -147,7 +147,7 @@ class StudyLoop:
         failures_in_a_row, waiting_noted = 0, False
         while True:
             self._requeue_orphans()
-            if engine.finished() >= options.trials:
+            if engine.target_met():
                 return
             if options.timeout_s is not None and time.monotonic() - started >= options.timeout_s:
                 self.display.note(f"Timeout of {options.timeout_s:.0f}s reached: no new trial started; run again to continue.")

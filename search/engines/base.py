@@ -116,6 +116,10 @@ class Engine(abc.ABC):
     def finished(self) -> int:
         """Finished trials that count toward the target."""
 
+    def target_met(self) -> bool:
+        """Whether the study has its target of finished trials (the loop then starts none)."""
+        return self.finished() >= self.options.trials
+
     @abc.abstractmethod
     def ask(self) -> Ticket | Wait | Stop:
         """The next trial to run."""

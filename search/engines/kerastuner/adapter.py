@@ -124,6 +124,11 @@ class KerasTunerEngine(Engine):
             return sum(row["state"] != "RUNNING" for row in self.rows())
         return sum(t.status in _FINISHED for t in self.oracle.trials.values())
 
+    def target_met(self) -> bool:
+        """A worker asks the chief until it answers STOPPED: the chief counts, and waits for every
+        worker it has seen to hear that answer before it stops serving."""
+        return self.role != "worker" and super().target_met()
+
     def ask(self) -> Ticket | Wait | Stop:
         trial = self.client.create_trial(self.tuner_id)
         if trial.status == TrialStatus.STOPPED:
