@@ -17,6 +17,7 @@ from typing import Sequence
 
 from leafsearch.cli.environment import STORAGE_VARIABLE
 from leafsearch.runtime import PRECISIONS
+from leafsearch.training.recipe import BACKBONES as BACKBONE_NAMES
 from search.engines.choices import BACKENDS, PRUNERS
 from search.errors import SearchAborted, UsageError
 from search.report.formats import FORMATS
@@ -181,12 +182,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE|DIR", help="image files, or folders searched for images")
     predict.add_argument("--output", type=Path, help="write the predictions as CSV (path, class, probability) to this file")
 
+    weights = commands.add_parser("weights", help="backbone weights: convert Google's original EfficientNet checkpoints",
+                                  description="Backbone weights for --weights FILE.")
+    actions = weights.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=OneLineParser)
+    convert = actions.add_parser(
+        "convert", help="an original EfficientNet checkpoint (Noisy-Student, AdvProp, AutoAugment) to a .weights.h5 file",
+        description="Read a checkpoint of the original EfficientNet code (variables efficientnet-bN/...; its "
+                    "ExponentialMovingAverage copies when present) and write the backbone weights that "
+                    "`leafsearch run --weights FILE` loads, with the input normalisation the checkpoint was trained with.")
+    convert.add_argument("checkpoint", type=Path, help="the unpacked checkpoint's folder (or its prefix, e.g. DIR/model.ckpt)")
+    convert.add_argument("--backbone", required=True, choices=[b for b in BACKBONE_NAMES if b != "cnn"], help="the checkpoint's variant")
+    convert.add_argument("--output", type=Path, required=True, help="the weights file to write, e.g. efficientnet_b4_noisy_student.weights.h5")
+    convert.add_argument("--normalization", default="imagenet", choices=["imagenet", "advprop"],
+                         help="the inputs the checkpoint was trained on: imagenet mean/std (default; Noisy-Student, "
+                              "AutoAugment) or advprop (x*2/255 - 1)")
+
     demo = commands.add_parser("demo-data", help="write the synthetic leaf dataset as an image folder")
     demo.add_argument("dir", type=Path, help="output folder (one sub-folder per species)")
     demo.add_argument("--images", type=positive_int, default=560, help="total number of images (default: 560)")
     demo.add_argument("--image-size", type=positive_int, default=256, help="image side in pixels (default: 256, as the real data)")
     demo.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     demo.add_argument("--wild", action="store_true", help="cluttered, coloured backgrounds (the real test set's hardest subset)")
+    demo.add_argument("--subsets", action="store_true",
+                      help="a test folder in subsets, as the seed's: DIR/clean and DIR/wild, each with the class folders "
+                           "and --images images (`leafsearch evaluate` scores each)")
     return parser
 
 
@@ -199,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lifeline.watch_from_environment()  # a worker started by `--workers N` stops when its parent dies
 
     handler = {"run": run.run, "worker": run.worker, "report": report.report, "studies": report.studies,
-               "demo-data": trained.demo_data, "evaluate": trained.evaluate, "export": trained.export,
+               "demo-data": trained.demo_data, "weights": trained.weights, "evaluate": trained.evaluate, "export": trained.export,
                "predict": trained.predict}[args.command]
     try:
         return handler(args)

@@ -10,16 +10,17 @@ from search.errors import UsageError
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """Score a trial's best checkpoint on a test folder and store the result with the study."""
-    from leafsearch.data import scan_folder
-
-    test = scan_folder(args.data)  # a bad folder is reported before Keras loads
-    import_keras_quietly()
+    """Score a trial's best checkpoint on a test folder (or on each of its subsets) and store the
+    result with the study."""
     from leafsearch.trained import evaluate as evaluation
 
-    trained, record, written = evaluation.evaluate_trial(args.results, args.study, args.trial, test)
+    evaluation.test_subsets(args.data)  # a bad folder is reported before Keras loads
+    import_keras_quietly()
+    trained, record, written = evaluation.evaluate_trial(args.results, args.study, args.trial, args.data)
     print(f"Study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}) on {args.data}: "
           f"accuracy {record['accuracy']:.4f} on {record['images']} images")
+    for subset, scored in record["subsets"].items():
+        print(f"  {subset}: accuracy {scored['accuracy']:.4f} on {scored['images']} images")
     worst = sorted(record["per_class"].items(), key=lambda item: item[1])[:3]
     print("Lowest per-class accuracy: " + ", ".join(f"{name} {value:.3f}" for name, value in worst))
     print(f"Wrote {written} and {trained.study_dir / record['confusion_png']}")
@@ -64,9 +65,26 @@ def demo_data(args: argparse.Namespace) -> int:
 
     if args.dir.exists() and any(args.dir.iterdir()):
         raise UsageError(f"{args.dir}: folder exists and is not empty; pass a new folder")
+    if args.subsets and args.wild:
+        raise UsageError("demo-data: --subsets already draws a wild subset; pass one of --subsets and --wild")
+    parts = {"clean": False, "wild": True} if args.subsets else {"": args.wild}
     try:
-        counts = synthetic.generate(args.dir, total=args.images, image_size=args.image_size, seed=args.seed, wild=args.wild, workers=2)
+        for offset, (subset, wild) in enumerate(parts.items()):
+            counts = synthetic.generate(args.dir / subset, total=args.images, image_size=args.image_size,
+                                        seed=args.seed + offset, wild=wild, workers=2)
+            print(f"Wrote {sum(counts.values())} images of {len(counts)} species to {args.dir / subset}")
     except ValueError as exc:
         raise UsageError(f"demo-data: {exc}") from None
-    print(f"Wrote {sum(counts.values())} images of {len(counts)} species to {args.dir}")
+    return 0
+
+
+def weights(args: argparse.Namespace) -> int:
+    """`weights convert`: an original EfficientNet checkpoint to a `--weights FILE` file."""
+    import_keras_quietly()
+    from leafsearch.models import backbone_weights
+
+    done = backbone_weights.convert_checkpoint(args.checkpoint, args.backbone, args.output, args.normalization)
+    print(f"Wrote {args.output}: {done['variables']} weights of {done['scope']}"
+          f"{' (its ExponentialMovingAverage copies)' if done['ema'] else ''}, inputs normalised as {done['normalization']}; "
+          f"use it with leafsearch run SPACE --weights {args.output}")
     return 0

@@ -7,6 +7,9 @@ from typing import Any, Mapping
 import keras
 
 
+PREFIX = "aug_"  # every augmentation layer's name starts so: an exported model drops them by it
+
+
 def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -> list[keras.layers.Layer]:
     """The seed's augmentations (flip, rotation, zoom, contrast) and its further attempts
     (RandomCrop then back to size, GaussianNoise); a strength of 0 leaves a layer out.

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import keras
 
+from leafsearch.models import backbone_weights
 from leafsearch.models.augment import augmentation_layers
 from leafsearch.models.cnn import BN_MOMENTUM
 from search.errors import UsageError
@@ -116,6 +117,19 @@ def check_weights_available(backbone: str, weights: str) -> None:
         ) from None
 
 
+def load_weights(backbone: keras.Model, name: str, weights: str) -> str:
+    """Load `weights` ("none", "imagenet" or a file) into a backbone built without them, inputs
+    normalised as the weights were trained; returns how the normalisation was found."""
+    resolved = resolve_weights(weights)
+    if resolved is None:
+        return "none"
+    if resolved == "imagenet":
+        file_name = f"efficientnet{name.removeprefix('efficientnet_')}_notop.h5"
+        resolved = keras.utils.get_file(file_name, _WEIGHTS_URL + file_name, cache_subdir="models", file_hash=_NOTOP_HASHES[name])
+    backbone.load_weights(resolved)
+    return backbone_weights.normalize_as_trained(backbone, weights)
+
+
 def build_efficientnet(recipe: Mapping[str, Any], num_classes: int, seed: int) -> keras.Model:
     """0-255 RGB images of `image_size` -> augmentation -> frozen backbone -> head -> float32 probabilities.
 
@@ -131,9 +145,10 @@ def build_efficientnet(recipe: Mapping[str, Any], num_classes: int, seed: int) -
     x = inputs
     for layer in augmentation_layers(recipe, size, seed):
         x = layer(x)
-    # Keras names the ImageNet download after the model's name, so the default name must stay
-    # until the weights are in; renamed afterwards so the phase helpers can find it.
-    backbone = BACKBONES[name](include_top=False, weights=resolve_weights(recipe["weights"]), input_shape=(size, size, 3))
+    # Built without weights whatever their origin, then loaded and its input normalisation set as
+    # they were trained (backbone_weights.py): one architecture, so a checkpoint rebuilds it.
+    backbone = BACKBONES[name](include_top=False, weights=None, input_shape=(size, size, 3))
+    load_weights(backbone, name, recipe["weights"])
     backbone.name = BACKBONE_LAYER
     backbone.trainable = False
     x = backbone(x, training=False)

@@ -1,15 +1,19 @@
 """A trial's model scored on a test folder: the seed's metric (the fraction of test images
 classified correctly), accuracy per class and a confusion-matrix PNG, stored with the study.
 
-`results/<study>/evaluations/<trial>.json` holds {trial, data, images, accuracy, per_class,
-confusion_png, evaluated_at}; `<trial>-confusion.png` is next to it (`report` shows both).
+`results/<study>/evaluations/<trial>-<folder>-<hash>.json`, one per trial and test folder, holds
+{trial, data, images, accuracy, per_class, subsets, confusion_png, evaluated_at}; its confusion PNG
+is next to it (`report` shows both). A test folder may come in subsets, each with the class
+folders (the seed's "healthy", "unhealthy", "wild"): `subsets` has each one's accuracy.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -63,10 +67,21 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, t
         plt.close(figure)
 
 
-def store(study_dir: Path, trial: int, data: Path, matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
-    """Write the evaluation's JSON and PNG into the study folder; returns the JSON's content."""
+def record_name(trial: int, data: Path) -> str:
+    """One stored evaluation per trial and test folder: `<trial>-<folder name>-<8 hex of its path>`."""
+    resolved = str(Path(data).resolve())
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(resolved).name)[:40] or "data"
+    return f"{trial}-{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+
+
+def store(study_dir: Path, trial: int, data: Path, matrix: np.ndarray, class_names: Sequence[str],
+          subsets: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Write the evaluation's JSON and PNG into the study folder (replacing only an earlier
+    evaluation of the same trial on the same folder); returns the JSON's content. `subsets`: the
+    confusion matrix of each subset of a test folder in subsets (their sum is `matrix`)."""
     folder = study_dir / FOLDER
-    png = folder / f"{trial}-confusion.png"
+    name = record_name(trial, data)
+    png = folder / f"{name}-confusion.png"
     result = scores(matrix, class_names)
     plot_confusion(matrix, class_names, png, f"{study_dir.name} trial {trial}: accuracy {result['accuracy']:.3f} on {result['images']} images")
     record = {
@@ -75,29 +90,54 @@ def store(study_dir: Path, trial: int, data: Path, matrix: np.ndarray, class_nam
         "images": result["images"],
         "accuracy": result["accuracy"],
         "per_class": result["per_class"],
+        "subsets": {subset: {key: value for key, value in scores(counts, class_names).items() if key != "per_class"}
+                    for subset, counts in (subsets or {}).items()},
         "confusion_png": png.relative_to(study_dir).as_posix(),
         "evaluated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json_atomic(folder / f"{trial}.json", record)
+    write_json_atomic(folder / f"{name}.json", record)
     return record
 
 
-def evaluate_trial(results: Path, study: str, trial: int | None, test) -> tuple[Any, dict[str, Any], Path]:
-    """Score a trial's best checkpoint (the best complete trial by default) on the scanned test
-    folder `test`, which must have the study's class sub-folders; store the result. Returns the
+def test_subsets(data: Path) -> dict[str, Any]:
+    """A test folder's parts: {"": the folder} when its sub-folders are classes, or {subset:
+    folder} when each sub-folder holds the class folders itself (the seed's test set came as
+    "healthy", "unhealthy" and "wild")."""
+    from leafsearch.data import IMAGE_EXTENSIONS, scan_folder
+
+    root = Path(data).expanduser()
+    children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+    nested = children and all(
+        any(c.is_dir() for c in child.iterdir()) and not any(f.suffix.lower() in IMAGE_EXTENSIONS for f in child.iterdir())
+        for child in children)
+    if not nested:
+        return {"": scan_folder(root)}
+    return {child.name: scan_folder(child) for child in children}
+
+
+def evaluate_trial(results: Path, study: str, trial: int | None, data: Path) -> tuple[Any, dict[str, Any], Path]:
+    """Score a trial's best checkpoint (the best complete trial by default) on a test folder with
+    the study's class sub-folders, or with subsets of them; store the result. Returns the
     trained trial, the stored record and the JSON's path."""
     from leafsearch.data import load_images
     from leafsearch.trained import checkpoint
 
+    parts = test_subsets(data)  # a bad folder is reported before the model loads
     trained = checkpoint.load(results, study, trial)
-    if tuple(test.class_names) != trained.class_names:
-        missing = sorted(set(trained.class_names) - set(test.class_names))
-        extra = sorted(set(test.class_names) - set(trained.class_names))
-        raise UsageError(f"--data {test.root}: its class folders differ from the study's "
-                         f"(missing: {', '.join(missing) or '-'}; unknown: {', '.join(extra) or '-'}); "
-                         f"pass a test folder with the same {len(trained.class_names)} class sub-folders")
-    loaded = load_images(test, trained.image_size)
-    predicted = trained.model.predict(loaded.images, batch_size=32, verbose=0).argmax(axis=1)
-    matrix = confusion_matrix(loaded.labels, predicted, len(trained.class_names))
-    record = store(trained.study_dir, trained.trial, Path(test.root).resolve(), matrix, trained.class_names)
-    return trained, record, trained.study_dir / FOLDER / f"{trained.trial}.json"
+    for subset, test in parts.items():
+        if tuple(test.class_names) != trained.class_names:
+            missing = sorted(set(trained.class_names) - set(test.class_names))
+            extra = sorted(set(test.class_names) - set(trained.class_names))
+            where = f"{data}/{subset}" if subset else f"{data}"
+            raise UsageError(f"--data {where}: its class folders differ from the study's "
+                             f"(missing: {', '.join(missing) or '-'}; unknown: {', '.join(extra) or '-'}); "
+                             f"pass a test folder with the same {len(trained.class_names)} class sub-folders")
+    matrices = {}
+    for subset, test in parts.items():
+        loaded = load_images(test, trained.image_size)
+        predicted = trained.model.predict(loaded.images, batch_size=32, verbose=0).argmax(axis=1)
+        matrices[subset] = confusion_matrix(loaded.labels, predicted, len(trained.class_names))
+    total = sum(matrices.values())
+    subsets = {name: counts for name, counts in matrices.items() if name}
+    record = store(trained.study_dir, trained.trial, Path(data).resolve(), total, trained.class_names, subsets)
+    return trained, record, trained.study_dir / FOLDER / f"{record_name(trained.trial, Path(data).resolve())}.json"

@@ -1,9 +1,10 @@
 """An exported model: a full `.keras` file for inference, and its class names beside it.
 
-`model.keras` is the trial's model with its best weights and no optimizer (an inference model
-needs none); it opens with `keras.saving.load_model` once `leafsearch.models.augment` is imported, which
-registers the one custom layer a model may hold (`RandomCropResize`, identity at inference).
-`model.labels.json` names the outputs: {"class_names": [...], "image_size", "study", "trial"}.
+`model.keras` is the trial's model with its best weights, no optimizer (an inference model needs
+none) and no augmentation layers (they do nothing at inference: each becomes an `Identity`), so
+it holds Keras' own layers only and `keras.saving.load_model` opens it in a process that has
+never imported leafsearch. `model.labels.json` names the outputs: {"class_names": [...],
+"image_size", "study", "trial"}.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import keras
 
-from leafsearch.models import augment  # noqa: F401 - registers RandomCropResize for load_model
+from leafsearch.models import augment  # registers RandomCropResize: exports from before 0.2 hold it
 from leafsearch.trained.checkpoint import TrialModel
 from search.errors import UsageError
 from search.records.files import write_json_atomic
@@ -35,11 +36,20 @@ class Exported:
     image_size: int
 
 
+def inference_model(model: keras.Model) -> keras.Model:
+    """The model with each augmentation layer replaced by an `Identity` of the same name; every
+    other layer is the model's own (its weights are shared, not copied)."""
+    def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return keras.layers.Identity(name=layer.name) if layer.name.startswith(augment.PREFIX) else layer
+
+    return keras.models.clone_model(model, clone_function=swap)
+
+
 def export(trained: TrialModel, path: Path) -> Path:
-    """Save the trial's model and its class names; returns the labels file's path."""
+    """Save the trial's model for inference and its class names; returns the labels file's path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    trained.model.save(path)  # never compiled here: no optimizer state goes in
+    inference_model(trained.model).save(path)  # never compiled here: no optimizer state goes in
     labels = labels_path(path)
     write_json_atomic(labels, {"class_names": list(trained.class_names), "image_size": trained.image_size,
                                "study": trained.study, "trial": trained.trial})

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from leafsearch.data import LeafData, prepare
 from leafsearch.training.recipe import resolve
-from search.errors import OutOfMemory
+from search.errors import OutOfMemory, TrialPruned
 from search.reporter import Reporter, summarise
 
 if TYPE_CHECKING:
@@ -72,14 +72,20 @@ class LeafObjective:
         if self.precision is not None:
             set_precision(self.precision)
         tensorboard = hparams_logger(reporter.trial_dir, reporter.trial_number, params)
+        outcome = None  # interrupted: the trial goes on later, its session stays open
         try:
             TrialTraining(self, resolve(params, self.pipeline), reporter, tensorboard).run()
+            outcome = "complete"
+        except TrialPruned:
+            outcome = "pruned"
+            raise
         except Exception as exc:
+            outcome = "failed"
             if is_out_of_memory(exc):
                 raise OutOfMemory(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
             raise
         finally:
             if tensorboard is not None:
-                tensorboard.close()
+                tensorboard.close(outcome)
         summary = summarise(reporter.history, self.metric, self.direction)
         return {k: v for k, v in summary.items() if v is not None}

@@ -8,6 +8,7 @@ It prints nothing: what the user should read goes through `note`, and the CLI de
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from concurrent.futures import Future
 from pathlib import Path
@@ -138,6 +139,14 @@ def chosen_pruner(backend: str, pruner: str | None, no_prune: bool) -> str:
     return pruner
 
 
+def weights_record(weights: str) -> dict[str, Any]:
+    """What a trial's run.json records of where its backbone's weights came from."""
+    if weights in ("none", "imagenet"):
+        return {"weights": weights}
+    path = Path(weights).expanduser().resolve()
+    return {"weights": "file", "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None}
+
+
 def builtin_data(results: Path, note: Note) -> Path:
     """The built-in synthetic dataset, drawn once into the results folder and reused afterwards."""
     from leafsearch.data import synthetic
@@ -180,6 +189,9 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         for backbone in recipe_values(space, "backbone", spec.pipeline):
             for weights in recipe_values(space, "weights", spec.pipeline):
                 efficientnet.check_weights_available(backbone, weights)
+        weights_origin = {str(weights): weights_record(weights) for weights in recipe_values(space, "weights", spec.pipeline)}
+    else:
+        weights_origin = None
     found = _device(request, backend)
     max_epochs = request.max_epochs or spec.max_epochs
     objective = LeafObjective(data_root=data_root, pipeline=spec.pipeline, max_epochs=max_epochs, cache_dir=request.results / ".cache",
@@ -194,7 +206,8 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         seed=request.seed, timeout_s=request.timeout_s,
         identity={"data": content_id(folder), "split_seed": request.seed},
         settings={"trials": trials, "max_epochs": max_epochs, "algorithm": algorithm, "pruner": pruner},
-        run_info={**device["versions"], "precision": device["policy"], "data": str(data_root), "classes": len(folder.class_names)},
+        run_info={**device["versions"], "precision": device["policy"], "data": str(data_root), "classes": len(folder.class_names),
+                  **({"weights_origin": weights_origin} if weights_origin else {})},
         worker=request.worker_seed, in_process=request.in_process, preload=PRELOAD,
     )
     return Prepared(space, spec, objective, options, len(folder.paths), len(folder.class_names), device["device"],

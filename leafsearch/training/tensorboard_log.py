@@ -58,8 +58,18 @@ class HParamsLogger(keras.callbacks.Callback):
                 self._tf.summary.scalar(name, float(value), step=self.epoch_offset + epoch)
         self._writer.flush()
 
-    def close(self) -> None:
+    def close(self, outcome: str | None = None) -> None:
+        """End the trial's session with `outcome` ("complete", "pruned" or "failed"; None: it
+        was interrupted and will go on). HParams knows four statuses: a complete trial is a
+        success, a pruned or failed one (stopped before its end) a failure; the leaderboard tells
+        the two apart."""
         if self._writer is not None:
+            if outcome is not None:
+                from tensorboard.plugins.hparams import api_pb2, summary as hparams_summary
+
+                status = api_pb2.STATUS_SUCCESS if outcome == "complete" else api_pb2.STATUS_FAILURE
+                with self._writer.as_default():
+                    self._tf.summary.experimental.write_raw_pb(hparams_summary.session_end_pb(status).SerializeToString(), step=0)
             self._writer.close()
             self._writer = None
 

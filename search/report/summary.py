@@ -20,7 +20,7 @@ from search.report.display import format_value
 from search.errors import UsageError
 
 STATES = ("complete", "pruned", "fail", "running", "all")
-EVALUATION_COLUMNS = ["trial", "data", "accuracy", "images", "evaluated_at"]
+EVALUATION_COLUMNS = ["trial", "data", "accuracy", "subsets", "images", "evaluated_at"]
 Header = list[tuple[str, str]]  # (label, text), in display order
 
 
@@ -102,8 +102,9 @@ def duration_text(seconds: float) -> str:
 
 # -- stored test-set evaluations (written by `leafsearch evaluate`)
 def load_evaluations(folder: Path) -> pd.DataFrame:
-    """One row per `evaluations/<trial>.json` (trial, data, accuracy, images, evaluated_at),
-    newest file per trial; unreadable files are left out. Empty when there are none."""
+    """One row per stored evaluation, `evaluations/*.json` (one per trial and test folder):
+    trial, data, accuracy, subsets (each subset's accuracy, for a test folder in subsets), images,
+    evaluated_at. Unreadable files are left out; empty when there are none."""
     records = []
     for path in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
         try:
@@ -111,7 +112,7 @@ def load_evaluations(folder: Path) -> pd.DataFrame:
         except (OSError, ValueError):
             continue
         if isinstance(record, dict):
-            records.append(record)
+            records.append({**record, "subsets": subsets_text(record.get("subsets"))})
     frame = pd.DataFrame.from_records(records)
     for column in EVALUATION_COLUMNS + ["confusion_png"]:
         if column not in frame:
@@ -119,8 +120,14 @@ def load_evaluations(folder: Path) -> pd.DataFrame:
     frame = frame[EVALUATION_COLUMNS + ["confusion_png"]]
     if not frame.empty:
         frame["trial"] = pd.to_numeric(frame["trial"], errors="coerce").astype("Int64")
-        frame = frame.sort_values("trial", kind="stable").reset_index(drop=True)
+        frame = frame.sort_values(["trial", "data"], kind="stable").reset_index(drop=True)
     return frame
+
+
+def subsets_text(subsets: Mapping[str, Any] | None) -> str:
+    """'clean 0.8125 (112), wild 0.1071 (112)': each subset's accuracy and images."""
+    return ", ".join(f"{name} {format_value(float(scored['accuracy']))} ({scored['images']})"
+                     for name, scored in (subsets or {}).items() if isinstance(scored, dict) and "accuracy" in scored)
 
 
 # -- text formats that carry the header

@@ -123,6 +123,8 @@ def test_finetune_space_runs_end_to_end_with_tiny_overrides(tmp_path, tiny_data)
     assert board.loc[0, "epochs"] == 2  # one transfer epoch, then one fine-tuning epoch
     assert board.loc[0, "param_backbone"] == "efficientnet_b0" and board.loc[0, "param_weights"] == "none"
     assert 1 <= board.loc[0, "param_unfreeze_blocks"] <= 7
+    run_info = json.loads((tmp_path / "results" / "finetune" / "trials" / "0" / "run.json").read_text())
+    assert run_info["weights_origin"] == {"none": {"weights": "none"}}  # what the backbone started from
 
 
 def test_imagenet_weights_offline_fail_fast_with_one_line(tmp_path, tiny_data):

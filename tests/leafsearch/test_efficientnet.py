@@ -37,9 +37,13 @@ def model():
 
 @pytest.fixture(scope="module")
 def b0_weights_file(tmp_path_factory):
-    """A B0 backbone with its own random init, saved, and its output on a fixed input."""
+    """A B0 backbone with its own random init and ImageNet's input normalisation (as a converted
+    pretrained file has it), saved, and its output on a fixed input."""
+    from leafsearch.models import backbone_weights
+
     keras.utils.set_random_seed(123)
     backbone = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+    backbone_weights.set_normalization(backbone, backbone_weights.IMAGENET_MEAN, backbone_weights.IMAGENET_STD)
     path = tmp_path_factory.mktemp("weights") / "b0.weights.h5"
     backbone.save_weights(path)
     return path, keras.ops.convert_to_numpy(backbone(images(2), training=False))

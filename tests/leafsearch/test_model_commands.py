@@ -4,6 +4,9 @@ commands run in this process through the CLI's `main` (Keras is loaded once)."""
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,14 @@ import pytest
 from leafsearch.cli.main import main
 from tests.leafsearch.test_cli import CNN_SPACE, TINY, leafsearch
 
-EVALUATION_KEYS = {"trial", "data", "images", "accuracy", "per_class", "confusion_png", "evaluated_at"}
+EVALUATION_KEYS = {"trial", "data", "images", "accuracy", "per_class", "subsets", "confusion_png", "evaluated_at"}
+# Every augmentation, Ranger and Mish, so the export has every piece a trial can put in a model.
+EVERYTHING = """from search import Fixed, Space, Study
+SPACE = Space(image_size=Fixed(32), batch_size=Fixed(16), aug_flip=Fixed(True), aug_rotation=Fixed(0.1),
+              aug_zoom=Fixed(0.1), aug_contrast=Fixed(0.1), aug_crop=Fixed(0.1), aug_noise=Fixed(0.02),
+              optimizer=Fixed("ranger"), activation=Fixed("mish"))
+STUDY = Study(pipeline="cnn", metric="val_accuracy", trials=1, max_epochs=1)
+"""
 
 
 def demo_data(folder: Path, size: int, seed: int) -> Path:
@@ -23,10 +33,13 @@ def demo_data(folder: Path, size: int, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
-    """A one-trial study `cnn` in <tmp>/results (the one subprocess of this module)."""
+    """A one-trial study `cnn` in <tmp>/results (the one subprocess of this module), its model
+    with every augmentation, trained with Ranger."""
     cwd = tmp_path_factory.mktemp("study")
     data = demo_data(cwd / "leaves", 32, seed=0)
-    done = leafsearch("run", CNN_SPACE, "--data", data, "--trials", "1", *TINY, cwd=cwd)
+    space = cwd / "cnn.py"
+    space.write_text(EVERYTHING)
+    done = leafsearch("run", space, "--data", data, "--trials", "1", "--max-epochs", "1", cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     return cwd / "results"
 
@@ -66,17 +79,22 @@ def test_tensorboard_has_the_hparams_session_and_epoch_scalars(results):
 
     events = EventAccumulator(str(results / "cnn" / "tb" / "0"), size_guidance={"tensors": 0})
     events.Reload()
-    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    assert {"_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(events.PluginTagToContent("hparams"))
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+    end = plugin_data_pb2.HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_end_info"])
+    assert end.session_end_info.status == api_pb2.STATUS_SUCCESS  # not "unknown": the trial completed
     assert {"val_accuracy", "val_loss", "accuracy", "loss"} <= set(events.Tags()["tensors"])
 
 
 def test_evaluate_stores_accuracy_that_predict_reproduces(results, test_folder, exported, capsys):
     assert main(["evaluate", "--study", "cnn", "--results", str(results), "--data", str(test_folder)]) == 0
     assert "accuracy" in capsys.readouterr().out
-    record = json.loads((results / "cnn" / "evaluations" / "0.json").read_text())
-    assert set(record) == EVALUATION_KEYS and record["trial"] == 0 and record["images"] == 112
+    [stored] = (results / "cnn" / "evaluations").glob("0-leaves-*.json")  # one per trial and test folder
+    record = json.loads(stored.read_text())
+    assert set(record) == EVALUATION_KEYS and record["trial"] == 0 and record["images"] == 112 and record["subsets"] == {}
     png = results / "cnn" / record["confusion_png"]
-    assert record["confusion_png"] == "evaluations/0-confusion.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert record["confusion_png"] == f"evaluations/{stored.stem}-confusion.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # By hand, from predict's CSV: the true class is the image's folder.
     truth = [Path(row["path"]).parent.name for row in exported["rows"]]
     hits = [row["class"] == true for row, true in zip(exported["rows"], truth)]
@@ -101,6 +119,52 @@ def test_exported_model_predicts_the_classes_of_the_trial_model(results, test_fo
     plain = keras.saving.load_model(exported["model"], compile=False)  # Keras alone opens it
     batch = predict.decode(paths[:4], 32)
     np.testing.assert_allclose(plain.predict(batch, verbose=0), trained.model.predict(batch, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_scores_each_subset_and_keeps_every_test_folder(results, test_folder, exported, tmp_path, capsys):
+    seed_like = tmp_path / "seed-test"
+    assert main(["demo-data", str(seed_like), "--subsets", "--images", "84", "--image-size", "32", "--seed", "5"]) == 0
+    assert sorted(p.name for p in seed_like.iterdir()) == ["clean", "wild"]
+    assert main(["evaluate", "--study", "cnn", "--results", str(results), "--data", str(test_folder)]) == 0
+    assert main(["evaluate", "--study", "cnn", "--results", str(results), "--data", str(seed_like)]) == 0
+    out = capsys.readouterr().out
+    assert "  clean: accuracy" in out and "  wild: accuracy" in out
+    [record] = [json.loads(p.read_text()) for p in (results / "cnn" / "evaluations").glob("0-seed-test-*.json")]
+    assert set(record["subsets"]) == {"clean", "wild"} and record["images"] == 168
+    assert record["accuracy"] == pytest.approx(sum(s["accuracy"] * s["images"] for s in record["subsets"].values()) / 168)
+    assert len(list((results / "cnn" / "evaluations").glob("0-*.json"))) == 2  # the first folder's result is still there
+    assert main(["report", "--study", "cnn", "--results", str(results), "--format", "markdown"]) == 0
+    report = capsys.readouterr().out
+    assert "/seed-test |" in report and "clean 0." in report and "/leaves |" in report
+
+
+BLOCKED_IMPORTS = """
+import sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("leafsearch", "search"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Blocked())
+import numpy as np, keras
+model = keras.saving.load_model(sys.argv[1], compile=False)
+np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))
+"""
+
+
+def test_the_export_loads_and_predicts_where_leafsearch_was_never_imported(exported, tmp_path):
+    from leafsearch.trained import predict
+
+    paths = [Path(row["path"]) for row in exported["rows"]]
+    np.save(tmp_path / "images.npy", predict.decode(paths, 32))  # the images as `predict` saw them
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", BLOCKED_IMPORTS, str(exported["model"]), str(tmp_path / "images.npy"),
+                           str(tmp_path / "out.npy")], cwd=tmp_path, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    probabilities = np.load(tmp_path / "out.npy")
+    names = json.loads(exported["model"].with_suffix(".labels.json").read_text())["class_names"]
+    assert [names[i] for i in probabilities.argmax(axis=1)] == [row["class"] for row in exported["rows"]]
+    np.testing.assert_allclose(probabilities.max(axis=1), [float(row["probability"]) for row in exported["rows"]], rtol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -88,13 +88,19 @@ def test_state_filter_and_sort_orders(board):
 def test_stored_evaluations_are_read_and_shown(board, tmp_path):
     folder = tmp_path / "evaluations"
     folder.mkdir()
-    (folder / "1.json").write_text(json.dumps(EVALUATION))
+    (folder / "1-test-leaves-0a1b2c3d.json").write_text(json.dumps(EVALUATION))
+    wild = {**EVALUATION, "data": "/data/seed-test", "accuracy": 0.5, "images": 80,
+            "subsets": {"clean": {"accuracy": 0.875, "images": 40}, "wild": {"accuracy": 0.125, "images": 40}}}
+    (folder / "1-seed-test-4e5f6a7b.json").write_text(json.dumps(wild))  # the same trial on another folder: both kept
     (folder / "broken.json").write_text("{not json")
     evaluations = report.load_evaluations(folder)
     assert evaluations[report.EVALUATION_COLUMNS].to_dict(orient="records") == [
-        {"trial": 1, "data": "/data/test-leaves", "accuracy": 0.875, "images": 40, "evaluated_at": "2025-01-02T10:00:00"}]
+        {"trial": 1, "data": "/data/seed-test", "accuracy": 0.5, "subsets": "clean 0.875 (40), wild 0.125 (40)", "images": 80,
+         "evaluated_at": "2025-01-02T10:00:00"},
+        {"trial": 1, "data": "/data/test-leaves", "accuracy": 0.875, "subsets": "", "images": 40, "evaluated_at": "2025-01-02T10:00:00"}]
     text = report.compose("markdown", "Study toy", board, report.header(board, META), evaluations)
-    assert "## Test-set evaluations" in text and "| 1 | /data/test-leaves | 0.875 | 40 |" in text
+    assert "## Test-set evaluations" in text and "| 1 | /data/test-leaves | 0.875 |  | 40 |" in text
+    assert "| 1 | /data/seed-test | 0.5 | clean 0.875 (40), wild 0.125 (40) | 80 |" in text
     assert report.load_evaluations(tmp_path / "missing").empty
 
 
