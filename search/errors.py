@@ -34,3 +34,8 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, (TrialFailed, UsageError)):
         return first or "failed"
     return f"{type(exc).__name__}: {first}".rstrip(": ")
+
+
+class ConstraintViolated(Exception):
+    """The trial's model breaks a bound of the study (`infer_ms <= 10`): it ends before training,
+    recorded as INFEASIBLE with the bound it broke; the search goes on."""

@@ -18,8 +18,8 @@ import time
 from typing import Any, Callable, Mapping
 
 from search.engines import Engine, default_algorithm, engine_class, make_engine
-from search.engines.base import BAD_INPUT, COMPLETE, FAIL, INTERRUPTED, PRUNED, Outcome, Stop, Ticket, Wait
-from search.errors import SearchAborted, TrialFailed, TrialPruned, UsageError
+from search.engines.base import BAD_INPUT, COMPLETE, FAIL, INFEASIBLE, INTERRUPTED, PRUNED, Outcome, Stop, Ticket, Wait
+from search.errors import ConstraintViolated, SearchAborted, TrialFailed, TrialPruned, UsageError
 from search.execution.executor import TrialExecutor
 from search.execution.workers import WorkerPool
 from search.options import RunOptions
@@ -58,11 +58,15 @@ class EngineReporter(Reporter):
         return self.ticket.taken_over or self._prune
 
 
+# What a study stored before it could have these keys meant their empty value.
+IDENTITY_DEFAULTS: dict[str, Any] = {"objectives": {}, "constraints": {}}
+
+
 def identity_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """What differs between two studies' identities, named for the user."""
     out = []
     for key, value in current.items():
-        old = stored.get(key)
+        old = stored.get(key, IDENTITY_DEFAULTS.get(key))
         if old == value:
             continue
         if key == "space" and isinstance(old, dict):
@@ -94,6 +98,7 @@ class StudyLoop:
     def identity(self) -> dict[str, Any]:
         """What must match for a run to continue a stored study."""
         return {"metric": self.spec.metric, "direction": self.spec.direction, "pipeline": self.spec.pipeline,
+                "objectives": dict(self.spec.objectives), "constraints": dict(self.spec.constraints),
                 "space": self.space.to_dict(), **self.options.identity, **self.engine.extra_identity()}
 
     def open(self) -> None:
@@ -117,7 +122,8 @@ class StudyLoop:
         write_json_atomic(options.study_dir / "study.json", {
             "study": options.study_name, "metric": self.spec.metric, "direction": self.spec.direction,
             "pipeline": self.spec.pipeline, "backend": engine.backend, "algorithm": options.algorithm,
-            "pruner": options.pruner, "storage": engine.storage(), "params": self.space.names})
+            "pruner": options.pruner, "storage": engine.storage(), "params": self.space.names,
+            "objectives": dict(self.spec.objectives), "constraints": dict(self.spec.constraints)})
         self._opened = True
 
     # -- running
@@ -167,7 +173,8 @@ class StudyLoop:
             state = self.run_trial(ticket, executor)
             if state is None:  # another worker took it over
                 continue
-            failures_in_a_row = failures_in_a_row + 1 if state == FAIL else 0
+            if state != INFEASIBLE:  # a model too costly to deploy is the search's answer, not a failure
+                failures_in_a_row = failures_in_a_row + 1 if state == FAIL else 0
             if failures_in_a_row >= options.max_consecutive_failures:
                 raise SearchAborted(
                     f"{failures_in_a_row} trials failed in a row; the last error is in the leaderboard "
@@ -191,6 +198,7 @@ class StudyLoop:
                 "python": platform.python_version(), **self.engine.versions, **options.run_info}
         write_json_atomic(folder / trial_files.RUN, info)
         reporter = EngineReporter(self.engine, ticket, trial_dir=folder, metric=metric, listener=self.display.epoch_finished)
+        reporter.constraints = dict(self.spec.constraints)
         self.display.trial_started(ticket.number, params)
         self.write_leaderboard()  # shows it RUNNING
         started = time.monotonic()
@@ -209,6 +217,8 @@ class StudyLoop:
                 self.display.note(f"Trial {ticket.number} was taken over by another worker (its heartbeat looked stale): left to it.")
                 return None
             state, value = PRUNED, summarise(reporter.history, metric, self.spec.direction).get(metric)
+        except ConstraintViolated as exc:  # before its first epoch: recorded with its costs, and the search goes on
+            state, value, error = INFEASIBLE, None, str(exc)
         except KeyboardInterrupt:
             self._end(ticket, reporter, info, INTERRUPTED, None, trained, started,
                       "interrupted by the user; continues from its last checkpoint when the study is resumed")
@@ -243,7 +253,7 @@ class StudyLoop:
         duration = time.monotonic() - started
         if trained != ticket.params:
             write_json_atomic(reporter.trial_dir / trial_files.PARAMS, dict(trained))
-        shown_state = state if state in (COMPLETE, PRUNED) else FAIL
+        shown_state = state if state in (COMPLETE, PRUNED, INFEASIBLE) else FAIL
         write_json_atomic(reporter.trial_dir / trial_files.RUN,
                           {**info, "state": shown_state, "duration_s": round(duration, 2), "error": error})
         summary = summarise(reporter.history, self.spec.metric, self.spec.direction)
@@ -255,7 +265,7 @@ class StudyLoop:
 
     def write_leaderboard(self) -> None:
         rows = self.engine.rows()
-        frame = leaderboard.build(rows, self.spec.metric, self.space.names)
+        frame = leaderboard.build(rows, self.spec.metric, self.space.names, self.spec.all_objectives)
         leaderboard.write(frame, self.options.study_dir / "leaderboard.csv")
         best = leaderboard.best_trial(frame, self.spec.metric, self.spec.direction)
         if best is not None:

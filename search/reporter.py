@@ -16,7 +16,9 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from search.errors import ConstraintViolated
 from search.records.files import write_json_atomic
+from search.study import violated
 
 EpochListener = Callable[[int, int, Mapping[str, float]], None]
 
@@ -38,6 +40,7 @@ class Reporter(abc.ABC):
         self.metric = metric
         self.seed = seed
         self.epoch_budget = epoch_budget
+        self.constraints: Mapping[str, float] = {}  # the study's upper bounds on cost columns
         self.history: list[dict[str, float]] = []
         self.resumed_from_epoch: int | None = None  # set by restore(): epochs taken from a checkpoint
         self._listener = listener
@@ -68,6 +71,16 @@ class Reporter(abc.ABC):
             value = row.get(self.metric)
             if value is not None and math.isfinite(value):
                 self._send(int(row["epoch"]), value)
+
+    def measured(self, costs: Mapping[str, Any]) -> None:
+        """The model's costs, once it is built and before its first epoch: raises
+        ConstraintViolated when they break a bound of the study, so no epoch is spent on it."""
+        broken = self.broken_bounds(costs)
+        if broken:
+            raise ConstraintViolated("constraint broken: " + "; ".join(broken))
+
+    def broken_bounds(self, costs: Mapping[str, Any]) -> list[str]:
+        return violated(self.constraints, costs)
 
     @abc.abstractmethod
     def _send(self, epoch: int, value: float) -> None:

@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", help="override the backbone weights: imagenet, none, or a path to a .weights.h5 file")
     run.add_argument("--set", dest="pins", action="append", type=name_value, default=[], metavar="NAME=VALUE",
                      help="pin one parameter of the space to a value, e.g. --set batch_size=16 (repeatable)")
+    run.add_argument("--objective", dest="objectives", action="append", default=[], metavar="COST[:DIRECTION]",
+                     help="optimise this cost column (params, flops, infer_ms) beside the metric, e.g. --objective infer_ms "
+                          "(direction minimize by default; repeatable; replaces STUDY.objectives): a multi-objective study, "
+                          "optuna backend")
+    run.add_argument("--constraint", dest="constraints", action="append", default=[], metavar="COST<=BOUND",
+                     help="an upper bound on a cost column, e.g. --constraint 'infer_ms<=10' or 'params<=5e6' (repeatable; "
+                          "adds to STUDY.constraints): a trial whose model breaks it ends before its first epoch")
     run.add_argument("--study", help="study name (default: the space file's name, e.g. cnn)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
     run.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
@@ -150,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", default="table", choices=list(FORMATS),
                         help="output format (default: table); csv and json are the rows alone, the others start with the study's header")
     report.add_argument("--output", type=Path, help="write to this file instead of the terminal")
+    report.add_argument("--pareto", action="store_true",
+                        help="only the Pareto front of the study's objectives (of the metric and infer_ms for a "
+                             "single-objective study), sorted by the metric")
     report.add_argument("--plots", action="store_true",
                         help="also write PNG plots into results/<study>/plots/ (history, importance, parallel coordinates, "
                              "slices, learning curves); --format html embeds them")

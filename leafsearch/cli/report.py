@@ -19,10 +19,12 @@ def report(args: argparse.Namespace) -> int:
     metric, direction, name = meta["metric"], meta["direction"], meta["study"]
     study_dir = args.results / name
     shown = summary.filter_state(frame, args.state)
+    if args.pareto:
+        shown = stored.pareto_front(shown, meta)
     if args.sort:
         shown, order = summary.sort_by(shown, args.sort, metric, direction), f"sorted by {args.sort}"
     else:
-        shown, order = leaderboard.sort_best_first(shown, metric, direction), "best first"
+        shown, order = leaderboard.sort_best_first(shown, metric, direction), "the Pareto front, best first" if args.pareto else "best first"
     if args.top:
         shown = shown.head(args.top)
     header = summary.header(frame, meta)
@@ -36,7 +38,8 @@ def report(args: argparse.Namespace) -> int:
             from search.report import html
 
             images = (drawn.written if drawn else []) + stored.confusion_images(evaluations, study_dir)
-            sections = [("Leaderboard", shown), ("Test-set evaluations", evaluations[summary.EVALUATION_COLUMNS])]
+            sections = [("Leaderboard", shown), ("Pareto front of " + ", ".join(stored.front_objectives(meta)), stored.pareto_front(frame, meta)),
+                        ("Test-set evaluations", evaluations[summary.EVALUATION_COLUMNS])]
             text = html.document(f"Study {name}", header, sections, images)
         else:
             text = summary.compose(args.format, f"Study {name}", shown, header, evaluations)

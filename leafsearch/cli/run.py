@@ -28,7 +28,7 @@ def request(args: argparse.Namespace) -> study.Request:
 
 def run(args: argparse.Namespace) -> int:
     asked = request(args)
-    space, spec = study.load_space(asked.space_file, asked.pins, asked.overrides)
+    space, spec = study.load_space(asked.space_file, asked.pins, asked.overrides, args.objectives, args.constraints)
     return _search(args, asked, space, spec)
 
 

@@ -272,12 +272,14 @@ class TrialTraining:
     def record_model(self, model: keras.Model, data: LeafData) -> None:
         """What `evaluate`, `export` and `predict` need besides the weights (the class names), and
         the model's costs for the leaderboard, measured once per architecture (costs.py says what
-        that costs) before training, so pruned and failed trials have them too."""
+        that costs) before training, so pruned and failed trials have them too. The reporter hears
+        them before the first epoch: a model that breaks a bound of the study stops here."""
         trial_dir = self.reporter.trial_dir
         write_json_atomic(trial_dir / CLASSES, list(data.class_names))
         if not (trial_dir / cost_record.FILE).exists():
             sample = data.images[sorted(data.val_idx[: costs.BATCH])]
             cost_record.write(trial_dir, costs.measure_cached(model, sample, self.objective.cache_dir))
+        self.reporter.measured(cost_record.read(trial_dir))
 
     def save(self, model: keras.Model, index: int, phase: Phase, phase_start: int, phase_epochs_done: int,
              stopping: bool, callbacks: list[keras.callbacks.Callback]) -> None:

@@ -71,11 +71,14 @@ class Prepared:
     gpus: int
 
 
-def load_space(path: str, pins: Sequence[tuple[str, str]] = (), overrides: Mapping[str, Any] | None = None) -> tuple[Space, Study]:
+def load_space(path: str, pins: Sequence[tuple[str, str]] = (), overrides: Mapping[str, Any] | None = None,
+               objectives: Sequence[str] = (), constraints: Sequence[str] = ()) -> tuple[Space, Study]:
     """The space file's SPACE (with --set pins and explicit overrides, which may leave the space's
-    own values: a smaller image, offline weights) and STUDY."""
+    own values: a smaller image, offline weights) and STUDY (with --objective, which replaces its
+    cost objectives, and --constraint, which adds to or tightens its bounds)."""
     space, spec = load_space_file(path, known_names=set(recipe.KNOWN_NAMES), pipelines=set(recipe.PIPELINES),
                                   metrics=set(recipe.METRICS))
+    spec = with_objectives(spec, objectives, constraints)
     for name, value in pins:
         space = space.pin(name, value)
     for name, value in (overrides or {}).items():
@@ -85,6 +88,26 @@ def load_space(path: str, pins: Sequence[tuple[str, str]] = (), overrides: Mappi
     if problems:
         raise UsageError(f"{path}: invalid space: " + "; ".join(problems))
     return space, spec
+
+
+def with_objectives(spec: Study, objectives: Sequence[str], constraints: Sequence[str]) -> Study:
+    """STUDY with the command line's `--objective NAME[:DIRECTION]` and `--constraint NAME<=BOUND`."""
+    from search.study import constraint_problems, objective_problems, parse_constraint, parse_objective
+
+    if not objectives and not constraints:
+        return spec
+    wanted = dict(parse_objective(text) for text in objectives) if objectives else dict(spec.objectives)
+    bounds = dict(spec.constraints)
+    for text in constraints:
+        try:
+            name, bound = parse_constraint(text)
+        except ValueError as exc:
+            raise UsageError(f"--constraint: {exc}") from None
+        bounds[name] = bound
+    problems = objective_problems(wanted) + constraint_problems(bounds, spec.metric)
+    if problems:
+        raise UsageError("; ".join(p.replace("STUDY objectives", "--objective").replace("STUDY constraints", "--constraint") for p in problems))
+    return dataclasses.replace(spec, objectives=wanted, constraints=bounds)
 
 
 def recipe_values(space: Space, name: str, pipeline: str) -> tuple:
@@ -168,6 +191,8 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
     if algorithm not in engines.ALGORITHMS[backend]:
         raise UsageError(f"--algorithm {algorithm}: unknown for the {backend} backend; use one of {', '.join(engines.ALGORITHMS[backend])}")
     pruner = chosen_pruner(backend, request.pruner, request.no_prune)
+    if backend == "kerastuner" and spec.multi_objective:
+        raise UsageError(f"--backend kerastuner optimises one objective; for {', '.join(spec.all_objectives)} together pass --backend optuna")
     if backend == "kerastuner" and request.storage is not None:
         raise UsageError("--storage is for the optuna backend; a kerastuner study is stored in its project folder under --results")
     name = check_study_name(request.study or Path(request.space_file or "").stem)
@@ -241,8 +266,9 @@ def joined(request: Request) -> tuple[Space, Study, Request]:
         space, spec = load_space(request.space_file, request.pins, request.overrides)
     else:
         space = Space.from_dict(attrs["space"])
-        spec = Study(pipeline=attrs["pipeline"], metric=attrs["metric"], direction=study.direction.name.lower(),
-                     trials=settings.get("trials", 1), max_epochs=settings.get("max_epochs", 1))
+        spec = Study(pipeline=attrs["pipeline"], metric=attrs["metric"], direction=study.directions[0].name.lower(),
+                     trials=settings.get("trials", 1), max_epochs=settings.get("max_epochs", 1),
+                     objectives=attrs.get("objectives") or {}, constraints=attrs.get("constraints") or {})
     return space, spec, dataclasses.replace(
         request, backend="optuna", algorithm=settings.get("algorithm"), seed=attrs.get("split_seed", 0),
         pruner=settings.get("pruner") or ("median" if settings.get("prune", True) else "none"), no_prune=False,

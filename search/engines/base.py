@@ -21,9 +21,11 @@ from search.options import RunOptions
 from search.space import Space
 from search.study import Study
 
-# Outcome states: the leaderboard's, and two the engine keeps the trial open for (the next run
-# continues it): the user's Ctrl-C, and bad input raised by the objective.
+# Outcome states: the leaderboard's (COMPLETE, PRUNED, FAIL, INFEASIBLE), and two the engine keeps
+# the trial open for (the next run continues it): the user's Ctrl-C, and bad input raised by the
+# objective.
 COMPLETE, PRUNED, FAIL, INTERRUPTED, BAD_INPUT = "COMPLETE", "PRUNED", "FAIL", "INTERRUPTED", "BAD_INPUT"
+INFEASIBLE = "INFEASIBLE"  # its model broke a bound of the study before its first epoch
 
 
 @dataclasses.dataclass

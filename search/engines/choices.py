@@ -5,7 +5,7 @@ Kept apart from the adapters so the command line can check a flag without import
 BACKENDS = ("optuna", "kerastuner")
 
 ALGORITHMS = {
-    "optuna": ("tpe", "random"),
+    "optuna": ("tpe", "random", "nsga2"),
     "kerastuner": ("random", "bayesian", "hyperband"),
 }
 

@@ -27,7 +27,7 @@ import threading
 from typing import Any, Callable, Mapping, Sequence
 
 from search.execution import lifeline
-from search.errors import OutOfMemory, TrialFailed, TrialPruned, UsageError, one_line
+from search.errors import ConstraintViolated, OutOfMemory, TrialFailed, TrialPruned, UsageError, one_line
 from search.reporter import Reporter
 
 Objective = Callable[[dict, Reporter], Mapping[str, float]]
@@ -66,6 +66,10 @@ class ChildReporter(Reporter):
     def should_prune(self) -> bool:
         self._conn.send(("should_prune",))
         return bool(self._conn.recv())
+
+    def broken_bounds(self, costs: Mapping[str, Any]) -> list[str]:
+        self._conn.send(("costs", dict(costs)))
+        return list(self._conn.recv())
 
 
 def _reporter_state(reporter: Reporter) -> dict[str, Any]:
@@ -117,6 +121,8 @@ def _outcome(objective: Objective, params: dict, reporter: Reporter) -> tuple[st
         raise
     except TrialPruned as exc:
         return ("pruned", str(exc))
+    except ConstraintViolated as exc:
+        return ("infeasible", str(exc))
     except UsageError as exc:
         return ("usage", str(exc))
     except (OutOfMemory, MemoryError) as exc:
@@ -233,10 +239,14 @@ def _serve(process: multiprocessing.process.BaseProcess, conn: multiprocessing.c
             reporter.restore(message[1])
         elif kind == "should_prune":
             conn.send(reporter.should_prune())
+        elif kind == "costs":
+            conn.send(reporter.broken_bounds(message[1]))
         elif kind == "done":
             return message[1]
         elif kind == "pruned":
             raise TrialPruned(message[1])
+        elif kind == "infeasible":
+            raise ConstraintViolated(message[1])
         elif kind == "usage":
             raise UsageError(message[1])
         elif kind == "oom":
@@ -283,7 +293,7 @@ class TrialExecutor:
             tried.append(params.get(BATCH_SIZE))
             try:
                 return self._once(objective, params, reporter), params
-            except (TrialPruned, UsageError, KeyboardInterrupt, TrialFailed):
+            except (TrialPruned, ConstraintViolated, UsageError, KeyboardInterrupt, TrialFailed):
                 raise
             except OutOfMemory as exc:
                 batch = params.get(BATCH_SIZE)

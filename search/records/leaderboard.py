@@ -21,8 +21,11 @@ def base_columns(metric: str) -> list[str]:
             "resumed_from", "error"]
 
 
-def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[str]) -> pd.DataFrame:
-    """A DataFrame with the schema's columns in order (missing values are NaN / empty)."""
+def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[str],
+          objectives: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """A DataFrame with the schema's columns in order (missing values are NaN / empty). A
+    multi-objective study (`objectives`: every objective and its direction, the metric first)
+    has a `pareto` column after `error`: whether the trial is on the front."""
     param_cols = [PARAM_PREFIX + name for name in param_names]
     records = []
     for row in rows:
@@ -33,20 +36,38 @@ def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[
             if PARAM_PREFIX + name not in param_cols:
                 param_cols.append(PARAM_PREFIX + name)
         records.append(record)
-    columns = base_columns(metric) + param_cols
+    multi = objectives is not None and len(objectives) > 1
+    columns = base_columns(metric) + (["pareto"] if multi else []) + param_cols
     frame = pd.DataFrame.from_records(records, columns=columns)
     for column in ("trial", "best_epoch", "epochs", "resumed_from", "params", "flops"):  # stay integers even when some rows are blank
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+    if multi:
+        frame["pareto"] = pareto(frame, objectives)
     return frame.sort_values("trial", kind="stable").reset_index(drop=True)
+
+
+def pareto(frame: pd.DataFrame, objectives: Mapping[str, str]) -> pd.Series:
+    """Whether each row is on the Pareto front of `objectives` ({column: direction}): a COMPLETE
+    trial with every objective measured that no other such trial dominates (at least as good in
+    every objective, better in one). Equal trials are all on the front."""
+    signs = {name: (-1.0 if direction == "maximize" else 1.0) for name, direction in objectives.items()}
+    values = pd.DataFrame({name: pd.to_numeric(frame[name], errors="coerce") * sign for name, sign in signs.items()}, index=frame.index)
+    eligible = (frame["state"] == "COMPLETE") & values.notna().all(axis=1)
+    points = values[eligible].to_numpy(dtype=float)
+    on_front = pd.Series(False, index=frame.index)
+    for index, point in zip(values.index[eligible], points):
+        dominated = ((points <= point).all(axis=1) & (points < point).any(axis=1)).any()
+        on_front[index] = not dominated
+    return on_front
 
 
 def sort_best_first(frame: pd.DataFrame, metric: str, direction: str) -> pd.DataFrame:
     """Finished trials by metric (best first), then pruned, then failed and running ones."""
     if frame.empty:
         return frame
-    rank = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "FAIL": 3}
+    rank = {"COMPLETE": 0, "PRUNED": 1, "INFEASIBLE": 2, "RUNNING": 3, "FAIL": 4}
     ordered = frame.assign(
-        _rank=frame["state"].map(rank).fillna(4),
+        _rank=frame["state"].map(rank).fillna(5),
         _value=pd.to_numeric(frame[metric], errors="coerce") * (-1 if direction == "maximize" else 1),
     )
     ordered = ordered.sort_values(["_rank", "_value", "trial"], na_position="last", kind="stable")

@@ -30,10 +30,12 @@ class Plots:
 
 
 def write_plots(frame: pd.DataFrame, metric: str, direction: str, distributions: Mapping[str, Any] | None,
-                histories: Mapping[int, Sequence[Mapping[str, float]]], folder: Path) -> Plots:
+                histories: Mapping[int, Sequence[Mapping[str, float]]], folder: Path,
+                objectives: Mapping[str, str] | None = None) -> Plots:
     """Every plot into `folder`. `distributions` are the searched parameters' Optuna
     distributions (None: inferred from the leaderboard's values); `histories` the per-epoch
-    metrics by trial number, for the learning curves."""
+    metrics by trial number, for the learning curves; `objectives` what the Pareto front is
+    drawn over (the metric first, then a cost column)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -41,7 +43,10 @@ def write_plots(frame: pd.DataFrame, metric: str, direction: str, distributions:
 
     folder.mkdir(parents=True, exist_ok=True)
     with plt.style.context("ggplot"):  # Optuna's plots' style, for all of them; restored afterwards
-        return _write_all(frame, metric, direction, distributions, histories, folder)
+        out = _write_all(frame, metric, direction, distributions, histories, folder)
+        if objectives and len(objectives) > 1:
+            _save(out, folder / "pareto_front.png", lambda: pareto_front(frame, objectives))
+        return out
 
 
 def _write_all(frame, metric, direction, distributions, histories, folder: Path) -> Plots:
@@ -210,4 +215,26 @@ def learning_curves(frame: pd.DataFrame, metric: str, direction: str, histories:
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.legend()
     axes.grid(alpha=0.3)
+    return axes
+
+
+def pareto_front(frame: pd.DataFrame, objectives: Mapping[str, str]):
+    """The metric against the first cost objective: every complete trial, the front joined up."""
+    import matplotlib.pyplot as plt
+
+    (metric, _), (cost, _) = list(objectives.items())[:2]
+    if cost not in frame or metric not in frame:
+        raise ValueError(f"the leaderboard has no {cost} column")
+    done = frame[(frame["state"] == "COMPLETE")].assign(
+        x=lambda f: pd.to_numeric(f[cost], errors="coerce"), y=lambda f: pd.to_numeric(f[metric], errors="coerce")).dropna(subset=["x", "y"])
+    if done.empty:
+        raise ValueError(f"no complete trial has both {metric} and {cost}")
+    front = done[leaderboard.pareto(done, objectives)].sort_values("x")
+    figure, axes = plt.subplots()
+    axes.scatter(done["x"], done["y"], color="0.6", label="complete trials")
+    axes.plot(front["x"], front["y"], marker="o", color="C0", label="Pareto front")
+    for trial, x, y in zip(front["trial"], front["x"], front["y"]):
+        axes.annotate(f"{int(trial)}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axes.set(title=f"{metric} against {cost}: the Pareto front", xlabel=cost, ylabel=metric)
+    axes.legend()
     return axes

@@ -47,10 +47,12 @@ def load_study_rows(results: Path, name: str | None, storage: str | None) -> tup
         settings = study.user_attrs.get("settings", {})
         algorithm = settings.get("algorithm", "tpe")
         space = study.user_attrs.get("space", {})
-        frame = leaderboard.build(rows_from_study(study, metric, algorithm), metric, list(space))
-        return frame, {"study": name, "metric": metric, "direction": study.direction.name.lower(), "backend": "optuna",
+        direction = study.directions[0].name.lower()
+        objectives = study.user_attrs.get("objectives") or {}
+        frame = leaderboard.build(rows_from_study(study, metric, algorithm), metric, list(space), {metric: direction, **objectives})
+        return frame, {"study": name, "metric": metric, "direction": direction, "backend": "optuna",
                        "algorithm": algorithm, "pruner": settings.get("pruner"), "storage": mask_url(storage),
-                       "space": space or None}
+                       "space": space or None, "objectives": objectives}
     name = name or latest_study(results)
     study_dir = results / name
     board = study_dir / "leaderboard.csv"
@@ -62,7 +64,8 @@ def load_study_rows(results: Path, name: str | None, storage: str | None) -> tup
     first = frame.iloc[0] if len(frame) else {}
     return frame, {"study": name, "metric": meta.get("metric", "val_accuracy"), "direction": meta.get("direction", "maximize"),
                    "backend": meta.get("backend") or first.get("backend"), "algorithm": meta.get("algorithm") or first.get("algorithm"),
-                   "pruner": meta.get("pruner"), "storage": stored if "://" in stored else str(study_dir / stored), "space": None}
+                   "pruner": meta.get("pruner"), "storage": stored if "://" in stored else str(study_dir / stored), "space": None,
+                   "objectives": meta.get("objectives") or {}, "constraints": meta.get("constraints") or {}}
 
 
 def study_space(study_dir: Path, meta: dict[str, Any]) -> Space | None:
@@ -97,7 +100,7 @@ def write_plots(frame: pd.DataFrame, meta: dict[str, Any], study_dir: Path):
             histories[int(number)] = history
     try:
         return plots.write_plots(frame, meta["metric"], meta["direction"], distributions(space) if space is not None else None,
-                                 histories, study_dir / "plots")
+                                 histories, study_dir / "plots", front_objectives(meta))
     except OSError as exc:
         raise UsageError(f"--plots: cannot write to {study_dir / 'plots'} ({exc.strerror})") from None
 
@@ -138,10 +141,26 @@ def studies_in_storage(results: Path, storage: str) -> list[dict[str, Any]]:
     rows = []
     for found in optuna.get_all_study_summaries(opened, include_best_trial=False):
         study = optuna.load_study(study_name=found.study_name, storage=opened)
-        meta = {"metric": study.user_attrs.get("metric", "value"), "direction": study.direction.name.lower(), "backend": "optuna",
+        meta = {"metric": study.user_attrs.get("metric", "value"), "direction": study.directions[0].name.lower(), "backend": "optuna",
                 "algorithm": study.user_attrs.get("settings", {}).get("algorithm", "tpe")}
         frame = leaderboard.build(rows_from_study(study, meta["metric"], meta["algorithm"]), meta["metric"], [])
         times = [t.datetime_complete or t.datetime_start for t in study.get_trials(deepcopy=False)]
         last = max((t for t in times if t is not None), default=found.datetime_start)
         rows.append(summary.study_summary(found.study_name, frame, meta, last))
     return rows
+
+
+def front_objectives(meta: dict[str, Any]) -> dict[str, str]:
+    """The objectives a Pareto front is drawn over: the study's own, or for a single-objective
+    study its metric against inference time (the seed's own trade-off)."""
+    objectives = meta.get("objectives") or {}
+    return {meta["metric"]: meta["direction"], **(objectives or {"infer_ms": "minimize"})}
+
+
+def pareto_front(frame: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
+    """The trials on the front, best metric first."""
+    objectives = front_objectives(meta)
+    if any(name not in frame for name in objectives):
+        return frame.iloc[0:0]
+    on_front = frame["pareto"].astype(bool) if "pareto" in frame else leaderboard.pareto(frame, objectives)
+    return leaderboard.sort_best_first(frame[on_front.fillna(False).astype(bool)], meta["metric"], meta["direction"])

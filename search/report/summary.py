@@ -19,7 +19,7 @@ from search.report import formats
 from search.report.display import format_value
 from search.errors import UsageError
 
-STATES = ("complete", "pruned", "fail", "running", "all")
+STATES = ("complete", "pruned", "infeasible", "fail", "running", "all")
 EVALUATION_COLUMNS = ["trial", "data", "accuracy", "subsets", "images", "evaluated_at"]
 Header = list[tuple[str, str]]  # (label, text), in display order
 
@@ -73,6 +73,10 @@ def header(frame: pd.DataFrame, meta: Mapping[str, Any]) -> Header:
         ("Metric", f"{metric} ({direction})"),
         ("Trials", state_counts(frame)),
     ]
+    if meta.get("constraints"):
+        lines.insert(3, ("Constraints", ", ".join(f"{name} <= {bound:g}" for name, bound in meta["constraints"].items())))
+    if meta.get("objectives"):
+        lines.insert(3, ("Objectives", ", ".join(f"{name} ({way})" for name, way in {metric: direction, **meta["objectives"]}.items())))
     best = leaderboard.best_trial(frame, metric, direction)
     if best is not None:
         lines.append(("Best", f"trial {best['trial']}: {metric}={format_value(float(best[metric]))}"))

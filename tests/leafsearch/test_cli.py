@@ -152,3 +152,39 @@ def test_a_class_with_one_image_is_bad_input_before_any_trial(tmp_path):
     assert done.stderr.strip().splitlines()[-1].startswith("leafsearch run: error: class folder")
     assert "fewer than 2 readable images" in done.stderr
     assert not (tmp_path / "results" / "cnn" / "study.journal").exists()
+
+
+def test_a_multi_objective_study_with_a_constraint_end_to_end(tmp_path, tiny_data):
+    """Accuracy against inference time: both objectives and the front in the leaderboard, a
+    constraint checked, `report --pareto` and the front's plot."""
+    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "3", "--objective", "infer_ms",
+                      "--constraint", "params<=1e9", *TINY, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 objectives" in done.stdout
+    board = pd.read_csv(tmp_path / "results" / "cnn" / "leaderboard.csv")
+    assert {"val_accuracy", "infer_ms", "pareto"} <= set(board.columns) and board["pareto"].any()
+    assert (board["state"] == "COMPLETE").all() and (board["infer_ms"] > 0).all()
+    front = leafsearch("report", "--pareto", "--plots", "--format", "json", cwd=tmp_path)
+    assert front.returncode == 0, front.stderr
+    rows = json.loads(front.stdout)
+    assert sorted(r["trial"] for r in rows) == sorted(board.loc[board["pareto"], "trial"])
+    assert [r["val_accuracy"] for r in rows] == sorted((r["val_accuracy"] for r in rows), reverse=True)
+    assert (tmp_path / "results" / "cnn" / "plots" / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"
+    header = leafsearch("report", "--format", "markdown", cwd=tmp_path).stdout
+    assert "**Objectives:** val_accuracy (maximize), infer_ms (minimize)" in header and "**Constraints:** params &lt;= 1e+09" in header
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--backend", "kerastuner", "--objective", "infer_ms"], "--backend kerastuner optimises one objective"),
+    (["--objective", "accuracy"], "--objective: 'accuracy' is not a cost column"),
+    (["--objective", "infer_ms:down"], "the direction of infer_ms must be 'maximize' or 'minimize'"),
+    (["--constraint", "infer_ms<10"], "--constraint: expected NAME<=BOUND"),
+    (["--constraint", "val_accuracy<=0.9"], "val_accuracy is the metric the study optimises"),
+])
+def test_bad_objectives_and_constraints_are_one_line(tmp_path, capsys, extra, fragment):
+    from leafsearch.cli.main import main
+
+    assert main(["run", str(CNN_SPACE), "--results", str(tmp_path / "results"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1
+    assert not (tmp_path / "results" / "cnn").exists()

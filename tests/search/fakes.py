@@ -3,11 +3,14 @@ depend on the parameters, keep a "checkpoint" (their history) and continue from 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 from rich.console import Console
 
 from search import Choice, Float, Space, Study, TrialPruned, UsageError
 from search.loop import StudyLoop
+from search.records import costs
 from search.records.checkpoints import CheckpointStore
 from search.options import RunOptions
 from search.report.display import Display
@@ -69,15 +72,41 @@ def display(tmp_path) -> Display:
     return Display(SPEC.metric, console=Console(file=open(tmp_path / "out.txt", "a"), width=200))
 
 
-def run(tmp_path, objective, trials, backend="optuna", algorithm=None, space=SPACE, name="s", **kwargs) -> StudyLoop:
+def run(tmp_path, objective, trials, backend="optuna", algorithm=None, space=SPACE, name="s", study=SPEC, **kwargs) -> StudyLoop:
     """One run of the study loop on `tmp_path/<name>`, training in this process (the fakes
     record their calls here)."""
     kwargs.setdefault("in_process", True)
     options = RunOptions(study_name=name, study_dir=tmp_path / name, trials=trials, backend=backend, algorithm=algorithm, **kwargs)
-    loop = StudyLoop(space, SPEC, objective, options, display(tmp_path))
+    loop = StudyLoop(space, study, objective, options, display(tmp_path))
     loop.run()
     return loop
 
 
 def board(tmp_path, name="s") -> pd.DataFrame:
     return pd.read_csv(tmp_path / name / "leaderboard.csv")
+
+
+class Costly(Curve):
+    """A `Curve` whose model costs grow with its width (params = 100 * width, infer_ms = width / 8),
+    measured before the first epoch as the leaf objective does; `flat_when` gives a curve stuck at
+    1 % (one for the pruner to stop)."""
+
+    def __init__(self, epochs=3, flat_when=None):
+        super().__init__(epochs)
+        self.flat_when = flat_when or (lambda params: False)
+
+    def __call__(self, params, reporter):
+        self.calls.append(dict(params))
+        measured = {"params": 100 * params["width"], "flops": 2000 * params["width"], "infer_ms": params["width"] / 8}
+        costs.write(reporter.trial_dir, measured)
+        reporter.measured(measured)
+        for epoch in range(self.epochs):
+            accuracy = 0.01 if self.flat_when(params) else min(1.0, 0.1 * (epoch + 1) + params["width"] / 100)
+            reporter.report(epoch, {"val_accuracy": accuracy, "val_loss": 1.5 - accuracy})
+            if reporter.should_prune():
+                raise TrialPruned()
+        return {"val_accuracy": max(row["val_accuracy"] for row in reporter.history)}
+
+
+def spec(**changes) -> Study:
+    return dataclasses.replace(SPEC, **changes)

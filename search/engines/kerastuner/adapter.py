@@ -79,6 +79,9 @@ class KerasTunerEngine(Engine):
             raise UsageError(f"--algorithm {options.algorithm}: unknown for the kerastuner backend; use one of {', '.join(ALGORITHMS['kerastuner'])}")
         if options.storage is not None:
             raise UsageError("--storage is for the optuna backend; a kerastuner study is stored in its project folder under the results folder")
+        if self.spec.multi_objective:  # its oracles score a trial by one number
+            raise UsageError(f"--backend kerastuner optimises one objective; for {', '.join(self.spec.all_objectives)} together "
+                             f"pass --backend optuna")
         missing = [m for m in ("sklearn", "scipy") if importlib.util.find_spec(m) is None]
         if options.algorithm == "bayesian" and missing:
             raise UsageError(f"--algorithm bayesian needs scikit-learn and scipy (missing: {', '.join(missing)}); pip install scikit-learn")

@@ -18,45 +18,18 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled  # noqa: PLC2701 - Optuna's own helpers
 from optuna.trial import TrialState
 
-from search.engines.base import BAD_INPUT, COMPLETE, INTERRUPTED, Engine, Outcome, Ticket, Wait
-from search.engines.choices import ALGORITHMS, PRUNERS
+from search.engines.base import BAD_INPUT, COMPLETE, INFEASIBLE, INTERRUPTED, Engine, Outcome, Ticket, Wait
+from search.engines.optuna.algorithms import make_pruner, make_sampler
+from search.engines.optuna.shadow import ShadowPruning
 from search.engines.optuna.space import sample
 from search.engines.optuna.storage import GRACE_S, JOURNAL_NAME, counts_toward_target, make_storage, rows_from_study
-from search.errors import UsageError
 from search.execution import processes
 from search.urls import mask_url
 
 POLL_S = 2.0  # how often a worker waiting for other workers' trials looks again
-FINAL = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}
-
-
-def make_sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
-    if algorithm == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise UsageError(f"--algorithm {algorithm}: unknown for the optuna backend; use one of {', '.join(ALGORITHMS['optuna'])}")
-
-
-def make_pruner(name: str, max_resource: int | None = None) -> optuna.pruners.BasePruner:
-    """Optuna's pruner by leafsearch's name for it. Steps are epochs, 0-based and counted across
-    training phases, so `min_resource=1` first compares trials after their second epoch.
-
-    - `median`: the median rule once 3 trials finished, from the third epoch on (cautious).
-    - `asha`: asynchronous successive halving (Li et al. 2020): after 2, 4, 10, 28... epochs only
-      the best third of the trials that reached that rung go on. Needs dozens of trials.
-    - `hyperband`: several successive-halving brackets, from aggressive to none (Li et al. 2018).
-    - `none`: every trial trains until its own early stopping or the epoch cap.
-    """
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
-    if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource or "auto", reduction_factor=3)
-    raise UsageError(f"--pruner {name}: unknown for the optuna backend; use one of {', '.join(PRUNERS['optuna'])}")
+# How a leaderboard state is told: an infeasible trial is PRUNED for Optuna (its samplers learn the
+# constraints only from complete and pruned trials), and flagged `infeasible` for the leaderboard.
+FINAL = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "INFEASIBLE": TrialState.PRUNED, "FAIL": TrialState.FAIL}
 
 
 @contextlib.contextmanager
@@ -81,6 +54,8 @@ class OptunaEngine(Engine):
         self._storage: optuna.storages.BaseStorage | None = None
         self._sampler: optuna.samplers.BaseSampler | None = None
         self._sent: dict[int, set[int]] = {}  # epochs reported per trial (a retry after out-of-memory reports them again)
+        self._shadows: dict[int, ShadowPruning] = {}  # a multi-objective study's pruning, per trial
+        self._curves: dict[int, list[float | None]] = {}
 
     def check_options(self) -> None:
         make_sampler(self.options.algorithm, 0)
@@ -96,7 +71,7 @@ class OptunaEngine(Engine):
             return None
         self.study = optuna.load_study(study_name=options.study_name, storage=self._storage, sampler=self._sampler,
                                        pruner=make_pruner(options.pruner, options.max_resource))
-        return {**self.study.user_attrs, "direction": self.study.direction.name.lower()}
+        return {**self.study.user_attrs, "direction": self.study.directions[0].name.lower()}
 
     def start(self, identity: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> None:
         settings = dict(self.options.settings)
@@ -104,7 +79,8 @@ class OptunaEngine(Engine):
             if settings and self.study.user_attrs.get("settings") != settings:
                 self.study.set_user_attr("settings", settings)
             return
-        self.study = optuna.create_study(storage=self._storage, study_name=self.options.study_name, direction=self.spec.direction,
+        self.study = optuna.create_study(storage=self._storage, study_name=self.options.study_name,
+                                         directions=list(self.spec.all_objectives.values()),
                                          sampler=self._sampler, pruner=make_pruner(self.options.pruner, self.options.max_resource))
         for key, value in {**identity, "settings": settings}.items():
             self.study.set_user_attr(key, value)
@@ -164,12 +140,19 @@ class OptunaEngine(Engine):
             trial.set_user_attr(key, value)
         params = sample(self.space, trial)
         trial.set_user_attr("params", params)
+        if self.spec.multi_objective and self.options.prune:
+            self._shadows[trial.number] = ShadowPruning(self.study, self.spec.direction,
+                                                        lambda: make_pruner(self.options.pruner, self.options.max_resource))
         return Ticket(trial.number, params, seed, resumes=trial.user_attrs.get("resumes"), handle=trial)
 
     def training(self, ticket: Ticket):
         return heartbeat(self.study._storage, ticket.handle._trial_id)  # noqa: SLF001
 
     def report(self, ticket: Ticket, epoch: int, value: float, curve: list[float | None]) -> bool:
+        if self.spec.multi_objective:  # Optuna takes no intermediate values here: leafsearch prunes
+            self._curves[ticket.number] = list(curve)
+            shadow = self._shadows.get(ticket.number)
+            return shadow is not None and shadow.should_prune(epoch, value)
         sent = self._sent.setdefault(ticket.number, set())
         if epoch not in sent:
             sent.add(epoch)
@@ -188,18 +171,40 @@ class OptunaEngine(Engine):
             self.study.enqueue_trial(ticket.params, user_attrs={"seed": ticket.seed, "resumes": ticket.number})
         elif outcome.state == BAD_INPUT:  # not counted: the user fixes the input and runs again
             attrs["bad_input"] = True
+        elif outcome.state == INFEASIBLE:
+            attrs["infeasible"] = True
+        values, state = self._values(outcome)
+        if self.spec.multi_objective:
+            curve = self._curves.pop(ticket.number, [])
+            attrs["curve"] = {str(epoch): v for epoch, v in enumerate(curve) if v is not None} or None
+            if outcome.state == COMPLETE and values is None:
+                state, attrs["error"] = TrialState.FAIL, f"an objective was not measured ({', '.join(self.spec.objectives)}: {outcome.costs})"
         for key, value in attrs.items():
             if value is not None:
                 trial.set_user_attr(key, value)
+        for name, bound in self.spec.constraints.items():  # <= 0: feasible; the samplers learn from these
+            cost = (outcome.costs or {}).get(name)
+            trial.set_constraint(name, float(cost) - bound if isinstance(cost, (int, float)) else 0.0)
+        self.study.tell(trial, values, state=state)
+
+    def _values(self, outcome: Outcome) -> tuple[list[float] | float | None, TrialState]:
+        """What Optuna is told: the metric, then the cost objectives (None where one is missing)."""
         state = FINAL.get(outcome.state, TrialState.FAIL)
-        self.study.tell(trial, outcome.value if outcome.state == COMPLETE else None, state=state)
+        if state != TrialState.COMPLETE:
+            return None, state
+        if not self.spec.multi_objective:
+            return outcome.value, state
+        costs = outcome.costs or {}
+        values = [outcome.value, *(costs.get(name) for name in self.spec.objectives)]
+        return (None if any(v is None for v in values) else [float(v) for v in values]), state
 
     def rows(self) -> list[dict[str, Any]]:
         return rows_from_study(self.study, self.spec.metric, self.options.algorithm)
 
     def describe(self) -> str:
         pruner = self.options.pruner
-        return f"optuna/{self.options.algorithm}, " + ("no pruning" if pruner == "none" else f"{pruner} pruning")
+        objectives = f", {len(self.spec.all_objectives)} objectives" if self.spec.multi_objective else ""
+        return f"optuna/{self.options.algorithm}, " + ("no pruning" if pruner == "none" else f"{pruner} pruning") + objectives
 
     def storage(self) -> str:
         return mask_url(self.options.storage) or JOURNAL_NAME

@@ -53,7 +53,8 @@ def rows_from_study(study: optuna.Study, metric: str, algorithm: str) -> list[di
     trials = study.get_trials(deepcopy=False)
     continued = {t.user_attrs["resumes"] for t in trials if "resumes" in t.user_attrs and t.state != TrialState.WAITING}
     return [leaderboard.row(
-        t.number, t.state.name, t.value if t.state == TrialState.COMPLETE else None, t.user_attrs.get("summary", {}),
+        t.number, "INFEASIBLE" if t.user_attrs.get("infeasible") else t.state.name,
+        t.values[0] if t.state == TrialState.COMPLETE and t.values else None, t.user_attrs.get("summary", {}),
         metric=metric, duration_s=t.duration.total_seconds() if t.duration else None, backend="optuna",
         algorithm=t.user_attrs.get("algorithm", algorithm), resumed_from=t.user_attrs.get("resumes"),
         error=t.user_attrs.get("error", ""), params=t.user_attrs.get("params", t.params), costs=t.user_attrs.get("costs"),
