@@ -188,3 +188,13 @@ def test_bad_objectives_and_constraints_are_one_line(tmp_path, capsys, extra, fr
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1
     assert not (tmp_path / "results" / "cnn").exists()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "spaces").glob("*.py")), ids=lambda p: p.name)
+def test_every_shipped_space_file_is_valid(path):
+    from leafsearch.training.study import load_space
+
+    space, spec = load_space(str(path))
+    assert space.names and spec.trials >= 1
+    if path.name == "efficient.py":  # the seed's question: accuracy per millisecond
+        assert spec.all_objectives == {"val_accuracy": "maximize", "infer_ms": "minimize"}
