@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("space", help="space file, e.g. spaces/cnn.py")
     run.add_argument("--data", type=Path, help="image folder with one sub-folder per class (default: built-in synthetic leaves)")
     run.add_argument("--backend", default="optuna", choices=BACKENDS, help="search engine (default: optuna)")
-    run.add_argument("--algorithm", help="optuna: tpe (default) or random; kerastuner: random (default), bayesian or hyperband")
+    run.add_argument("--algorithm", help="optuna: tpe (default), random or nsga2 (NSGA-II, for several objectives); kerastuner: random (default), bayesian or hyperband")
     run.add_argument("--trials", type=positive_int, help="target number of finished trials in the study, in total (default: the space file's STUDY.trials)")
     run.add_argument("--max-epochs", type=positive_int, help="cap on the epochs of every training phase (default: STUDY.max_epochs)")
     run.add_argument("--image-size", type=positive_int, help="override the image size (pixels, square)")
