@@ -170,6 +170,8 @@ def test_a_multi_objective_study_with_a_constraint_end_to_end(tmp_path, tiny_dat
     assert sorted(r["trial"] for r in rows) == sorted(board.loc[board["pareto"], "trial"])
     assert [r["val_accuracy"] for r in rows] == sorted((r["val_accuracy"] for r in rows), reverse=True)
     assert (tmp_path / "results" / "cnn" / "plots" / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"
+    page = leafsearch("report", "--format", "html", cwd=tmp_path).stdout
+    assert "<h2>Pareto front of val_accuracy, infer_ms</h2>" in page
     header = leafsearch("report", "--format", "markdown", cwd=tmp_path).stdout
     assert "**Objectives:** val_accuracy (maximize), infer_ms (minimize)" in header and "**Constraints:** params &lt;= 1e+09" in header
 
