@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--image-size", type=positive_int, help="override the image size (pixels, square)")
     run.add_argument("--backbone", help="override the backbone, e.g. efficientnet_b0 (efficientnet pipeline)")
     run.add_argument("--weights", help="override the backbone weights: imagenet, none, or a path to a .weights.h5 file")
+    run.add_argument("--backgrounds", help="a folder of background photos (no leaves) for aug_background "
+                                           "(default: procedural backgrounds)")
     run.add_argument("--set", dest="pins", action="append", type=name_value, default=[], metavar="NAME=VALUE",
                      help="pin one parameter of the space to a value, e.g. --set batch_size=16 (repeatable)")
     run.add_argument("--objective", dest="objectives", action="append", default=[], metavar="COST[:DIRECTION]",
@@ -139,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="dtype policy (default: auto)")
     worker.add_argument("--in-process", action="store_true", help="train every trial in this process (debugging)")
-    worker.set_defaults(pins=[], image_size=None, backbone=None, weights=None)
+    worker.set_defaults(pins=[], image_size=None, backbone=None, weights=None, backgrounds=None)
     run.add_argument("--precision", default="auto", choices=PRECISIONS,
                      help="dtype policy (default: auto = mixed_float16 on a GPU, float32 on the CPU)")
 

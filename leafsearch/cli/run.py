@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from leafsearch.cli.environment import STORAGE_VARIABLE, WORKER_INDEX
 from leafsearch.training import study
@@ -22,7 +23,8 @@ def request(args: argparse.Namespace) -> study.Request:
         max_epochs=args.max_epochs, seed=getattr(args, "seed", 0), timeout_s=getattr(args, "timeout", None),
         storage=args.storage, in_process=args.in_process, precision=args.precision,
         worker_seed=int(os.environ.get(WORKER_INDEX, "0")), pins=args.pins,
-        overrides={"image_size": args.image_size, "backbone": args.backbone, "weights": args.weights},
+        overrides={"image_size": args.image_size, "backbone": args.backbone, "weights": args.weights,
+                   "backgrounds": None if args.backgrounds is None else str(Path(args.backgrounds).expanduser().resolve())},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import keras
@@ -17,6 +18,8 @@ def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -
     Inputs are 0-255 images; `aug_noise` is a fraction of that range.
     """
     layers: list[keras.layers.Layer] = []
+    if recipe["aug_background"] > 0:  # first: it finds the background by its pixels being exactly 0
+        layers.append(BackgroundReplace(recipe["aug_background"], photos=recipe["backgrounds"], seed=seed + 6, name="aug_background"))
     if recipe["aug_flip"]:
         layers.append(keras.layers.RandomFlip("horizontal_and_vertical", seed=seed, name="aug_flip"))
     if recipe["aug_rotation"] > 0:
@@ -92,3 +95,95 @@ class RandomCropResize(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "fraction": self.fraction, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="leafsearch")
+class BackgroundReplace(keras.layers.Layer):
+    """In training, give a share of the images a new background; at inference, the image unchanged.
+
+    The input is *marked* (leafsearch.data.masks): background pixels are exactly 0 on every channel
+    and no leaf pixel is, so the layer needs no mask input. New backgrounds are procedural (a
+    colour field, soft blobs, stripes of random frequency and angle, grain), drawn on the
+    accelerator with `keras.ops`, or, with `photos`, crops of the images of that folder (any
+    photos without leaves), flipped at random. Neither is the code `demo-data --wild` draws with,
+    so a wild test set stays unseen.
+    """
+
+    def __init__(self, share: float, photos: str | None = None, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"Argument `share` must be in (0, 1]. Received: share={share}")
+        self.share = share
+        self.photos = photos
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+        self._bank = None
+
+    def build(self, input_shape):
+        if self.photos is not None:
+            self._bank = keras.ops.convert_to_tensor(photo_bank(self.photos, int(input_shape[1])))
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        ops = keras.ops
+        images = ops.cast(inputs, "float32")
+        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        new = self._photos(batch, height, width) if self._bank is not None else self._procedural(batch, height, width)
+        background = ops.all(ops.equal(images, 0.0), axis=-1, keepdims=True)
+        chosen = keras.random.uniform((batch, 1, 1, 1), seed=self.generator) < self.share
+        return ops.cast(ops.where(ops.logical_and(background, chosen), new, images), inputs.dtype)
+
+    def _uniform(self, shape, low=0.0, high=1.0):
+        return keras.random.uniform(shape, low, high, seed=self.generator)
+
+    def _procedural(self, batch, height, width):
+        ops = keras.ops
+        field = self._uniform((batch, 1, 1, 3), 0.0, 255.0)
+        blobs = ops.image.resize(self._uniform((batch, 5, 5, 3), 0.0, 255.0), (height, width), interpolation="bilinear")
+        yy, xx = ops.meshgrid(ops.linspace(0.0, 1.0, height), ops.linspace(0.0, 1.0, width), indexing="ij")
+        angle, freq = self._uniform((batch, 1, 1, 1), 0.0, 3.1416), self._uniform((batch, 1, 1, 1), 2.0, 12.0)
+        along = ops.cos(angle) * xx[None, :, :, None] + ops.sin(angle) * yy[None, :, :, None]
+        wave = 0.5 + 0.5 * ops.sin(6.2832 * freq * along + self._uniform((batch, 1, 1, 1), 0.0, 6.2832))
+        stripes = wave * self._uniform((batch, 1, 1, 3), 0.0, 255.0)
+        weights = self._uniform((batch, 1, 1, 3))
+        weights = weights / ops.sum(weights, axis=-1, keepdims=True)
+        mixed = weights[..., 0:1] * field + weights[..., 1:2] * blobs + weights[..., 2:3] * stripes
+        grain = keras.random.normal((batch, height, width, 3), stddev=8.0, seed=self.generator)
+        return ops.clip(mixed + grain, 0.0, 255.0)
+
+    def _photos(self, batch, height, width):
+        ops = keras.ops
+        index = ops.cast(self._uniform((batch,), 0.0, float(self._bank.shape[0]) - 1e-3), "int32")
+        chosen = ops.take(self._bank, index, axis=0)
+        flip = self._uniform((batch, 1, 1, 1)) < 0.5
+        return ops.where(flip, ops.flip(chosen, axis=2), chosen)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "share": self.share, "photos": self.photos, "seed": self.seed}
+
+
+MAX_PHOTOS = 256  # background photos kept on the device, at the model's image size
+
+
+def photo_bank(folder: str, size: int):
+    """The images of `folder` (searched recursively) as float32 `(N, size, size, 3)`, 0-255."""
+    import numpy as np
+    from PIL import Image
+
+    from leafsearch.data import IMAGE_EXTENSIONS
+
+    paths = sorted(p for p in Path(folder).expanduser().rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)[:MAX_PHOTOS]
+    bank = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                bank.append(np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32))
+        except OSError:
+            continue
+    if not bank:
+        raise ValueError(f"--backgrounds {folder}: no readable image in it; pass a folder of background photos")
+    return np.stack(bank)

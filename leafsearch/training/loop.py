@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 import keras
+import numpy as np
 
 from leafsearch.data import LeafData, class_weights
 from leafsearch.data.batches import make_batches
+from leafsearch.data.masks import MarkedImages, with_backgrounds
 from leafsearch.models import costs
 from leafsearch.training.losses import make_loss
 from leafsearch.training.optimizers import make_optimizer
@@ -96,6 +98,28 @@ def _plain(value: Any) -> Any:
     return None if value is None else float(value) if not isinstance(value, int) else value
 
 
+class WildValidation(keras.callbacks.Callback):
+    """Adds `val_wild_accuracy` to each epoch's logs: the accuracy on the validation images with
+    their black backgrounds replaced, the same replacement for every trial of a study (fixed by
+    image and split seed), so that a study can choose its trials by how they do off the black
+    background. Runs before the callbacks that read the logs (reporter, early stopping)."""
+
+    METRIC = "val_wild_accuracy"
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int):
+        super().__init__()
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+
+    @classmethod
+    def of(cls, data: LeafData, batch_size: int, seed: int) -> "WildValidation":
+        return cls(with_backgrounds(data.images[data.val_idx], seed), data.labels[data.val_idx], batch_size)
+
+    def on_epoch_end(self, epoch, logs=None):
+        predicted = self.model.predict(self.images, batch_size=self.batch_size, verbose=0).argmax(axis=1)
+        if logs is not None:
+            logs[self.METRIC] = float(np.mean(predicted == self.labels))
+
+
 class CheckpointCallback(keras.callbacks.Callback):
     """Writes the trial's checkpoint at the end of every epoch (after the other callbacks, so
     their counters and the learning rate they set are in it)."""
@@ -161,6 +185,7 @@ class TrialSetup(Protocol):
     metric: str
     direction: str
     cache_dir: Path | None
+    split_seed: int  # fixes the validation copy `val_wild_accuracy` is measured on
 
     def data(self, image_size: int) -> LeafData: ...
 
@@ -207,7 +232,10 @@ class TrialTraining:
         batch_size = state.get("batch_size", recipe["batch_size"]) if state is not None else recipe["batch_size"]
         self.batch_size = batch_size  # what every checkpoint of this run records
         # A continued trial draws new shuffles rather than replaying the first epochs' order.
-        train = make_batches(data.images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
+        # Background replacement finds the background in-band: the training images go marked.
+        train_images = MarkedImages(data.images) if recipe["aug_background"] > 0 else data.images
+        train = make_batches(train_images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
+        wild = WildValidation.of(data, batch_size, self.objective.split_seed) if self.objective.metric == WildValidation.METRIC else None
         val = make_batches(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)
         class_weight = class_weights(data.labels[data.train_idx], num_classes) if recipe["class_weights"] else None
         steps_per_epoch = math.ceil(len(data.train_idx) / batch_size)
@@ -255,7 +283,7 @@ class TrialTraining:
                 epochs=last_epoch,
                 class_weight=class_weight,
                 shuffle=False,  # the dataset shuffles itself, seeded
-                callbacks=[reporting, *others, CheckpointCallback(save, reporting)],
+                callbacks=[*([wild] if wild else []), reporting, *others, CheckpointCallback(save, reporting)],
                 verbose=0,
             )
             done += reporting.epochs_done

@@ -13,7 +13,7 @@ from search.errors import UsageError
 from search.space import Choice, Fixed, Space
 
 PIPELINES = ("cnn", "efficientnet")
-METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")  # what a trial reports every epoch
+METRICS = ("val_accuracy", "val_loss", "accuracy", "loss", "val_wild_accuracy")  # what a trial reports every epoch
 BACKBONES = ("cnn",) + tuple(f"efficientnet_b{i}" for i in range(8))
 ACTIVATIONS = ("relu", "mish")
 OPTIMIZERS = ("adam", "ranger")
@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "aug_contrast": 0.0,
     "aug_crop": 0.0,
     "aug_noise": 0.0,
+    "aug_background": 0.0,  # the share of training images that get a new background (0: off)
+    "backgrounds": None,  # a folder of background photos (default: procedural backgrounds)
 }
 
 PIPELINE_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from leafsearch import runtime
-from leafsearch.data import content_id, scan_folder
+from leafsearch.data import IMAGE_EXTENSIONS, content_id, scan_folder
 from leafsearch.training import recipe
 from leafsearch.training.objective import LeafObjective
 from search import engines
@@ -217,6 +217,9 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         weights_origin = {str(weights): weights_record(weights) for weights in recipe_values(space, "weights", spec.pipeline)}
     else:
         weights_origin = None
+    backgrounds = (request.overrides or {}).get("backgrounds")
+    if backgrounds is not None and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in Path(backgrounds).rglob("*")):
+        raise UsageError(f"--backgrounds {backgrounds}: no images in it; pass a folder of background photos (without leaves)")
     found = _device(request, backend)
     max_epochs = request.max_epochs or spec.max_epochs
     objective = LeafObjective(data_root=data_root, pipeline=spec.pipeline, max_epochs=max_epochs, cache_dir=request.results / ".cache",

@@ -29,3 +29,69 @@ def test_random_crop_resize_draws_a_window_per_image_in_a_graph():
     assert (np.diff(columns, axis=1) >= 0).all() and (columns.max(axis=1) - columns.min(axis=1) < 5).all()
     assert len({tuple(np.round(row, 3)) for row in columns}) > 1  # not one window for the whole batch
     np.testing.assert_array_equal(layer(ramp, training=False), ramp)
+
+
+def leaf_on_black(size=32, seed=0):
+    """A drawn leaf (a green ellipse with veins of noise) on a noisy black background, and its own mask."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    mask_image = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask_image).ellipse((size * 0.2, size * 0.3, size * 0.8, size * 0.75), fill=255)
+    mask = np.asarray(mask_image) > 0
+    image = rng.integers(0, 12, (size, size, 3)).astype(np.uint8)  # black, as a camera sees it
+    leaf = np.stack([rng.integers(40, 90, (size, size)), rng.integers(120, 200, (size, size)), rng.integers(30, 70, (size, size))], -1)
+    image[mask] = leaf[mask]
+    image[mask & (rng.uniform(size=(size, size)) < 0.02)] = 0  # a few pure-black leaf pixels
+    return image, mask
+
+
+def test_the_mask_covers_the_leaf_and_a_photo_without_black_background_is_not_usable():
+    from leafsearch.data import masks
+
+    image, truth = leaf_on_black()
+    photo = np.random.default_rng(1).integers(60, 255, (32, 32, 3)).astype(np.uint8)
+    found, usable = masks.leaf_masks(np.stack([image, photo]))
+    inter, union = (found[0] & truth).sum(), (found[0] | truth).sum()
+    assert inter / union > 0.95 and usable.tolist() == [True, False]
+
+
+def test_background_replacement_changes_only_the_background_and_is_off_at_inference():
+    from leafsearch.data import masks
+    from leafsearch.models.augment import BackgroundReplace
+
+    image, truth = leaf_on_black()
+    marked = masks.MarkedImages(image[None])[np.array([0])].astype("float32")
+    layer = BackgroundReplace(1.0, seed=3)
+    out = np.asarray(layer(marked, training=True))
+    leaf = truth & ~(image == 0).all(axis=-1)
+    np.testing.assert_array_equal(out[0][leaf], image[leaf])  # the leaf's pixels are its own
+    assert (out[0][~truth] != 0).any(axis=-1).mean() > 0.9 and out[0][~truth].std() > 5  # a new, varied background
+    np.testing.assert_array_equal(np.asarray(layer(marked, training=False)), marked)
+    again = BackgroundReplace.from_config(layer.get_config())
+    assert (again.share, again.seed, again.photos) == (1.0, 3, None)
+
+
+def test_background_photos_come_from_the_folder_given(tmp_path):
+    from PIL import Image
+
+    from leafsearch.data import masks
+    from leafsearch.models.augment import BackgroundReplace
+
+    Image.fromarray(np.full((20, 20, 3), (200, 30, 30), np.uint8)).save(tmp_path / "red.png")
+    image, truth = leaf_on_black()
+    marked = masks.MarkedImages(image[None])[np.array([0])].astype("float32")
+    out = np.asarray(BackgroundReplace(1.0, photos=str(tmp_path), seed=0)(marked, training=True))
+    np.testing.assert_allclose(out[0][~truth].mean(axis=0), [200, 30, 30], atol=1)
+
+
+def test_the_wild_validation_copy_is_the_same_for_every_trial():
+    from leafsearch.data import masks
+
+    image, truth = leaf_on_black()
+    images = np.stack([image, image])
+    first, second = masks.with_backgrounds(images, seed=0), masks.with_backgrounds(images, seed=0)
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, masks.with_backgrounds(images, seed=1))
+    leaf = truth & ~(image == 0).all(axis=-1)  # a pure-black leaf pixel looks like background
+    np.testing.assert_array_equal(first[0][leaf], image[leaf])

@@ -17,12 +17,13 @@ from leafsearch.cli.main import main
 from tests.leafsearch.test_cli import CNN_SPACE, TINY, leafsearch
 
 EVALUATION_KEYS = {"trial", "data", "images", "accuracy", "per_class", "subsets", "confusion_png", "evaluated_at"}
-# Every augmentation, Ranger and Mish, so the export has every piece a trial can put in a model.
+# Every augmentation (background replacement too), Ranger and Mish, so the export has every piece
+# a trial can put in a model; trials chosen by how they do off the black background.
 EVERYTHING = """from search import Fixed, Space, Study
 SPACE = Space(image_size=Fixed(32), batch_size=Fixed(16), aug_flip=Fixed(True), aug_rotation=Fixed(0.1),
               aug_zoom=Fixed(0.1), aug_contrast=Fixed(0.1), aug_crop=Fixed(0.1), aug_noise=Fixed(0.02),
-              optimizer=Fixed("ranger"), activation=Fixed("mish"))
-STUDY = Study(pipeline="cnn", metric="val_accuracy", trials=1, max_epochs=1)
+              aug_background=Fixed(0.5), optimizer=Fixed("ranger"), activation=Fixed("mish"))
+STUDY = Study(pipeline="cnn", metric="val_wild_accuracy", trials=1, max_epochs=1)
 """
 
 
@@ -66,6 +67,9 @@ def exported(results, test_folder, tmp_path_factory) -> dict:
 def test_leaderboard_records_the_trial_costs(results):
     board = pd.read_csv(results / "cnn" / "leaderboard.csv")
     row = board.iloc[0]
+    assert list(board.columns[:4]) == ["trial", "state", "val_wild_accuracy", "val_loss"]  # the study's metric
+    history = json.loads((results / "cnn" / "trials" / "0" / "history.json").read_text())
+    assert 0 <= history[0]["val_wild_accuracy"] <= 1 and "val_accuracy" in history[0]
     import keras
 
     assert row["params"] > 100_000 and float(row["params"]).is_integer()
