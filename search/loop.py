@@ -17,6 +17,8 @@ import platform
 import time
 from typing import Any, Callable, Mapping
 
+import pandas as pd
+
 from search.engines import Engine, default_algorithm, engine_class, make_engine
 from search.engines.base import BAD_INPUT, COMPLETE, FAIL, INFEASIBLE, INTERRUPTED, PRUNED, Outcome, Stop, Ticket, Wait
 from search.errors import ConstraintViolated, SearchAborted, TrialFailed, TrialPruned, UsageError
@@ -133,9 +135,9 @@ class StudyLoop:
             self.open()
         options, engine = self.options, self.engine
         storage = engine.storage()
+        self.write_leaderboard()  # and the compute spent so far, for the first line
         self.display.study_started(options.study_name, engine.finished(), options.trials, engine.describe(),
                                    storage if "://" in storage else str(options.study_dir / storage))
-        self.write_leaderboard()
         if engine.serve(self.display.note):
             self.write_leaderboard()
             return self.best
@@ -267,6 +269,8 @@ class StudyLoop:
         rows = self.engine.rows()
         frame = leaderboard.build(rows, self.spec.metric, self.space.names, self.spec.all_objectives)
         leaderboard.write(frame, self.options.study_dir / "leaderboard.csv")
+        durations = pd.to_numeric(frame["duration_s"], errors="coerce").dropna()
+        self.display.set_budget(self.engine.finished(), self.options.trials, float(durations.sum()), len(durations))
         best = leaderboard.best_trial(frame, self.spec.metric, self.spec.direction)
         if best is not None:
             params = next(row["params"] for row in rows if row["trial"] == best["trial"])  # as trained, not as the CSV types them

@@ -11,6 +11,15 @@ from rich.table import Table
 import pandas as pd
 
 
+def duration_text(seconds: float) -> str:
+    """'45.0s', '2m 10s', '1h 05m'."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
 def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -29,6 +38,7 @@ class Display:
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.prefix = prefix  # e.g. "worker 2 | ", when several workers share a terminal
         self.best: tuple[float, int] | None = None  # (value, trial)
+        self.budget: tuple[int, int, float, int] | None = None  # (finished, target, compute seconds, timed trials)
 
     def _print(self, text: str) -> None:
         self.console.print(self.prefix + text, markup=True)
@@ -39,8 +49,9 @@ class Display:
     def study_started(self, name: str, finished: int, target: int, engine: str, storage: str) -> None:
         todo = max(target - finished, 0)
         what = f"running {todo} more" if todo else "nothing left to run"
+        spent = f"; {self._budget_text(todo)}" if finished and self.budget is not None else ""
         self._print(
-            f"[bold]Study {name}[/]: {finished} of {target} trials finished, {what} ({engine}; storage {storage})"
+            f"[bold]Study {name}[/]: {finished} of {target} trials finished, {what}{spent} ({engine}; storage {storage})"
         )
 
     def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
@@ -53,10 +64,28 @@ class Display:
     def trial_finished(self, number: int, state: str, value: float | None, duration_s: float, error: str = "") -> None:
         shown = f"{self.metric}={value:.4f}" if value is not None else error
         colour = {"COMPLETE": "green", "PRUNED": "yellow"}.get(state, "red")
-        self._print(f"[{colour}]Trial {number} {state}[/] {shown} in {duration_s:.1f}s{self._best_text()}")
+        progress = ""
+        if self.budget is not None:
+            finished, target = self.budget[:2]
+            progress = f" | {finished}/{target} trials, {self._budget_text(max(target - finished, 0))}"
+        self._print(f"[{colour}]Trial {number} {state}[/] {shown} in {duration_s:.1f}s{self._best_text()}{progress}")
 
     def set_best(self, value: float, trial: int) -> None:
         self.best = (value, trial)
+
+    def set_budget(self, finished: int, target: int, compute_s: float, timed: int) -> None:
+        """Where the study's budget went: its finished trials and the compute time of all its
+        trials so far, across resumed runs (`timed` of them have a duration)."""
+        self.budget = (finished, target, compute_s, timed)
+
+    def _budget_text(self, todo: int) -> str:
+        """'2m 10s of compute so far, about 5m 00s to the target' (the mean trial so far, times the
+        trials left)."""
+        _, _, compute_s, timed = self.budget
+        text = f"{duration_text(compute_s)} of compute so far"
+        if todo and timed:
+            text += f", about {duration_text(compute_s / timed * todo)} to the target"
+        return text
 
     def _best_text(self) -> str:
         if self.best is None:

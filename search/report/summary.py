@@ -16,7 +16,7 @@ import pandas as pd
 
 from search.records import leaderboard
 from search.report import formats
-from search.report.display import format_value
+from search.report.display import duration_text, format_value
 from search.errors import UsageError
 
 STATES = ("complete", "pruned", "infeasible", "fail", "running", "all")
@@ -95,13 +95,6 @@ def state_counts(frame: pd.DataFrame) -> str:
     text = ", ".join(f"{counts[state]} {str(state).lower()}" for state in order if state in counts)
     return f"{len(frame)} ({text})" if text else "none yet"
 
-
-def duration_text(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
 
 
 # -- stored test-set evaluations (written by `leafsearch evaluate`)
