@@ -51,7 +51,7 @@ class Display:
         what = f"running {todo} more" if todo else "nothing left to run"
         spent = f"; {self._budget_text(todo)}" if finished and self.budget is not None else ""
         self._print(
-            f"[bold]Study {name}[/]: {finished} of {target} trials finished, {what}{spent} ({engine}; storage {storage})"
+            f"[bold]Study {name}[/]: {finished} of {target} trials finished, {what} ({engine}; storage {storage}){spent}"
         )
 
     def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
