@@ -27,6 +27,7 @@ import numpy as np
 
 from search.errors import UsageError
 
+BACKBONES = {f"efficientnet_b{i}": getattr(keras.applications, f"EfficientNetB{i}") for i in range(8)}  # Keras' variants, by our names
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the original code's MEAN_RGB / 255
 IMAGENET_STD = (0.229, 0.224, 0.225)  # its STDDEV_RGB / 255
 NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "advprop": ((0.5,) * 3, (0.5,) * 3)}  # AdvProp: x*2/255 - 1
@@ -124,8 +125,6 @@ def convert_checkpoint(checkpoint: Path, backbone: str, output: Path, normalizat
     `.weights.h5` file that `--weights FILE` loads; returns what was converted. Every name and
     shape is checked first: nothing is written unless all of them match."""
     import tensorflow as tf  # the checkpoint format is TensorFlow's
-
-    from leafsearch.models.efficientnet import BACKBONES
 
     if backbone not in BACKBONES:
         raise UsageError(f"--backbone {backbone}: not one of {', '.join(BACKBONES)}")

@@ -16,20 +16,11 @@ from typing import Any, Mapping
 import keras
 
 from leafsearch.models import backbone_weights
+from leafsearch.models.backbone_weights import BACKBONES
 from leafsearch.models.augment import augmentation_layers
 from leafsearch.models.cnn import BN_MOMENTUM
 from search.errors import UsageError
 
-BACKBONES = {
-    "efficientnet_b0": keras.applications.EfficientNetB0,
-    "efficientnet_b1": keras.applications.EfficientNetB1,
-    "efficientnet_b2": keras.applications.EfficientNetB2,
-    "efficientnet_b3": keras.applications.EfficientNetB3,
-    "efficientnet_b4": keras.applications.EfficientNetB4,
-    "efficientnet_b5": keras.applications.EfficientNetB5,
-    "efficientnet_b6": keras.applications.EfficientNetB6,
-    "efficientnet_b7": keras.applications.EfficientNetB7,
-}
 
 # The resolution each variant was trained at (the seed went 256 -> 380 for B4 for this reason).
 _NATIVE_SIZES = {"efficientnet_b0": 224, "efficientnet_b1": 240, "efficientnet_b2": 260, "efficientnet_b3": 300,
