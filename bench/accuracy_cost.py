@@ -21,32 +21,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
+from cli_run import leafsearch
+
 SPACE = '''from search import Choice, Fixed, Float, Space, Study
 SPACE = Space(dense_units=Choice([128, 256, 512, 1024], default=512), image_size=Choice([32, 48, 64], default=48),
               learning_rate=Float(1e-4, 1e-2, log=True, default=1e-3), batch_size=Fixed(32), patience=Fixed(4))
 STUDY = Study(pipeline="cnn", metric="val_accuracy", trials=12, max_epochs=6, objectives={"infer_ms": "minimize"})
 '''
 OBJECTIVES = {"val_accuracy": "maximize", "infer_ms": "minimize"}
-
-
-def leafsearch(*args: str, cwd: Path) -> float:
-    """Run the CLI; returns its wall time."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "leafsearch", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"leafsearch {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return round(time.monotonic() - started, 1)
 
 
 def front_of(board: pd.DataFrame) -> list[dict]:

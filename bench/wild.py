@@ -26,12 +26,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from cli_run import REPO, leafsearch
+
 sys.path.insert(0, str(REPO))
 
 SPACE = '''from search import Choice, Fixed, Float, Space, Study
@@ -42,15 +42,6 @@ STUDY = Study(pipeline="cnn", metric="{metric}", trials={trials}, max_epochs={ep
 '''
 CONFIGS = {"baseline": ("Fixed(0.0)", "val_accuracy"), "replaced": ("Float(0.0, 1.0, default=0.0)", "val_accuracy"),
            "selected": ("Float(0.0, 1.0, default=0.0)", "val_wild_accuracy")}
-
-
-def leafsearch(*args: str, cwd: Path) -> float:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "leafsearch", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"leafsearch {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return round(time.monotonic() - started, 1)
 
 
 def photo_subset(clean: Path, out: Path, seed: int) -> None:

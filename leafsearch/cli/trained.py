@@ -14,9 +14,9 @@ def evaluate(args: argparse.Namespace) -> int:
     result with the study."""
     from leafsearch.trained import evaluate as evaluation
 
-    evaluation.test_subsets(args.data)  # a bad folder is reported before Keras loads
+    parts = evaluation.test_subsets(args.data)  # a bad folder is reported before Keras loads
     import_keras_quietly()
-    trained, record, written = evaluation.evaluate_trial(args.results, args.study, args.trial, args.data)
+    trained, record, written = evaluation.evaluate_trial(args.results, args.study, args.trial, args.data, parts)
     print(f"Study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}) on {args.data}: "
           f"accuracy {record['accuracy']:.4f} on {record['images']} images")
     for subset, scored in record["subsets"].items():

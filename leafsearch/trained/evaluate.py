@@ -115,14 +115,16 @@ def test_subsets(data: Path) -> dict[str, Any]:
     return {child.name: scan_folder(child) for child in children}
 
 
-def evaluate_trial(results: Path, study: str, trial: int | None, data: Path) -> tuple[Any, dict[str, Any], Path]:
+def evaluate_trial(results: Path, study: str, trial: int | None, data: Path,
+                   parts: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any], Path]:
     """Score a trial's best checkpoint (the best complete trial by default) on a test folder with
-    the study's class sub-folders, or with subsets of them; store the result. Returns the
-    trained trial, the stored record and the JSON's path."""
+    the study's class sub-folders, or with subsets of them (`parts`: `test_subsets(data)`, when
+    the caller has it already); store the result. Returns the trained trial, the stored record
+    and the JSON's path."""
     from leafsearch.data import load_images
     from leafsearch.trained import checkpoint
 
-    parts = test_subsets(data)  # a bad folder is reported before the model loads
+    parts = test_subsets(data) if parts is None else parts  # a bad folder is reported before the model loads
     trained = checkpoint.load(results, study, trial)
     for subset, test in parts.items():
         if tuple(test.class_names) != trained.class_names:

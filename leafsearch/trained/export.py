@@ -18,7 +18,7 @@ import keras
 
 from leafsearch.models import augment  # registers RandomCropResize: exports from before 0.2 hold it
 from leafsearch.trained.checkpoint import TrialModel
-from search.errors import UsageError
+from search.errors import UsageError, one_line
 from search.records.files import write_json_atomic
 
 SUFFIX = ".keras"
@@ -68,8 +68,7 @@ def load(path: Path) -> Exported:
         meta = json.loads(labels.read_text(encoding="utf-8"))
         model = keras.saving.load_model(path, compile=False)
     except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{path}: cannot load the model ({first[:200]}); export it again with leafsearch export") from None
+        raise UsageError(f"{path}: cannot load the model ({one_line(exc)[:200]}); export it again with leafsearch export") from None
     names = tuple(meta["class_names"])
     if model.output_shape[-1] != len(names):
         raise UsageError(f"{labels}: names {len(names)} classes, the model has {model.output_shape[-1]} outputs; export the model again")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from leafsearch.data import LeafData, prepare
 from leafsearch.training.recipe import resolve
-from search.errors import OutOfMemory, TrialPruned
+from search.errors import OutOfMemory, TrialPruned, one_line
 from search.reporter import Reporter, summarise
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class LeafObjective:
         except Exception as exc:
             outcome = "failed"
             if is_out_of_memory(exc):
-                raise OutOfMemory(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
+                raise OutOfMemory(one_line(exc)) from exc
             raise
         finally:
             if tensorboard is not None:
