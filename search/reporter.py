@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import abc
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from search.errors import ConstraintViolated
 from search.records.files import write_json_atomic
 from search.study import violated
+
+ENDED_AT = "ended_at"  # history.json: when an epoch ended
 
 EpochListener = Callable[[int, int, Mapping[str, float]], None]
 
@@ -52,8 +55,8 @@ class Reporter(abc.ABC):
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
         """Record one finished epoch (0-based, counted across training phases)."""
-        row = {"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}}
-        self.history.append(row)
+        row = {"epoch": int(epoch), **{k: float(v) for k, v in metrics.items() if k != ENDED_AT}}
+        self.history.append(stamped(row, metrics))
         write_json_atomic(self.trial_dir / "history.json", self.history)
         value = row.get(self.metric)
         if value is not None and math.isfinite(value):
@@ -89,6 +92,12 @@ class Reporter(abc.ABC):
     @abc.abstractmethod
     def should_prune(self) -> bool:
         """Whether the engine wants this trial stopped now."""
+
+
+def stamped(row: Mapping[str, float], metrics: Mapping[str, float]) -> dict[str, float]:
+    """The history row of an epoch with when it ended (Unix seconds; kept if the trial's own
+    process stamped it), so a study's curves can be read over compute time, not only epochs."""
+    return {**row, ENDED_AT: float(metrics.get(ENDED_AT, time.time()))}
 
 
 def summarise(history: list[dict[str, float]], metric: str, direction: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from search.execution import lifeline
 from search.errors import ConstraintViolated, OutOfMemory, TrialFailed, TrialPruned, UsageError, one_line
-from search.reporter import Reporter
+from search.reporter import Reporter, stamped
 
 Objective = Callable[[dict, Reporter], Mapping[str, float]]
 
@@ -51,7 +51,7 @@ class ChildReporter(Reporter):
         self._conn = conn
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        row = {"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}}
+        row = stamped({"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}}, metrics)
         self.history.append(row)
         self._conn.send(("report", int(epoch), row))
 
