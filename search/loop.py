@@ -2,8 +2,8 @@
 ones, the way Optuna's own `_optimize` loop drives any sampler.
 
 What it owns: the target count (`--trials` is the study's total, so running again resumes), the
-baseline trial 0 (the space's defaults), continuing interrupted trials from their checkpoints,
-failures in a row, the timeout, the resume identity, `study.json`, each trial's folder
+first trials of a new study (a warm start's, then the baseline: the space's defaults), continuing
+interrupted trials from their checkpoints, failures in a row, the timeout, the resume identity, `study.json`, each trial's folder
 (`params.json`, `run.json`), the leaderboard and the display. What an engine does differently is
 its adapter's (search/engines/), behind the protocol of search/engines/base.py.
 """
@@ -20,11 +20,11 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from search.engines import Engine, default_algorithm, engine_class, make_engine
-from search.engines.base import BAD_INPUT, COMPLETE, FAIL, INFEASIBLE, INTERRUPTED, PRUNED, Outcome, Stop, Ticket, Wait
+from search.engines.base import BAD_INPUT, COMPLETE, FAIL, INFEASIBLE, INTERRUPTED, PRUNED, FirstTrial, Outcome, Stop, Ticket, Wait
 from search.errors import ConstraintViolated, SearchAborted, TrialFailed, TrialPruned, UsageError
 from search.execution.executor import TrialExecutor
 from search.execution.workers import WorkerPool
-from search.options import RunOptions
+from search.options import RunOptions, WarmStart
 from search.records import costs, leaderboard, trial_files
 from search.records.checkpoints import CheckpointStore, copy_checkpoints, move_checkpoints
 from search.records.files import read_json, write_json_atomic
@@ -118,15 +118,40 @@ class StudyLoop:
                 f"study {options.study_name!r} was run with a different setup ({'; '.join(differences)}): "
                 f"its trials would not be comparable; pass a new --study NAME, or undo the change to resume"
             )
-        baseline = self.space.defaults()
-        engine.start(identity, baseline if baseline and None not in baseline.values() else None)
+        created = stored is None
+        warm = options.warm_start if created else None
+        # Where the study was warm-started from: kept with its identity, never compared (a resume
+        # with or without --warm-start continues it).
+        origin = (stored or {}).get("warm_start") or (self._warm_record(warm) if warm and warm.trials else None)
+        engine.start({**identity, **({"warm_start": origin} if origin else {})}, self.first_trials(warm))
         self._requeue_orphans()
         write_json_atomic(options.study_dir / "study.json", {
             "study": options.study_name, "metric": self.spec.metric, "direction": self.spec.direction,
             "pipeline": self.spec.pipeline, "backend": engine.backend, "algorithm": options.algorithm,
             "pruner": options.pruner, "storage": engine.storage(), "params": self.space.names,
-            "objectives": dict(self.spec.objectives), "constraints": dict(self.spec.constraints)})
+            "objectives": dict(self.spec.objectives), "constraints": dict(self.spec.constraints),
+            **({"warm_start": origin} if origin else {})})
         self._opened = True
+        if warm is not None and warm.note:
+            self.display.note(warm.note[0].upper() + warm.note[1:] + ".")
+        elif options.warm_start is not None and not created and options.worker == 0:
+            self.display.note(f"--warm-start {options.warm_start.source}: study {options.study_name!r} exists, so it resumes; "
+                              f"a warm start queues its trials only when a study is created.")
+
+    def first_trials(self, warm: WarmStart | None) -> list[FirstTrial]:
+        """What a new study runs first: a warm start's trials, then the baseline (the space's
+        defaults, unless a parameter has none or it is one of those trials)."""
+        first = [FirstTrial(dict(params), {"warm_start": f"{warm.source} trial {number}"})
+                 for number, params in (warm.trials if warm else ())]
+        baseline = self.space.defaults()
+        if baseline and None not in baseline.values() and all(trial.params != baseline for trial in first):
+            first.append(FirstTrial(baseline, {"baseline": True}))
+        return first
+
+    @staticmethod
+    def _warm_record(warm: WarmStart) -> dict[str, Any]:
+        """What study.json (and the engine's storage) keep of a warm start, for `report`."""
+        return {"study": warm.source, "trials": [number for number, _ in warm.trials]}
 
     # -- running
     def run(self) -> dict[str, Any] | None:

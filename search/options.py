@@ -7,6 +7,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+@dataclasses.dataclass(frozen=True)
+class WarmStart:
+    """`--warm-start STUDY`: an earlier study's best complete trials, projected onto this study's
+    space (search/warmstart.py), to run first when this study is created (never on resume)."""
+
+    source: str  # the earlier study's name
+    trials: tuple[tuple[int, Mapping[str, Any]], ...] = ()  # (its trial number, the projected values), in order
+    note: str = ""  # for the user, once the trials are queued
+
+
 @dataclasses.dataclass
 class RunOptions:
     study_name: str
@@ -26,6 +36,7 @@ class RunOptions:
     worker: int = 0  # this worker's index among those sharing the study (seeds its sampler apart)
     in_process: bool = False  # train in this process instead of a child process per trial (debugging)
     preload: tuple[str, ...] = ()  # modules the trial processes' fork server imports once (e.g. Keras)
+    warm_start: WarmStart | None = None  # trials to run first when the study is created
 
     @property
     def prune(self) -> bool:

@@ -19,6 +19,30 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _plain(value: Any) -> Any:
+    """A NumPy scalar (as a leaderboard read by pandas holds it) as the Python value it stands for."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
+
+
+def _match(options: tuple[Any, ...], value: Any) -> Any:
+    """The option `value` stands for, read back from a CSV (16.0 for 16, "True" for True), or a
+    ValueError: numbers match numbers, booleans booleans, text its own spelling."""
+    value = _plain(value)
+    for option in options:
+        if value == option and type(value) is type(option):
+            return option
+    for option in options:
+        if isinstance(option, bool):
+            if isinstance(value, str) and value.strip().lower() == str(option).lower():
+                return option
+        elif _is_number(option):
+            if _is_number(value) and float(value) == float(option):
+                return option
+        elif isinstance(option, str) and not isinstance(value, bool) and str(value) == option:
+            return option
+    raise ValueError(value)
+
+
 def _normalise_when(when: Mapping[str, Any] | None) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     if not when:
         return ()
@@ -52,6 +76,11 @@ class Param:
 
     def parse(self, text: str) -> Any:
         """The value a command-line string stands for (for `--set NAME=VALUE`)."""
+        raise NotImplementedError
+
+    def coerce(self, value: Any) -> Any:
+        """`value` (another study's, as its leaderboard holds it) as a value of this parameter, or a
+        ValueError when it is not one (outside the range, off the step, not a member)."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -107,6 +136,12 @@ class Float(Param):
     def parse(self, text: str) -> float:
         return float(text)
 
+    def coerce(self, value: Any) -> float:
+        value = _plain(value)
+        if not _is_number(value) or not self.contains(float(value)):
+            raise ValueError(value)
+        return float(value)
+
     def describe(self) -> str:
         return f"a number in [{self.low}, {self.high}]"
 
@@ -146,6 +181,14 @@ class Int(Param):
 
     def parse(self, text: str) -> int:
         return int(text)
+
+    def coerce(self, value: Any) -> int:
+        value = _plain(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not self.contains(value):
+            raise ValueError(value)
+        return value
 
     def describe(self) -> str:
         step = f" step {self.step}" if self.step != 1 else ""
@@ -194,6 +237,9 @@ class Choice(Param):
                     pass
         raise ValueError(text)
 
+    def coerce(self, value: Any) -> Any:
+        return _match(self.values, value)
+
     def describe(self) -> str:
         return "one of " + ", ".join(map(str, self.values))
 
@@ -215,6 +261,9 @@ class Bool(Param):
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ValueError(text)
+
+    def coerce(self, value: Any) -> bool:
+        return _match((False, True), value)
 
     def describe(self) -> str:
         return "true or false"
@@ -243,6 +292,13 @@ class Fixed(Param):
         if str(self.value) == text:
             return self.value
         raise ValueError(text)
+
+    def coerce(self, value: Any) -> Any:
+        if self.value is None:
+            if value is None:
+                return None
+            raise ValueError(value)
+        return _match((self.value,), value)
 
     def describe(self) -> str:
         return f"fixed at {self.value!r}"
@@ -361,6 +417,29 @@ class Space:
     def defaults(self) -> dict[str, Any]:
         """The active parameters' default values (None where a parameter gives none)."""
         return self.sample(lambda name, param: getattr(param, "default", None))
+
+    def project(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Another space's trial carried onto this one (a warm start): each active parameter keeps
+        the trial's value where it is one of its values, else takes its default (left out when it
+        has none: the engine draws it). Returns (the projected values, the trial's values that
+        did not carry: named but outside the parameter, inactive here, or not in this space)."""
+        projected: dict[str, Any] = {}
+        dropped = {name: value for name, value in values.items() if name not in self._params}
+        for name in self._sampling_order():
+            param = self._params[name]
+            if not self.is_active(name, projected):
+                if name in values:
+                    dropped[name] = values[name]
+                continue
+            if name in values:
+                try:
+                    projected[name] = param.coerce(values[name])
+                    continue
+                except ValueError:
+                    dropped[name] = values[name]
+            if getattr(param, "default", None) is not None:
+                projected[name] = param.default
+        return {name: projected[name] for name in self._params if name in projected}, dropped
 
     # -- changes
     def pin(self, name: str, text: str) -> "Space":

@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an upper bound on a cost column, e.g. --constraint 'infer_ms<=10' or 'params<=5e6' (repeatable; "
                           "adds to STUDY.constraints): a trial whose model breaks it ends before its first epoch")
     run.add_argument("--study", help="study name (default: the space file's name, e.g. cnn)")
+    run.add_argument("--warm-start", metavar="STUDY",
+                     help="begin a new study with the best complete trials of an earlier study in --results (or --storage): "
+                          "its best min(5, --trials // 4) trials, at least 1, projected onto this space (a value outside it "
+                          "takes this space's default; one note lists what was dropped), run before the baseline; "
+                          "only when the study is created, never on resume")
     run.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
     run.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
                      help=f"Optuna storage URL, e.g. postgresql://user@host/db, or set {STORAGE_VARIABLE} to keep a password "

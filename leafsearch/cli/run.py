@@ -22,7 +22,7 @@ def request(args: argparse.Namespace) -> study.Request:
         pruner=getattr(args, "pruner", None), no_prune=getattr(args, "no_prune", False), trials=args.trials,
         max_epochs=args.max_epochs, seed=getattr(args, "seed", 0), timeout_s=getattr(args, "timeout", None),
         storage=args.storage, in_process=args.in_process, precision=args.precision,
-        worker_seed=int(os.environ.get(WORKER_INDEX, "0")), pins=args.pins,
+        worker_seed=int(os.environ.get(WORKER_INDEX, "0")), pins=args.pins, warm_start=getattr(args, "warm_start", None),
         overrides={"image_size": args.image_size, "backbone": args.backbone, "weights": args.weights,
                    "backgrounds": None if args.backgrounds is None else str(Path(args.backgrounds).expanduser().resolve())},
     )

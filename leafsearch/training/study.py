@@ -53,6 +53,7 @@ class Request:
     precision: str = "auto"
     worker_seed: int = 0  # seeds this worker's sampler apart from the others'
     pins: Sequence[tuple[str, str]] = ()
+    warm_start: str | None = None  # an earlier study whose best trials this one runs first (when created)
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # image_size, backbone, weights
 
 
@@ -196,6 +197,12 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
     if backend == "kerastuner" and request.storage is not None:
         raise UsageError("--storage is for the optuna backend; a kerastuner study is stored in its project folder under --results")
     name = check_study_name(request.study or Path(request.space_file or "").stem)
+    trials = request.trials or spec.trials
+    warm = None
+    if request.warm_start is not None:  # read before anything is written
+        from search.warmstart import plan
+
+        warm = plan(request.results, request.warm_start, name, space, trials, request.storage)
     check_writable(request.results)
     if request.data is None:
         data_root = builtin_data(request.results, note)
@@ -227,7 +234,6 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
     for size in recipe_values(space, "image_size", spec.pipeline):  # decode once, and find bad data now
         objective.data(size)
     device = found.result() if isinstance(found, Future) else found
-    trials = request.trials or spec.trials
     options = RunOptions(
         study_name=name, study_dir=request.results / name, trials=trials, backend=backend, storage=request.storage,
         algorithm=algorithm, pruner=pruner, max_resource=most_epochs_a_trial(space, spec.pipeline, max_epochs),
@@ -236,7 +242,7 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         settings={"trials": trials, "max_epochs": max_epochs, "algorithm": algorithm, "pruner": pruner},
         run_info={**device["versions"], "precision": device["policy"], "data": str(data_root), "classes": len(folder.class_names),
                   **({"weights_origin": weights_origin} if weights_origin else {})},
-        worker=request.worker_seed, in_process=request.in_process, preload=PRELOAD,
+        worker=request.worker_seed, in_process=request.in_process, preload=PRELOAD, warm_start=warm,
     )
     return Prepared(space, spec, objective, options, len(folder.paths), len(folder.class_names), device["device"],
                     device["policy"], device["gpus"])

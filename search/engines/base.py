@@ -1,7 +1,8 @@
 """The narrow protocol between the study loop and a search engine (Optuna, KerasTuner).
 
 The loop (search/loop.py) owns everything both engines share; an adapter only translates:
-- `stored_identity()` / `start(identity, baseline)`: open the engine's storage, new or resumed;
+- `stored_identity()` / `start(identity, first)`: open the engine's storage, new (with the trials
+  to run first: a warm start's, the baseline) or resumed;
 - `ask()` a trial's ticket (number, parameters, seed), `report()` an epoch and hear whether to
   prune, `tell()` the outcome;
 - `finished()` and `requeue_orphans()`: what the loop needs to resume;
@@ -15,7 +16,7 @@ import abc
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Mapping
+from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 from search.options import RunOptions
 from search.space import Space
@@ -41,6 +42,15 @@ class Ticket:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # engine facts for run.json
     handle: Any = None  # the engine's own trial object
     taken_over: bool = False  # another worker ended this trial in the storage meanwhile
+
+
+@dataclasses.dataclass(frozen=True)
+class FirstTrial:
+    """A trial a new study runs before the engine's own choices: the baseline (the space's
+    defaults) or a warm start's. `params` may leave out a parameter: the engine draws it."""
+
+    params: Mapping[str, Any]
+    attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # what the storage records of its origin
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +117,9 @@ class Engine(abc.ABC):
         """The identity of the stored study (None when there is none); reads only."""
 
     @abc.abstractmethod
-    def start(self, identity: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> None:
-        """Create the study (with `baseline` as its first trial) or load it to resume."""
+    def start(self, identity: Mapping[str, Any], first: Sequence[FirstTrial]) -> None:
+        """Create the study, with `first` as its first trials in this order, or load it to resume
+        (`first` is then ignored: what was queued when it was created is still queued)."""
 
     def requeue_orphans(self) -> list[str]:
         """Queue again the trials whose process died; returns a note for each."""

@@ -52,7 +52,7 @@ def load_study_rows(results: Path, name: str | None, storage: str | None) -> tup
         frame = leaderboard.build(rows_from_study(study, metric, algorithm), metric, list(space), {metric: direction, **objectives})
         return frame, {"study": name, "metric": metric, "direction": direction, "backend": "optuna",
                        "algorithm": algorithm, "pruner": settings.get("pruner"), "storage": mask_url(storage),
-                       "space": space or None, "objectives": objectives}
+                       "space": space or None, "objectives": objectives, "warm_start": study.user_attrs.get("warm_start")}
     name = name or latest_study(results)
     study_dir = results / name
     board = study_dir / "leaderboard.csv"
@@ -65,7 +65,8 @@ def load_study_rows(results: Path, name: str | None, storage: str | None) -> tup
     return frame, {"study": name, "metric": meta.get("metric", "val_accuracy"), "direction": meta.get("direction", "maximize"),
                    "backend": meta.get("backend") or first.get("backend"), "algorithm": meta.get("algorithm") or first.get("algorithm"),
                    "pruner": meta.get("pruner"), "storage": stored if "://" in stored else str(study_dir / stored), "space": None,
-                   "objectives": meta.get("objectives") or {}, "constraints": meta.get("constraints") or {}}
+                   "objectives": meta.get("objectives") or {}, "constraints": meta.get("constraints") or {},
+                   "warm_start": meta.get("warm_start")}
 
 
 def study_space(study_dir: Path, meta: dict[str, Any]) -> Space | None:

@@ -77,6 +77,10 @@ def header(frame: pd.DataFrame, meta: Mapping[str, Any]) -> Header:
         lines.insert(3, ("Constraints", ", ".join(f"{name} <= {bound:g}" for name, bound in meta["constraints"].items())))
     if meta.get("objectives"):
         lines.insert(3, ("Objectives", ", ".join(f"{name} ({way})" for name, way in {metric: direction, **meta["objectives"]}.items())))
+    warm = meta.get("warm_start")
+    if warm:
+        numbers = ", ".join(str(n) for n in warm.get("trials", []))
+        lines.append(("Warm start", f"from study {warm.get('study')} (its trials {numbers}, run first)"))
     best = leaderboard.best_trial(frame, metric, direction)
     if best is not None:
         lines.append(("Best", f"trial {best['trial']}: {metric}={format_value(float(best[metric]))}"))

@@ -77,6 +77,19 @@ def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
     assert leafsearch("report", "--format", "csv", "--output", csv_out, cwd=tmp_path).returncode == 0
     assert pd.read_csv(csv_out)["trial"].tolist() == [rows[0]["trial"], rows[1]["trial"], rows[2]["trial"]]
 
+    # A larger-image study warm-started from this one runs its best trial first, projected.
+    warm = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "1", *TINY, "--image-size", "48",
+                      "--study", "cnn48", "--warm-start", "cnn", cwd=tmp_path)
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    flat = " ".join(warm.stdout.split())
+    assert f"Warm start from cnn: 1 trial queued first (its trial {rows[0]['trial']}," in flat
+    assert "dropped image_size=32 (new space: fixed at 48)" in flat
+    warm_row = pd.read_csv(tmp_path / "results" / "cnn48" / "leaderboard.csv").iloc[0]
+    carried = {c: rows[0][c] for c in rows[0] if c.startswith("param_") and c != "param_image_size"}
+    assert {c: warm_row[c] for c in carried} == pytest.approx(carried) and warm_row["param_image_size"] == 48
+    shown = leafsearch("report", "--study", "cnn48", cwd=tmp_path)
+    assert f"from study cnn (its trials {rows[0]['trial']}, run first)" in shown.stdout
+
 
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
@@ -190,6 +203,26 @@ def test_bad_objectives_and_constraints_are_one_line(tmp_path, capsys, extra, fr
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1
     assert not (tmp_path / "results" / "cnn").exists()
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ("nope", "--warm-start: no study 'nope' in "),
+    ("cnn", "--warm-start cnn: that is the study being run"),
+    ("failed", "--warm-start: study 'failed' has no complete trial yet"),
+])
+def test_a_bad_warm_start_is_one_line_and_writes_nothing(tmp_path, capsys, source, fragment):
+    from optuna.trial import TrialState
+
+    from leafsearch.cli.main import main
+    from tests.search import toy_study
+
+    results = tmp_path / "results"
+    toy_study.make_study(results, name="failed", trials=[(TrialState.PRUNED, 0.2, 2, {"learning_rate": 1e-3, "dense_units": 64, "loss": "ce"}, "")])
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    assert main(["run", str(CNN_SPACE), "--results", str(results), "--warm-start", source]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1
+    assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == before  # nothing written, nothing changed
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "spaces").glob("*.py")), ids=lambda p: p.name)

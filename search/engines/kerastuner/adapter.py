@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
-from search.engines.base import BAD_INPUT, FAIL, INTERRUPTED, Engine, LocalWorkers, Outcome, Stop, Ticket, Wait
+from search.engines.base import BAD_INPUT, FAIL, INTERRUPTED, Engine, FirstTrial, LocalWorkers, Outcome, Stop, Ticket, Wait
 from search.engines.choices import ALGORITHMS, KERASTUNER_IDENTITY as IDENTITY_NAME, KERASTUNER_PROJECT as PROJECT_NAME
 from search.engines.kerastuner.oracles import hyperband_budget, make_oracle
 from search.engines.kerastuner.space import declare, encode_values, sample
@@ -99,10 +99,10 @@ class KerasTunerEngine(Engine):
             raise UsageError(f"{self.project_dir} holds a KerasTuner project leafsearch did not make; pass a new --study NAME")
         return stored
 
-    def start(self, identity: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> None:
+    def start(self, identity: Mapping[str, Any], first: Sequence[FirstTrial]) -> None:
         hp = declare(self.space, keras_tuner.HyperParameters())
         oracle = make_oracle(self.options.algorithm, self.spec.metric, self.spec.direction, hp, self.options.seed, self.max_epochs)
-        oracle.baseline = None if baseline is None else encode_values(self.space, baseline)
+        oracle.first = [encode_values(self.space, trial.params) for trial in first]  # a resumed oracle reloads what is left
         # What Tuner.__init__ does with its directory; KerasTuner has no public call for an oracle alone.
         oracle._set_project_dir(str(self.study_dir), PROJECT_NAME)  # noqa: SLF001
         resuming = (self.project_dir / "oracle.json").exists()

@@ -1,5 +1,6 @@
-"""KerasTuner's oracles as leafsearch uses them: the space's defaults as the first trial, no
-retries, no failure limit of their own (the study loop counts failures), and Hyperband's budgets."""
+"""KerasTuner's oracles as leafsearch uses them: a queue of first trials (a warm start's, then the
+space's defaults), no retries, no failure limit of their own (the study loop counts failures),
+and Hyperband's budgets."""
 
 from __future__ import annotations
 
@@ -14,28 +15,64 @@ from search.errors import UsageError
 HYPERBAND_FACTOR = 3
 
 
-class _BaselineFirst:
-    """The space's defaults are the first trial. `_random_values` is where each of the three
-    oracles draws a new trial's values (KerasTuner 1.4 has no public hook for a first trial)."""
+FIRST_STATE = "leafsearch_first"  # the queue's key in the oracle's saved state (oracle.json)
 
-    baseline: dict[str, Any] | None = None
+
+class _QueuedFirst:
+    """The first trials come from a queue (a warm start's trials, then the space's defaults).
+    `_random_values` is where each of the three oracles draws a new trial's values (KerasTuner
+    1.4 has no public hook for first trials); the queue is saved with the oracle's state, so a
+    resumed study serves what is left of it and never serves an entry twice."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.first: list[dict[str, Any]] = []
 
     def _random_values(self):
-        if self.baseline is not None and not self.trials:
-            return dict(self.baseline)
+        while self.first:
+            values = self._completed(self.first.pop(0))
+            if not self._duplicate(values):
+                return values
         return super()._random_values()
 
+    def _completed(self, given: dict[str, Any]) -> dict[str, Any]:
+        """`given` with each active parameter it leaves out drawn, as `_random_values` draws it."""
+        hps = keras_tuner.HyperParameters()
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            if hps.is_active(hp):
+                if hp.name in given:
+                    hps.values[hp.name] = given[hp.name]
+                else:
+                    hps.values[hp.name] = hp.random_sample(self._seed_state)
+                    self._seed_state += 1
+        return hps.values
 
-class _RandomSearchOracle(_BaselineFirst, keras_tuner.oracles.RandomSearchOracle):
+    def get_state(self):
+        return {**super().get_state(), FIRST_STATE: list(self.first)}
+
+    def set_state(self, state):
+        super().set_state(state)
+        if FIRST_STATE in state:
+            self.first = list(state[FIRST_STATE])
+        elif self.trials:  # saved before the queue was: its baseline was trial 0
+            self.first = []
+
+
+class _RandomSearchOracle(_QueuedFirst, keras_tuner.oracles.RandomSearchOracle):
     pass
 
 
-class _BayesianOptimizationOracle(_BaselineFirst, keras_tuner.oracles.BayesianOptimizationOracle):
-    pass
+class _BayesianOptimizationOracle(_QueuedFirst, keras_tuner.oracles.BayesianOptimizationOracle):
+    def populate_space(self, trial_id):
+        """Queued trials before the Gaussian process, however few its random start has."""
+        if self.first:
+            return self._random_populate_space()
+        return super().populate_space(trial_id)
 
 
-class _HyperbandOracle(_BaselineFirst, keras_tuner.oracles.HyperbandOracle):
-    pass
+class _HyperbandOracle(_QueuedFirst, keras_tuner.oracles.HyperbandOracle):
+    pass  # queued trials start its first bracket, each with that bracket's first budget
 
 
 def make_oracle(algorithm: str, metric: str, direction: str, hp: keras_tuner.HyperParameters, seed: int,

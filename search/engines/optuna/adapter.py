@@ -12,13 +12,13 @@ import datetime
 import logging
 import os
 import socket
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled  # noqa: PLC2701 - Optuna's own helpers
 from optuna.trial import TrialState
 
-from search.engines.base import BAD_INPUT, COMPLETE, INFEASIBLE, INTERRUPTED, Engine, Outcome, Ticket, Wait
+from search.engines.base import BAD_INPUT, COMPLETE, INFEASIBLE, INTERRUPTED, Engine, FirstTrial, Outcome, Ticket, Wait
 from search.engines.optuna.algorithms import make_pruner, make_sampler
 from search.engines.optuna.shadow import ShadowPruning
 from search.engines.optuna.space import sample
@@ -73,7 +73,7 @@ class OptunaEngine(Engine):
                                        pruner=make_pruner(options.pruner, options.max_resource))
         return {**self.study.user_attrs, "direction": self.study.directions[0].name.lower()}
 
-    def start(self, identity: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> None:
+    def start(self, identity: Mapping[str, Any], first: Sequence[FirstTrial]) -> None:
         settings = dict(self.options.settings)
         if self.study is not None:  # resumed: only the settings a joining worker reads may change
             if settings and self.study.user_attrs.get("settings") != settings:
@@ -84,8 +84,8 @@ class OptunaEngine(Engine):
                                          sampler=self._sampler, pruner=make_pruner(self.options.pruner, self.options.max_resource))
         for key, value in {**identity, "settings": settings}.items():
             self.study.set_user_attr(key, value)
-        if baseline is not None:
-            self.study.enqueue_trial(dict(baseline), user_attrs={"baseline": True})
+        for trial in first:  # queued trials run first, in order; a parameter left out is sampled
+            self.study.enqueue_trial(dict(trial.params), user_attrs=dict(trial.attrs))
 
     def requeue_orphans(self) -> list[str]:
         """RUNNING trials whose process died (kill -9, a crash, a lost machine) are marked failed
