@@ -30,8 +30,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.engines.optuna.adapter import make_pruner  # noqa: E402
+from search.engines.curve_rule import CurveRule  # noqa: E402
 from search.engines.median_rule import curve_of  # noqa: E402
+from search.engines.optuna.adapter import make_pruner  # noqa: E402
+from search.engines.optuna.curve import CurvePruner  # noqa: E402
 
 GOAL_POINTS, GOAL_EPOCHS = 1.0, 1 / 3
 
@@ -48,7 +50,24 @@ def variants(max_resource: int) -> dict[str, Callable[[], optuna.pruners.BasePru
         "percentile, best 25% go on, warm-up of 1 epoch": lambda: pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=1),
         "asha, reduction factor 4": lambda: pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4),
         "asha, first rung after 3 epochs": lambda: pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
+        "curve": lambda: make_pruner("curve", max_resource),
+        **{f"curve, {label}": (lambda rule=rule: CurvePruner(max_resource, rule)) for label, rule in CURVE_VARIANTS.items()},
     }
+
+
+# The learning-curve rule's constants varied one or two at a time from its defaults (search.engines.curve_rule).
+CURVE_VARIANTS = {
+    "no peers": CurveRule(peer_band=None),
+    "peers within 0.1": CurveRule(peer_band=0.1),
+    "k=0": CurveRule(k=0.0),
+    "k=2": CurveRule(k=2.0),
+    "slack 0": CurveRule(slack=0.0),
+    "slack 0.05": CurveRule(slack=0.05),
+    "lookahead 1": CurveRule(lookahead=1.0),
+    "lookahead 4": CurveRule(lookahead=4.0),
+    "warm-up 1": CurveRule(n_warmup_steps=1, min_points=2),
+    "warm-up 3": CurveRule(n_warmup_steps=3, min_points=4),
+}
 
 
 def read_curves(study_dir: Path) -> tuple[list[int], list[list[float | None]], str, str]:
