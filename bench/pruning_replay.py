@@ -8,8 +8,8 @@ study draws the same configurations and trains each one the same way, so the rep
 very figures a real run would (bench/pruning.py checks this: its `asha` and `median` studies
 match their replays). Under TPE, later draws would have differed: read it as an estimate.
 
-It replays leafsearch's pruners (`median`, `asha`, `hyperband`, as `--pruner` builds them) and a
-few variants, and prints one JSON object: per pruner, the share of the epochs it would have
+It replays leafsearch's pruners (`median`, `asha`, `hyperband`, `curve`, as `--pruner` builds them)
+and a few variants (of the learning-curve rule's constants too), and prints one JSON object: per pruner, the share of the epochs it would have
 trained, the best value of a trial it lets finish against the unpruned best, and the same
 without trial 0 (the space's defaults, which an Optuna study runs first).
 
@@ -55,18 +55,15 @@ def variants(max_resource: int) -> dict[str, Callable[[], optuna.pruners.BasePru
     }
 
 
-# The learning-curve rule's constants varied one or two at a time from its defaults (search.engines.curve_rule).
+# The learning-curve rule's constants varied one at a time from its defaults (search.engines.curve_rule).
 CURVE_VARIANTS = {
-    "no peers": CurveRule(peer_band=None),
-    "peers within 0.1": CurveRule(peer_band=0.1),
-    "k=0": CurveRule(k=0.0),
-    "k=2": CurveRule(k=2.0),
-    "slack 0": CurveRule(slack=0.0),
-    "slack 0.05": CurveRule(slack=0.05),
-    "lookahead 1": CurveRule(lookahead=1.0),
-    "lookahead 4": CurveRule(lookahead=4.0),
-    "warm-up 1": CurveRule(n_warmup_steps=1, min_points=2),
-    "warm-up 3": CurveRule(n_warmup_steps=3, min_points=4),
+    "k=1": CurveRule(k=1.0),
+    "k=3": CurveRule(k=3.0),
+    "least sigma 0.02": CurveRule(min_sigma=0.02),
+    "fit the whole curve": CurveRule(window=None),
+    "peers within 0.05": CurveRule(peer_band=0.05),
+    "lookahead 3 epochs": CurveRule(lookahead=3.0),
+    "warm-up 3 epochs": CurveRule(n_warmup_steps=3, min_points=4),
 }
 
 

@@ -8,21 +8,26 @@ unmerged; KerasTuner has none), so it is our own: a cheap cousin of Domhan, Spri
 Hutter 2015, "Speeding up automatic hyperparameter optimization of deep neural networks by
 extrapolation of learning curves" (IJCAI), who fit a weighted ensemble of 11 parametric families
 by MCMC and stop a run when P(final > best so far) < 5 %. Here two saturating families are fitted
-by weighted least squares in microseconds, and the probability becomes an optimistic bound.
+by weighted least squares in under a millisecond, and the probability becomes an optimistic bound.
 
 For a maximised metric (a minimised one is negated first), after the latest epoch:
 1. warm-up: keep going before `n_startup_trials` trials finished or before `n_warmup_steps`
-   (the 0-based epoch of the first decision), and whatever its values, before `min_points`;
-2. fit y = a - b*exp(-c*t) and y = a - b*t^(-c) (t the 1-based epoch, b >= 0, c on a grid),
-   each point weighted by t so the recent epochs count most; the prediction is the better of the
-   two at the horizon (the last epoch the trial may train);
+   (the 0-based epoch of the first decision), or before the trial has `min_points` values;
+2. fit y = a - b*exp(-c*t) and y = a - b*t^(-c) (t the 1-based epoch, b >= 0, c on a grid) to
+   the latest `window` epochs (a late start's flat epochs are not the saturating part), each
+   point weighted by t; the prediction is the better of the two at the horizon (the last epoch
+   the trial may train);
 3. sigma: the larger of the fits' residual spread, their leave-last-out error (fitted without the
    latest point, how far off they predict it) and `min_sigma`;
 4. the trial's bound is the best of: the prediction + k*sigma, its own best so far + `slack`, and
    its latest value + the recent rise per epoch * `lookahead` (a curve still rising steeply is
    not cut);
-5. prune when that bound is below the best value any trial has reached (finished trials, and
-   `best` when the caller knows more, e.g. pruned trials' best values).
+5. with `peer_band` set (off by default: on the replays it cost epochs and kept no better
+   trial), keep it when a finished trial whose value at this epoch was that close went on to
+   gain enough to reach the best (a late riser, flat at chance for epochs, is a shape no
+   saturating family predicts);
+6. otherwise prune when the bound is below the best value any trial has reached (finished
+   trials, and `best` when the caller knows more, e.g. pruned trials' best values).
 """
 
 from __future__ import annotations
@@ -43,14 +48,15 @@ _POW_RATES = np.geomspace(0.1, 4.0, 24)  # c of a - b*t^(-c)
 class CurveRule:
     """The rule's constants (chosen on replays of unpruned studies, bench/README.md)."""
 
-    k: float = 1.0  # sigmas of optimism added to the prediction
+    k: float = 2.0  # sigmas of optimism added to the prediction
     slack: float = 0.02  # never cut a trial whose best so far is this close to the best
-    lookahead: float = 2.0  # epochs the recent rise per epoch is extrapolated over
-    min_sigma: float = 0.01  # the least uncertainty of a prediction (metric units)
+    lookahead: float = 1.0  # epochs the recent rise per epoch is extrapolated over
+    min_sigma: float = 0.05  # the least uncertainty of a prediction (metric units): a validation metric's epoch-to-epoch noise
     n_startup_trials: int = 3  # finished trials before any pruning (trial 0, the baseline, is never cut)
     n_warmup_steps: int = 2  # the 0-based epoch of the first decision
     min_points: int = 3  # values needed for a fit
-    peer_band: float | None = 0.05  # keep a trial one finished trial within this of it at this epoch went on to catch up from
+    window: int | None = 5  # fit the latest epochs only (None: all of them)
+    peer_band: float | None = None  # keep a trial one finished trial within this of it at this epoch went on to catch up from
 
     def should_prune(self, curve: Curve, finished_curves: Iterable[Curve], direction: str, horizon: int,
                      best: float | None = None) -> bool:
@@ -94,6 +100,8 @@ def optimistic_bound(t: np.ndarray, y: np.ndarray, horizon: int, rule: CurveRule
     if len(y) >= 2:
         rise = (y[-1] - y[max(0, len(y) - 3)]) / (t[-1] - t[max(0, len(y) - 3)])
         own = max(own, float(y[-1] + max(rise, 0.0) * min(rule.lookahead, horizon - t[-1])))
+    if rule.window is not None:  # a late start's flat epochs are no part of the saturating shape
+        t, y = t[-rule.window:], y[-rule.window:]
     prediction = extrapolate(t, y, horizon)
     spread = [rule.min_sigma, residual_spread(t, y)]
     if len(y) > 3:

@@ -47,6 +47,12 @@ def test_a_curve_still_rising_steeply_is_kept():
     assert not RULE.should_prune(steep, FINISHED, "maximize", 10)
 
 
+def test_a_late_start_is_judged_by_its_latest_epochs():
+    late = [0.04, 0.04, 0.04, 0.04, 0.30, 0.50, 0.55, 0.56, 0.56]  # flat at chance, then saturating at 0.56
+    assert RULE.should_prune(late, FINISHED, "maximize", 10)
+    assert not CurveRule(window=None).should_prune(late, FINISHED, "maximize", 10)  # the flat start blurs the fit
+
+
 def test_a_trial_near_the_best_is_kept_by_the_slack():
     near = [0.69, 0.70, 0.70, 0.70]  # flat, but within 0.02 of the best (0.72)
     assert not RULE.should_prune(near, FINISHED, "maximize", 10)
@@ -68,9 +74,10 @@ def test_a_better_value_from_a_pruned_trial_counts():
 def test_a_peer_that_caught_up_from_the_same_place_keeps_a_trial():
     late = [0.05, 0.05, 0.05, 0.05, 0.05, 0.20, 0.45, 0.65, 0.75, 0.76]  # a finished late riser
     stuck = [0.05, 0.05, 0.05, 0.05]
-    assert not RULE.should_prune(stuck, FINISHED + [late], "maximize", 10)
-    assert RULE.should_prune(stuck, FINISHED, "maximize", 10)
-    assert CurveRule(peer_band=None).should_prune(stuck, FINISHED + [late], "maximize", 10)
+    peers = CurveRule(peer_band=0.05)
+    assert not peers.should_prune(stuck, FINISHED + [late], "maximize", 10)
+    assert peers.should_prune(stuck, FINISHED, "maximize", 10)
+    assert RULE.peer_band is None and RULE.should_prune(stuck, FINISHED + [late], "maximize", 10)  # off by default
 
 
 def test_minimize_is_the_mirror_image():
