@@ -122,3 +122,23 @@ def test_the_optuna_pruner_reads_the_studys_trials(horizon):
     study.add_trial(_frozen([0.5, 0.9], TrialState.PRUNED))  # its 0.9 is the best reached so far
     assert pruner.prune(study, _frozen([0.6, 0.68, 0.70, 0.71], TrialState.RUNNING))
     assert not CurvePruner(horizon).prune(optuna.create_study(), _frozen(FLAT[:3], TrialState.RUNNING))  # no trial finished
+
+
+def test_the_horizon_is_what_the_trial_may_still_train():
+    rising = [0.20, 0.30, 0.40, 0.50]
+    assert RULE.should_prune(rising, FINISHED, "maximize", horizon=4)  # at its last epoch: 0.50 is what it has
+    assert not RULE.should_prune(rising, FINISHED, "maximize", horizon=30)
+
+
+@pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning", "ignore:getName:DeprecationWarning")
+def test_kerastuner_gives_the_rule_each_trials_epoch_budget(tmp_path):
+    from search.engines.base import Ticket
+    from search.engines.kerastuner.adapter import KerasTunerEngine
+    from search.options import RunOptions
+    from tests.search.fakes import SPACE, SPEC
+
+    engine = KerasTunerEngine(SPACE, SPEC, RunOptions("s", tmp_path / "s", trials=5, backend="kerastuner", pruner="curve"))
+    engine._finished_curves, engine._best = FINISHED, 0.72
+    rising = [0.20, 0.30, 0.40, 0.50]
+    assert engine.report(Ticket(3, {}, 0, epoch_budget=4), 3, 0.5, rising)
+    assert not engine.report(Ticket(3, {}, 0, epoch_budget=30), 3, 0.5, rising)
