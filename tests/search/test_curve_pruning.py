@@ -59,7 +59,7 @@ def test_a_trial_near_the_best_is_kept_by_the_slack():
     assert CurveRule(slack=0.0, k=0.0, min_sigma=0.0, peer_band=None).should_prune(near, FINISHED, "maximize", 10)
 
 
-def test_no_pruning_before_enough_trials_finished_or_on_a_short_horizon_reached():
+def test_no_pruning_before_enough_trials_finished_or_anything_was_reached():
     assert not any(decisions(FLAT, finished=FINISHED[:2]))
     assert not CurveRule(n_startup_trials=0).should_prune(FLAT, [], "maximize", 10)  # nothing reached yet
 
