@@ -10,6 +10,7 @@ subprocess (`python -m leafsearch run spaces/cnn.py --data DIR --trials N --max-
 * `asha`: `--pruner asha`, Optuna's `SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)`
   (rungs after 2, 4 and 10 epochs);
 * `hyperband`: `--pruner hyperband`, Optuna's `HyperbandPruner` over the same rungs;
+* `curve`: `--pruner curve`, leafsearch's learning-curve rule (search/engines/curve_rule.py);
 * `kt_hyperband`: `--backend kerastuner --algorithm hyperband` (KerasTuner's own brackets,
   promoted trials continuing from a copy of their parent's checkpoint, plus the median rule).
 
@@ -35,7 +36,7 @@ point mean something; one seed of all five configurations takes about half an ho
 Prints one JSON object; progress goes to stderr.
 
     python bench/pruning.py [--trials 24] [--max-epochs 12] [--images 1120] [--image-size 32] [--batch-size 32]
-                            [--algorithm random|tpe] [--seeds 0] [--configs no_prune median asha hyperband kt_hyperband]
+                            [--algorithm random|tpe] [--seeds 0] [--configs no_prune median asha hyperband curve kt_hyperband]
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "spaces" / "cnn.py"
 sys.path.insert(0, str(REPO))
 
-OPTUNA_PRUNERS = {"no_prune": "none", "median": "median", "asha": "asha", "hyperband": "hyperband"}
+OPTUNA_PRUNERS = {"no_prune": "none", "median": "median", "asha": "asha", "hyperband": "hyperband", "curve": "curve"}
 CONFIGS = [*OPTUNA_PRUNERS, "kt_hyperband"]
 REFERENCE = "no_prune"
 

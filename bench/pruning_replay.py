@@ -8,8 +8,8 @@ study draws the same configurations and trains each one the same way, so the rep
 very figures a real run would (bench/pruning.py checks this: its `asha` and `median` studies
 match their replays). Under TPE, later draws would have differed: read it as an estimate.
 
-It replays leafsearch's pruners (`median`, `asha`, `hyperband`, as `--pruner` builds them) and a
-few variants, and prints one JSON object: per pruner, the share of the epochs it would have
+It replays leafsearch's pruners (`median`, `asha`, `hyperband`, `curve`, as `--pruner` builds them)
+and a few variants (of the learning-curve rule's constants too), and prints one JSON object: per pruner, the share of the epochs it would have
 trained, the best value of a trial it lets finish against the unpruned best, and the same
 without trial 0 (the space's defaults, which an Optuna study runs first).
 
@@ -30,8 +30,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.engines.optuna.adapter import make_pruner  # noqa: E402
+from search.engines.curve_rule import CurveRule  # noqa: E402
 from search.engines.median_rule import curve_of  # noqa: E402
+from search.engines.optuna.adapter import make_pruner  # noqa: E402
+from search.engines.optuna.curve import CurvePruner  # noqa: E402
 
 GOAL_POINTS, GOAL_EPOCHS = 1.0, 1 / 3
 
@@ -48,7 +50,21 @@ def variants(max_resource: int) -> dict[str, Callable[[], optuna.pruners.BasePru
         "percentile, best 25% go on, warm-up of 1 epoch": lambda: pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=1),
         "asha, reduction factor 4": lambda: pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4),
         "asha, first rung after 3 epochs": lambda: pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
+        "curve": lambda: make_pruner("curve", max_resource),
+        **{f"curve, {label}": (lambda rule=rule: CurvePruner(max_resource, rule)) for label, rule in CURVE_VARIANTS.items()},
     }
+
+
+# The learning-curve rule's constants varied one at a time from its defaults (search.engines.curve_rule).
+CURVE_VARIANTS = {
+    "k=1": CurveRule(k=1.0),
+    "k=3": CurveRule(k=3.0),
+    "least sigma 0.02": CurveRule(min_sigma=0.02),
+    "fit the whole curve": CurveRule(window=None),
+    "peers within 0.05": CurveRule(peer_band=0.05),
+    "lookahead 3 epochs": CurveRule(lookahead=3.0),
+    "warm-up 3 epochs": CurveRule(n_warmup_steps=3, min_points=4),
+}
 
 
 def read_curves(study_dir: Path) -> tuple[list[int], list[list[float | None]], str, str]:

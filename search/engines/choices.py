@@ -16,10 +16,11 @@ def default_algorithm(backend: str) -> str:
 
 # How a study stops unpromising trials early (the first is the default). `asha` and `hyperband`
 # need intermediate values at every epoch, which only Optuna's trials take; the KerasTuner engine
-# prunes by the median rule (search.engines.median_rule) or through its own Hyperband algorithm.
+# prunes by the median rule (search.engines.median_rule), the learning-curve rule
+# (search.engines.curve_rule) or through its own Hyperband algorithm.
 PRUNERS = {
-    "optuna": ("median", "asha", "hyperband", "none"),
-    "kerastuner": ("median", "none"),
+    "optuna": ("median", "asha", "hyperband", "curve", "none"),
+    "kerastuner": ("median", "curve", "none"),
 }
 
 # A KerasTuner study's storage, named here so that a report finds it without importing KerasTuner

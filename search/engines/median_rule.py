@@ -17,7 +17,7 @@ import numpy as np
 Curve = Sequence[float | None]
 
 
-def _reported(curve: Curve) -> dict[int, float]:
+def reported(curve: Curve) -> dict[int, float]:
     """{epoch: value} of the finite values, as Optuna's `trial.intermediate_values` would hold them."""
     return {epoch: float(v) for epoch, v in enumerate(curve) if v is not None and math.isfinite(v)}
 
@@ -41,10 +41,10 @@ def median_should_prune(
     """
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be 'maximize' or 'minimize'. Received: direction={direction!r}")
-    finished = [_reported(c) for c in finished_curves]
+    finished = [reported(c) for c in finished_curves]
     if not finished or len(finished) < n_startup_trials:
         return False
-    values = _reported(curve)
+    values = reported(curve)
     if not values:
         return False
     step = max(values)

@@ -10,6 +10,8 @@ import pytest
 
 from search import Choice, Float, Space, SearchAborted, UsageError
 from search.records import leaderboard
+from search.report.studies import load_study_rows
+from search.report.summary import header
 from tests.search.fakes import ENGINES, SPACE, Curve, Flat, board, run
 
 # KerasTuner 1.4.8 calls threading.currentThread().getName() in every oracle call.
@@ -102,6 +104,19 @@ def test_a_clearly_worse_curve_is_pruned_by_the_median_rule(tmp_path, backend, a
     row = board(tmp_path).set_index("trial").loc[3]
     assert row["state"] == "PRUNED" and row["epochs"] == 3  # warm-up of 2 epochs, pruned at the third
     assert row["val_accuracy"] == pytest.approx(0.01) and row["best_epoch"] == 1
+
+
+@engines
+def test_the_curve_rule_stops_a_curve_that_cannot_catch_up_and_the_study_keeps_it(tmp_path, backend, algorithm):
+    run(tmp_path, Curve(epochs=4), trials=3, backend=backend, pruner="curve")
+    assert (board(tmp_path)["state"] == "COMPLETE").all()  # the first trials are never cut
+    run(tmp_path, Flat(epochs=4), trials=4, backend=backend, pruner="curve")  # resumed with it
+    row = board(tmp_path).set_index("trial").loc[3]
+    assert row["state"] == "PRUNED" and row["epochs"] == 3  # warm-up of 2 epochs, pruned at the third
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["pruner"] == "curve"
+    rows, meta = load_study_rows(tmp_path, "s", None)
+    assert dict(header(rows, meta))["Engine"] == f"{backend}/{algorithm}, curve pruning"  # `report` names it
+    assert f"({backend}/{algorithm}, curve pruning" in (tmp_path / "out.txt").read_text()  # and the run's first line
 
 
 @engines

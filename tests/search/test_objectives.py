@@ -53,11 +53,12 @@ def test_a_multi_objective_study_has_both_objectives_its_front_and_opens_in_optu
     assert json.loads((tmp_path / "s" / "study.json").read_text())["objectives"] == {"infer_ms": "minimize"}
 
 
-def test_a_multi_objective_study_still_prunes_a_curve_that_falls_behind(tmp_path):
+@pytest.mark.parametrize("pruner", ["median", "curve"])
+def test_a_multi_objective_study_still_prunes_a_curve_that_falls_behind(tmp_path, pruner):
     objective = Costly(epochs=4, flat_when=lambda params: len(objective.calls) == 4)
-    run(tmp_path, objective, trials=4, space=WIDTHS, study=TWO, algorithm="random")
+    run(tmp_path, objective, trials=4, space=WIDTHS, study=TWO, algorithm="random", pruner=pruner)
     row = board(tmp_path).set_index("trial").loc[3]
-    assert row["state"] == "PRUNED" and row["epochs"] == 3  # the median rule, after its warm-up, as in one objective
+    assert row["state"] == "PRUNED" and row["epochs"] == 3  # the rule, after its warm-up, as in one objective
     assert row["infer_ms"] > 0 and row["val_accuracy"] == pytest.approx(0.01)  # it keeps its costs and best so far
 
 

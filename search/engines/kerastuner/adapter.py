@@ -7,7 +7,8 @@ trials run), so a higher target adds only the missing trials. A trial left runni
 crash) is the oracle's ongoing trial: reloaded, it is handed out again first, with its number,
 seed and folder, so it continues from its checkpoint. Trial numbers are KerasTuner's trial ids
 (the count of trials so far, zero-padded) as integers. KerasTuner's RandomSearch and
-BayesianOptimization take no intermediate values, so this adapter applies the median rule itself.
+BayesianOptimization take no intermediate values, so this adapter applies the study's pruner rule
+itself: the median rule or the learning-curve rule (search.engines.median_rule, curve_rule).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from search.engines.base import BAD_INPUT, FAIL, INTERRUPTED, Engine, FirstTrial
 from search.engines.choices import ALGORITHMS, KERASTUNER_IDENTITY as IDENTITY_NAME, KERASTUNER_PROJECT as PROJECT_NAME
 from search.engines.kerastuner.oracles import hyperband_budget, make_oracle
 from search.engines.kerastuner.space import declare, encode_values, sample
+from search.engines.curve_rule import CurveRule
 from search.engines.median_rule import curve_of, median_should_prune
 from search.errors import UsageError
 from search.execution.workers import free_port
@@ -68,6 +70,7 @@ class KerasTunerEngine(Engine):
         self.oracle: keras_tuner.Oracle | None = None
         self.client: Any = None  # the oracle, or on a worker its gRPC client
         self._finished_curves: list[list[float | None]] = []
+        self._best: float | None = None  # the best value any finished trial reached, pruned ones too
 
     @property
     def project_dir(self):
@@ -142,14 +145,25 @@ class KerasTunerEngine(Engine):
         number = int(trial.trial_id)
         budget = hyperband_budget(trial.hyperparameters)
         rerun = (trial_files.trial_dir(self.study_dir, number) / trial_files.RUN).exists()
-        if self.options.prune:  # the median rule's reference: the completed trials' curves
-            self._finished_curves = [curve_of(trial_files.read(trial_files.trial_dir(self.study_dir, row["trial"]), trial_files.HISTORY, []) or [],
-                                              self.spec.metric) for row in self.rows() if row["state"] == "COMPLETE"]
+        if self.options.prune:  # the rules' reference: the completed trials' curves, and the best value so far
+            self._reference()
         return Ticket(number, sample(self.space, trial.hyperparameters), self.options.seed + number,
                       resumes=number if rerun else None, extends=budget.get("extends_trial"),
                       epoch_budget=budget.get("epoch_budget"), info=budget, handle=trial)
 
+    def _reference(self) -> None:
+        rows = [row for row in self.rows() if row["state"] in ("COMPLETE", "PRUNED")]
+        curves = {row["trial"]: curve_of(trial_files.read(trial_files.trial_dir(self.study_dir, row["trial"]), trial_files.HISTORY, []) or [],
+                                         self.spec.metric) for row in rows}
+        self._finished_curves = [curves[row["trial"]] for row in rows if row["state"] == "COMPLETE"]
+        reached = [v for curve in curves.values() for v in curve if v is not None]
+        pick = max if self.spec.direction == "maximize" else min
+        self._best = pick(reached) if reached else None
+
     def report(self, ticket: Ticket, epoch: int, value: float, curve: list[float | None]) -> bool:
+        if self.options.pruner == "curve":  # the horizon: Hyperband's budget for this trial, or the most epochs a trial
+            horizon = ticket.epoch_budget or self.max_epochs
+            return CurveRule().should_prune(curve, self._finished_curves, self.spec.direction, horizon, best=self._best)
         return self.options.prune and median_should_prune(curve, self._finished_curves, self.spec.direction)
 
     def tell(self, ticket: Ticket, outcome: Outcome) -> None:
@@ -189,7 +203,7 @@ class KerasTunerEngine(Engine):
         engine = f"kerastuner/{self.options.algorithm}"
         if self.options.algorithm == "hyperband":
             engine += f", up to {self.max_epochs} epochs a trial"
-        return engine + ("" if self.options.prune else ", no pruning")
+        return engine + {"none": ", no pruning", "curve": ", curve pruning"}.get(self.options.pruner, "")
 
     def storage(self) -> str:
         return PROJECT_NAME

@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 
 from search.engines.choices import ALGORITHMS, PRUNERS
+from search.engines.optuna.curve import CurvePruner
 from search.errors import UsageError
 
 
@@ -29,6 +30,8 @@ def make_pruner(name: str, max_resource: int | None = None) -> optuna.pruners.Ba
     - `asha`: asynchronous successive halving (Li et al. 2020): after 2, 4, 10, 28... epochs only
       the best third of the trials that reached that rung go on. Needs dozens of trials.
     - `hyperband`: several successive-halving brackets, from aggressive to none (Li et al. 2018).
+    - `curve`: stop a trial whose extrapolated learning curve cannot reach the best value so far
+      (search.engines.curve_rule; `max_resource` is its horizon).
     - `none`: every trial trains until its own early stopping or the epoch cap.
     """
     if name == "none":
@@ -39,4 +42,6 @@ def make_pruner(name: str, max_resource: int | None = None) -> optuna.pruners.Ba
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource or "auto", reduction_factor=3)
+    if name == "curve":
+        return CurvePruner(horizon=max_resource)
     raise UsageError(f"--pruner {name}: unknown for the optuna backend; use one of {', '.join(PRUNERS['optuna'])}")

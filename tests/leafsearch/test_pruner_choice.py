@@ -1,0 +1,25 @@
+"""`--pruner` from the command line to the study, without training: accepted per engine, and kept
+in an Optuna study's settings for a joining worker (`leafsearch worker` prunes the same way)."""
+
+import pytest
+
+from leafsearch.cli.main import build_parser
+from leafsearch.training import study
+from search import UsageError
+from tests.search.fakes import Curve, run
+
+
+@pytest.mark.parametrize("backend", ["optuna", "kerastuner"])
+def test_curve_is_a_pruner_of_both_engines(backend):
+    args = build_parser().parse_args(["run", "spaces/cnn.py", "--backend", backend, "--pruner", "curve"])
+    assert study.chosen_pruner(backend, args.pruner, args.no_prune) == "curve"
+    with pytest.raises(UsageError, match="--no-prune contradicts --pruner curve"):
+        study.chosen_pruner(backend, "curve", True)
+    assert study.chosen_pruner(backend, None, False) == "median"  # the default is unchanged
+
+
+def test_a_joining_worker_takes_the_studys_pruner(tmp_path):
+    settings = {"trials": 2, "max_epochs": 3, "algorithm": "tpe", "pruner": "curve"}
+    run(tmp_path, Curve(), trials=2, pruner="curve", settings=settings)
+    _, _, asked = study.joined(study.Request(space_file=None, results=tmp_path, study="s"))
+    assert asked.pruner == "curve" and asked.backend == "optuna"
