@@ -52,9 +52,9 @@ class CurveRule:
     slack: float = 0.02  # never cut a trial whose best so far is this close to the best
     lookahead: float = 1.0  # epochs the recent rise per epoch is extrapolated over
     min_sigma: float = 0.05  # the least uncertainty of a prediction (metric units): a validation metric's epoch-to-epoch noise
-    n_startup_trials: int = 3  # finished trials before any pruning (trial 0, the baseline, is never cut)
-    n_warmup_steps: int = 2  # the 0-based epoch of the first decision
-    min_points: int = 3  # values needed for a fit
+    n_startup_trials: int = 1  # finished trials before any pruning: the first (trial 0, the baseline) sets the bar
+    n_warmup_steps: int = 1  # the 0-based epoch of the first decision: after the second epoch
+    min_points: int = 2  # values needed for a fit
     window: int | None = 5  # fit the latest epochs only (None: all of them)
     peer_band: float | None = None  # keep a trial one finished trial within this of it at this epoch went on to catch up from
 

@@ -60,7 +60,9 @@ def test_a_trial_near_the_best_is_kept_by_the_slack():
 
 
 def test_no_pruning_before_enough_trials_finished_or_anything_was_reached():
-    assert not any(decisions(FLAT, finished=FINISHED[:2]))
+    assert not any(decisions(FLAT, finished=[]))  # the first trial (the baseline) is never cut
+    assert not any(decisions(FLAT, finished=FINISHED[:2], rule=CurveRule(n_startup_trials=3)))
+    assert any(decisions(FLAT, finished=FINISHED[:1]))  # one finished trial sets the bar by default
     assert not CurveRule(n_startup_trials=0).should_prune(FLAT, [], "maximize", 10)  # nothing reached yet
 
 

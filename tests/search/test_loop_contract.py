@@ -108,11 +108,11 @@ def test_a_clearly_worse_curve_is_pruned_by_the_median_rule(tmp_path, backend, a
 
 @engines
 def test_the_curve_rule_stops_a_curve_that_cannot_catch_up_and_the_study_keeps_it(tmp_path, backend, algorithm):
-    run(tmp_path, Curve(epochs=4), trials=3, backend=backend, pruner="curve")
-    assert (board(tmp_path)["state"] == "COMPLETE").all()  # the first trials are never cut
-    run(tmp_path, Flat(epochs=4), trials=4, backend=backend, pruner="curve")  # resumed with it
-    row = board(tmp_path).set_index("trial").loc[3]
-    assert row["state"] == "PRUNED" and row["epochs"] == 3  # warm-up of 2 epochs, pruned at the third
+    run(tmp_path, Curve(epochs=4), trials=1, backend=backend, pruner="curve")
+    assert (board(tmp_path)["state"] == "COMPLETE").all()  # the first trial (the baseline) is never cut
+    run(tmp_path, Flat(epochs=4), trials=2, backend=backend, pruner="curve")  # resumed with it
+    row = board(tmp_path).set_index("trial").loc[1]
+    assert row["state"] == "PRUNED" and row["epochs"] == 2  # warm-up of 1 epoch, pruned after the second
     assert json.loads((tmp_path / "s" / "study.json").read_text())["pruner"] == "curve"
     rows, meta = load_study_rows(tmp_path, "s", None)
     assert dict(header(rows, meta))["Engine"] == f"{backend}/{algorithm}, curve pruning"  # `report` names it

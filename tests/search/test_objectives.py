@@ -58,7 +58,7 @@ def test_a_multi_objective_study_still_prunes_a_curve_that_falls_behind(tmp_path
     objective = Costly(epochs=4, flat_when=lambda params: len(objective.calls) == 4)
     run(tmp_path, objective, trials=4, space=WIDTHS, study=TWO, algorithm="random", pruner=pruner)
     row = board(tmp_path).set_index("trial").loc[3]
-    assert row["state"] == "PRUNED" and row["epochs"] == 3  # the rule, after its warm-up, as in one objective
+    assert row["state"] == "PRUNED" and row["epochs"] == (3 if pruner == "median" else 2)  # after its warm-up, as in one objective
     assert row["infer_ms"] > 0 and row["val_accuracy"] == pytest.approx(0.01)  # it keeps its costs and best so far
 
 
