@@ -64,6 +64,8 @@ CURVE_VARIANTS = {
     "peers within 0.05": CurveRule(peer_band=0.05),
     "lookahead 3 epochs": CurveRule(lookahead=3.0),
     "warm-up 3 epochs": CurveRule(n_warmup_steps=3, min_points=4),
+    "3 startup trials": CurveRule(n_startup_trials=3),
+    "3 startup trials, warm-up 2 epochs (its first constants)": CurveRule(n_startup_trials=3, n_warmup_steps=2, min_points=3),
 }
 
 

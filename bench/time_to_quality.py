@@ -22,7 +22,7 @@ the best peer's median wall time and <= 0.5x its epochs. Prints one JSON object;
 
     python bench/time_to_quality.py [--images 840] [--test-images 420] [--image-size 64] [--trials 12]
                                     [--max-epochs 10] [--seeds 0 1 2] [--contenders leafsearch kerastuner optuna]
-                                    [--leafsearch-flags "--pruner asha"]
+                                    [--leafsearch-flags "--pruner asha"] [--peers EARLIER.json ...]
 """
 
 from __future__ import annotations
@@ -132,7 +132,21 @@ def reached(figures: dict, target: float) -> dict:
     return {"time_to_target_s": None, "epochs_to_target": None}
 
 
-def one_seed(args: argparse.Namespace, seed: int) -> dict:
+def earlier_peers(paths: list[Path], args: argparse.Namespace) -> dict[str, dict]:
+    """The peers' figures per seed from earlier runs of this script with the same data and budget
+    (the peers do not change with leafsearch's flags, so they need not run again)."""
+    same = ("images", "test_images", "image_size", "trials", "max_epochs")
+    out: dict[str, dict] = {}
+    for path in paths:
+        earlier = json.loads(Path(path).read_text())
+        if any(earlier["config"][k] != getattr(args, k) for k in same):
+            raise SystemExit(f"{path}: run with other data or budget ({', '.join(same)} must match)")
+        for seed, figures in earlier["per_seed"].items():
+            out.setdefault(seed, {}).update({n: f for n, f in figures.items() if n in CONTENDERS[1:]})
+    return out
+
+
+def one_seed(args: argparse.Namespace, seed: int, known: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"ttq-{seed}-") as tmp:
         root = Path(tmp)
         train, test = draw_data(root, args, seed)
@@ -144,15 +158,15 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
                          else run_peer(name, root, peer_train, peer_val, test, args, seed))
             log(f"seed {seed}: {name}: val {out[name]['best_val_accuracy']:.3f} test {out[name]['test_accuracy']:.3f} "
                 f"wall {out[name]['wall_s']:.0f} s, {out[name]['epochs_trained']} epochs")
-    peers = [n for n in out if n != "leafsearch"]
-    target = max((out[n]["best_val_accuracy"] for n in peers), default=None)
+    peers = [n for n in out if n != "leafsearch"] + [n for n in known if n not in out]
+    target = max(((out.get(n) or known[n])["best_val_accuracy"] for n in peers), default=None)
     for figures in out.values():
         if target is not None:
             figures.update(reached(figures, target))
         figures.pop("epochs")
         figures.pop("started_at")
         figures["wall_s"] = round(figures["wall_s"], 1)
-    return {"target_val_accuracy": target, **out}
+    return {"target_val_accuracy": target, **{n: f for n, f in known.items() if n not in out}, **out}
 
 
 def medians(per_seed: dict) -> dict:
@@ -189,10 +203,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--leafsearch-flags", default="", help="extra flags for `leafsearch run` (default: none)")
+    parser.add_argument("--peers", nargs="*", type=Path, default=[],
+                        help="earlier outputs of this script whose peers' figures to reuse (same data and budget)")
     args = parser.parse_args()
-    per_seed = {str(seed): one_seed(args, seed) for seed in args.seeds}
+    known = earlier_peers(args.peers, args)
+    per_seed = {str(seed): one_seed(args, seed, known.get(str(seed), {})) for seed in args.seeds}
     summary = medians(per_seed)
-    print(json.dumps({"config": vars(args), "per_seed": per_seed, "median": summary, "goal": goal(summary)}, indent=1))
+    print(json.dumps({"config": vars(args), "per_seed": per_seed, "median": summary, "goal": goal(summary)}, indent=1, default=str))
 
 
 if __name__ == "__main__":

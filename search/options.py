@@ -25,7 +25,7 @@ class RunOptions:
     backend: str = "optuna"  # one of search.engines.ALGORITHMS
     storage: str | None = None  # an Optuna storage URL (default: a journal file in the study folder)
     algorithm: str | None = None  # default: the engine's first (search.engines.default_algorithm)
-    pruner: str = "median"  # one of engines.PRUNERS[backend]
+    pruner: str = "curve"  # one of engines.PRUNERS[backend]
     max_resource: int | None = None  # the most epochs (across phases) a trial can train: Hyperband's top rung
     seed: int = 0
     timeout_s: float | None = None

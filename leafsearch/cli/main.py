@@ -121,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampler, the split and the trials (default: 0)")
     run.add_argument("--timeout", type=parse_duration, help="stop starting new trials after this long, e.g. 2h or 90m; run again to continue")
     run.add_argument("--pruner", choices=ALL_PRUNERS,
-                     help="how unpromising trials stop early: median (default; cautious), asha (successive halving: "
-                          "the fewest epochs, for dozens of trials), hyperband, curve (extrapolates each trial's learning curve), "
-                          "or none (optuna backend; kerastuner: median, curve or none)")
+                     help="how unpromising trials stop early: curve (default: extrapolates each trial's learning curve and stops it "
+                          "when it cannot reach the best so far), median (Optuna's median rule), asha (successive halving), "
+                          "hyperband, or none (optuna backend; kerastuner: curve, median or none)")
     run.add_argument("--no-prune", action="store_true", help="never stop a trial early (the same as --pruner none)")
     run.add_argument("--in-process", action="store_true",
                      help="train every trial in this process (for debugging; default: a fresh child process per trial)")

@@ -19,8 +19,8 @@ def default_algorithm(backend: str) -> str:
 # prunes by the median rule (search.engines.median_rule), the learning-curve rule
 # (search.engines.curve_rule) or through its own Hyperband algorithm.
 PRUNERS = {
-    "optuna": ("median", "asha", "hyperband", "curve", "none"),
-    "kerastuner": ("median", "curve", "none"),
+    "optuna": ("curve", "median", "asha", "hyperband", "none"),
+    "kerastuner": ("curve", "median", "none"),
 }
 
 # A KerasTuner study's storage, named here so that a report finds it without importing KerasTuner
