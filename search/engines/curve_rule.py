@@ -27,7 +27,8 @@ For a maximised metric (a minimised one is negated first), after the latest epoc
    gain enough to reach the best (a late riser, flat at chance for epochs, is a shape no
    saturating family predicts);
 6. otherwise prune when the bound is below the best value any trial has reached (finished
-   trials, and `best` when the caller knows more, e.g. pruned trials' best values).
+   trials, and `best` when the caller knows more, e.g. pruned trials' best values), unless the
+   latest epoch is the last the trial may train: stopping then saves nothing.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class CurveRule:
         target = max(reached)
         epochs = np.array(sorted(values), dtype=float)
         y = sign * np.array([values[int(e)] for e in epochs])
+        if int(epochs[-1]) + 1 == horizon:  # its last epoch: stopping saves nothing, so it completes
+            return False
         horizon = max(horizon, int(epochs[-1]) + 1)
         if self.peer_band is not None and float(y[-1]) + self.peer_gain(finished, int(epochs[-1]), float(y[-1]), horizon, sign) >= target:
             return False

@@ -76,6 +76,9 @@ def run(tmp_path, objective, trials, backend="optuna", algorithm=None, space=SPA
     """One run of the study loop on `tmp_path/<name>`, training in this process (the fakes
     record their calls here)."""
     kwargs.setdefault("in_process", True)
+    # The fakes' parallel straight lines are what the default curve rule cuts from the second
+    # trial on; the tests of everything else run under the median rule (3 trials of warm-up).
+    kwargs.setdefault("pruner", "median")
     options = RunOptions(study_name=name, study_dir=tmp_path / name, trials=trials, backend=backend, algorithm=algorithm, **kwargs)
     loop = StudyLoop(space, study, objective, options, display(tmp_path))
     loop.run()

@@ -128,8 +128,9 @@ def test_the_optuna_pruner_reads_the_studys_trials(horizon):
 
 def test_the_horizon_is_what_the_trial_may_still_train():
     rising = [0.20, 0.30, 0.40, 0.50]
-    assert RULE.should_prune(rising, FINISHED, "maximize", horizon=4)  # at its last epoch: 0.50 is what it has
+    assert RULE.should_prune(rising, FINISHED, "maximize", horizon=5)  # one epoch to go: 0.50 + a rise of 0.1 cannot reach 0.72
     assert not RULE.should_prune(rising, FINISHED, "maximize", horizon=30)
+    assert not RULE.should_prune(rising, FINISHED, "maximize", horizon=4)  # its last epoch: stopping saves nothing, it completes
 
 
 @pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning", "ignore:getName:DeprecationWarning")
@@ -142,5 +143,5 @@ def test_kerastuner_gives_the_rule_each_trials_epoch_budget(tmp_path):
     engine = KerasTunerEngine(SPACE, SPEC, RunOptions("s", tmp_path / "s", trials=5, backend="kerastuner", pruner="curve"))
     engine._finished_curves, engine._best = FINISHED, 0.72
     rising = [0.20, 0.30, 0.40, 0.50]
-    assert engine.report(Ticket(3, {}, 0, epoch_budget=4), 3, 0.5, rising)
+    assert engine.report(Ticket(3, {}, 0, epoch_budget=5), 3, 0.5, rising)
     assert not engine.report(Ticket(3, {}, 0, epoch_budget=30), 3, 0.5, rising)
