@@ -86,7 +86,9 @@ def test_killed_in_a_study_then_the_same_command_completes_it(tmp_path, tiny_dat
 def test_killed_with_two_workers_then_the_same_command_completes_it(tmp_path, tiny_data):  # noqa: F811
     trials = tmp_path / "results" / "cnn" / "trials"
     proc = start(tmp_path, "--data", str(tiny_data), "--workers", "2")
-    kill_when(proc, lambda: len(list(trials.glob("*/history.json"))) >= 2)  # both workers are training
+    # both workers are training, each with a checkpoint to continue from (history.json alone is
+    # written a moment before the checkpoint, and a kill in between restarts that trial instead)
+    kill_when(proc, lambda: len(list(trials.glob("*/checkpoints/latest.json"))) >= 2)
     assert_nothing_left(proc.pid)
     board = finish(tmp_path, "--data", str(tiny_data), "--workers", "2")
     assert board["resumed_from"].notna().any()  # an interrupted trial was continued, not lost
