@@ -8,6 +8,7 @@ blocks, flatten, dense, dropout, softmax.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -17,6 +18,17 @@ import tensorflow as tf
 
 STARTED = time.time()  # the process's start, near enough: the first import of the script
 EPOCHS: list[dict] = []  # every epoch trained: when it ended and its val_accuracy
+
+
+def arguments() -> argparse.Namespace:
+    """TRAIN VAL TEST --trials N --max-epochs E --image-size S --seed SEED --dir DIR, as both peers take them."""
+    parser = argparse.ArgumentParser()
+    for name in ("train", "val", "test"):
+        parser.add_argument(name)
+    for flag in ("--trials", "--max-epochs", "--image-size", "--seed"):
+        parser.add_argument(flag, type=int, required=True)
+    parser.add_argument("--dir", required=True)
+    return parser.parse_args()
 
 
 def datasets(train_dir: str, val_dir: str, test_dir: str, size: int):

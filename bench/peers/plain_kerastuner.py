@@ -4,19 +4,11 @@ early stopping, tf.data from image_dataset_from_directory. The best model scored
     python bench/peers/plain_kerastuner.py TRAIN VAL TEST --trials N --max-epochs E --image-size S --seed SEED --dir DIR
 """
 
-import argparse
-
-from common import EpochLog, batched, build_cnn, datasets, early_stopping, finish  # noqa: I001 (first: its clock)
+from common import EpochLog, arguments, batched, build_cnn, datasets, early_stopping, finish  # noqa: I001 (first: its clock)
 
 import keras_tuner as kt
 
-parser = argparse.ArgumentParser()
-for name in ("train", "val", "test"):
-    parser.add_argument(name)
-for flag in ("--trials", "--max-epochs", "--image-size", "--seed"):
-    parser.add_argument(flag, type=int, required=True)
-parser.add_argument("--dir", required=True)
-args = parser.parse_args()
+args = arguments()
 
 train, val, test, classes = datasets(args.train, args.val, args.test, args.image_size)
 

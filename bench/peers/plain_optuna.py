@@ -5,21 +5,14 @@ on the test folder.
     python bench/peers/plain_optuna.py TRAIN VAL TEST --trials N --max-epochs E --image-size S --seed SEED --dir DIR
 """
 
-import argparse
 import os
 
-from common import EpochLog, batched, build_cnn, datasets, early_stopping, finish  # noqa: I001 (first: its clock)
+from common import EpochLog, arguments, batched, build_cnn, datasets, early_stopping, finish  # noqa: I001 (first: its clock)
 
 import keras
 import optuna
 
-parser = argparse.ArgumentParser()
-for name in ("train", "val", "test"):
-    parser.add_argument(name)
-for flag in ("--trials", "--max-epochs", "--image-size", "--seed"):
-    parser.add_argument(flag, type=int, required=True)
-parser.add_argument("--dir", required=True)
-args = parser.parse_args()
+args = arguments()
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 train, val, test, classes = datasets(args.train, args.val, args.test, args.image_size)
