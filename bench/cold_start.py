@@ -6,12 +6,17 @@ fork server would. A trial that leafsearch runs (in a child forked from a server
 already imported Keras and the training code) pays no ``import_s``. The data is a few dozen
 synthetic leaves at ``--image-size`` (the trace cost does not depend on it).
 
-Configurations (``--models``, ``--backend``, ``--xla``):
+Configurations (``--models``, ``--backend``, ``--xla``, ``--lazy-optimizer``, ``--optimizer``):
 - the CNN and EfficientNet-B0/B4 under the TensorFlow backend, XLA off (Keras' default on a CPU)
   and, with ``--xla``, on (``jit_compile=True``);
 - with ``--backend jax`` (needs jax): the same under JAX, where every new batch shape is a new
   XLA compile; ``--partial-batch`` feeds the last training batch short, as leafsearch did before
-  its JAX input path filled it up (the "before" figure).
+  its JAX input path filled it up (the "before" figure);
+- with ``--lazy-optimizer``: also with the optimizer's variables left for Keras to create inside
+  the first trace of the train step (Keras' default without a distribution strategy, which makes
+  TensorFlow trace the step twice), beside leafsearch's `build_optimizer` before `fit`;
+- ``--optimizer ranger``: leafsearch's Ranger instead of Adam (its Lookahead slots double what
+  the lazy build creates).
 
 Prints one JSON object.
 """
@@ -37,6 +42,8 @@ from leafsearch import data as leafdata
 from leafsearch.data.batches import CachedBatches, make_batches
 from leafsearch.models.cnn import build_cnn
 from leafsearch.models.efficientnet import build_efficientnet
+from leafsearch.training.loop import build_optimizer
+from leafsearch.training.ranger import Ranger
 from leafsearch.training.recipe import resolve
 import_s = time.perf_counter() - started
 cfg = json.loads(sys.argv[1])
@@ -50,8 +57,11 @@ t = time.perf_counter()
 model = (build_cnn if pipeline == "cnn" else build_efficientnet)(recipe, data.num_classes, 0)
 if pipeline == "efficientnet":
     model.get_layer("backbone").trainable = True
-model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy",
+optimizer = Ranger(1e-3) if cfg["optimizer"] == "ranger" else keras.optimizers.Adam(1e-3)
+model.compile(optimizer=optimizer, loss="categorical_crossentropy",
               metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=True if cfg["xla"] else "auto")
+if not cfg["lazy_optimizer"]:
+    build_optimizer(model)  # as a leafsearch trial does
 build_s = time.perf_counter() - t
 train = make_batches(data.images, data.labels, data.train_idx, data.num_classes, cfg["batch_size"], True, 0)
 if cfg["partial_batch"] and isinstance(train, CachedBatches):
@@ -104,6 +114,10 @@ def main() -> None:
     parser.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax"])
     parser.add_argument("--xla", action="store_true", help="also measure with jit_compile=True (TensorFlow backend)")
     parser.add_argument("--partial-batch", action="store_true", help="also measure with a short last training batch")
+    parser.add_argument("--lazy-optimizer", action="store_true",
+                        help="also measure with the optimizer built inside the first trace (Keras' default)")
+    parser.add_argument("--optimizer", default="adam", choices=["adam", "ranger"])
+    parser.add_argument("--repeats", type=int, default=1, help="measure each configuration this many times, in turn")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--images", type=int, default=84)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -115,19 +129,24 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="leafsearch-cold-"))
     synthetic.generate(work / "leaves", total=args.images, image_size=args.image_size, seed=0)
     base = {"data": str(work / "leaves"), "cache": str(work / "cache"), "image_size": args.image_size,
-            "batch_size": args.batch_size, "xla": False, "partial_batch": False}
+            "batch_size": args.batch_size, "xla": False, "partial_batch": False, "lazy_optimizer": False,
+            "optimizer": args.optimizer}
     variants = [{}]
+    if args.lazy_optimizer:
+        variants.insert(0, {"lazy_optimizer": True})
     if args.xla:
         variants.append({"xla": True})
     if args.partial_batch:
         variants.insert(0, {"partial_batch": True})
     runs = []
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        for variant in variants:
-            config = {**base, "model": model, **variant}
-            print(f"[cold_start] {model} {args.backend} {variant or 'default'}", file=sys.stderr, flush=True)
-            runs.append({"model": model, "backend": args.backend, "xla": config["xla"],
-                         "partial_last_batch": config["partial_batch"], **probe(config, args.backend)})
+        for repeat in range(args.repeats):  # variants alternate, so drift on a busy machine hits both
+            for variant in variants:
+                config = {**base, "model": model, **variant}
+                print(f"[cold_start] {model} {args.backend} {variant or 'default'}", file=sys.stderr, flush=True)
+                runs.append({"model": model, "backend": args.backend, "optimizer": args.optimizer, "xla": config["xla"],
+                             "partial_last_batch": config["partial_batch"], "lazy_optimizer": config["lazy_optimizer"],
+                             "repeat": repeat, **probe(config, args.backend)})
     print(json.dumps({"benchmark": "cold_start", "image_size": args.image_size, "batch_size": args.batch_size,
                       "cpu_count": os.cpu_count(), "runs": runs}, indent=2))
 

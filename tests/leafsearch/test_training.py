@@ -125,15 +125,19 @@ def tiny_folder(tmp_path_factory):
     return folder
 
 
-def test_objective_trains_reports_every_epoch_and_returns_the_best(tmp_path, tiny_folder):
+def test_objective_trains_reports_every_epoch_and_returns_the_best(tmp_path, tiny_folder, monkeypatch):
     objective = LeafObjective(tiny_folder, "cnn", max_epochs=2, cache_dir=tmp_path / "cache")
     reporter = ListReporter(tmp_path)
+    traces = []  # the train step's Python body runs only while TensorFlow traces it
+    train_step = keras.Model.train_step
+    monkeypatch.setattr(keras.Model, "train_step", lambda model, data: traces.append(1) or train_step(model, data))
     result = objective({"image_size": 32, "batch_size": 16, "optimizer": "ranger", "loss": "sigmoid_focal",
                         "lr_schedule": "triangular2", "class_weights": True, **ALL_AUGMENTATIONS}, reporter)
     assert [row["epoch"] for row in reporter.history] == [0, 1]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(reporter.history[0])
     assert result["val_accuracy"] == max(row["val_accuracy"] for row in reporter.history)
     assert result["epochs"] == 2
+    assert len(traces) == 1  # the optimizer is built before `fit`, so its first trace is its only one
 
 
 def test_objective_stops_when_pruned(tmp_path, tiny_folder):
