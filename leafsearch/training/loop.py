@@ -28,6 +28,7 @@ from leafsearch.models import costs
 from leafsearch.training.losses import make_loss
 from leafsearch.training.optimizers import make_optimizer
 from leafsearch.training.phases import Phase
+from leafsearch.training.precise_bn import PreciseBatchNorm
 from leafsearch.training.tensorboard_log import HParamsLogger
 from search.records import costs as cost_record
 from search.records.checkpoints import CheckpointStore
@@ -247,6 +248,7 @@ class TrialTraining:
         train = make_batches(train_images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
         wild = WildValidation.of(data, batch_size, self.objective.split_seed) if self.objective.metric == WildValidation.METRIC else None
         val = make_batches(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)
+        precise = PreciseBatchNorm(data.images, data.train_idx, batch_size, seed) if recipe["precise_bn"] else None
         class_weight = class_weights(data.labels[data.train_idx], num_classes) if recipe["class_weights"] else None
         steps_per_epoch = math.ceil(len(data.train_idx) / batch_size)
         model, phases = self.objective.build(recipe, num_classes, seed)
@@ -295,7 +297,8 @@ class TrialTraining:
                 epochs=last_epoch,
                 class_weight=class_weight,
                 shuffle=False,  # the dataset shuffles itself, seeded
-                callbacks=[*([wild] if wild else []), reporting, *others, CheckpointCallback(save, reporting)],
+                callbacks=[*([precise] if precise else []), *([wild] if wild else []), reporting, *others,
+                           CheckpointCallback(save, reporting)],
                 verbose=0,
             )
             done += reporting.epochs_done

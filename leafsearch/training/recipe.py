@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "aug_noise": 0.0,
     "aug_background": 0.0,  # the share of training images that get a new background (0: off)
     "backgrounds": None,  # a folder of background photos (default: procedural backgrounds)
+    # Not the seed's: batch-norm statistics recomputed before every validation (precise_bn.py), so
+    # that short trials validate what they learned; False keeps Keras' moving averages.
+    "precise_bn": True,
 }
 
 PIPELINE_DEFAULTS: dict[str, dict[str, Any]] = {
