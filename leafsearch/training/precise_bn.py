@@ -27,7 +27,10 @@ import numpy as np
 
 from leafsearch.models.augment import PREFIX
 
-IMAGES = 256  # training images the statistics are computed over (fvcore's default is 200 batches; a few hundred images settle them here)
+IMAGES = 128  # training images the statistics are computed over: at 64 px that is half a million positions per channel
+# Images per forward pass: a pass keeps no activations for a backward pass, so 64 images need
+# about what a training step of 8 does; the fewer the passes, the less the recalibration costs.
+CHUNK = 64
 
 
 def updated_batch_norms(model: keras.layers.Layer) -> list[keras.layers.BatchNormalization]:
@@ -52,7 +55,7 @@ def without_augmentation(model: keras.Model) -> keras.Model:
 
 def recalibrate(model: keras.Model, images: np.ndarray, batch_size: int) -> None:
     """Set the moving statistics of the layers training updates to their mean over `images`, fed
-    in batches of `batch_size` (the trial's own, so it fits wherever training fits)."""
+    in batches of `batch_size` (each batch's statistics weigh the same, as in fvcore)."""
     layers = updated_batch_norms(model)
     if not layers or len(images) == 0:
         return
@@ -70,13 +73,14 @@ def recalibrate(model: keras.Model, images: np.ndarray, batch_size: int) -> None
 
 class PreciseBatchNorm(keras.callbacks.Callback):
     """Recalibrates before each validation of `fit` (`on_test_begin`), on the same `IMAGES`
-    training images all through the trial (drawn by the trial's seed)."""
+    training images all through the trial (drawn by the trial's seed), `CHUNK` or the trial's
+    batch size at a time, whichever is larger."""
 
     def __init__(self, images: np.ndarray, train_idx: np.ndarray, batch_size: int, seed: int):
         super().__init__()
         chosen = np.random.default_rng(seed).choice(np.asarray(train_idx), min(IMAGES, len(train_idx)), replace=False)
         self.images = images[np.sort(chosen)]
-        self.batch_size = batch_size
+        self.batch_size = max(batch_size, CHUNK)
 
     def on_test_begin(self, logs=None):
         recalibrate(self.model, self.images, self.batch_size)
