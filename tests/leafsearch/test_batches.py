@@ -84,7 +84,8 @@ def test_keras_trains_on_cached_batches_and_reshuffles_between_epochs():
 def test_a_trial_model_trains_under_jax_without_tensorflow(tmp_path):
     """Under the JAX backend, with TensorFlow made unimportable, the decode cache, the batches and
     the trial's model (augmentation included) train, and `fit` compiles the step (jit), rather
-    than running it op by op as Keras would for its RandomRotation/RandomZoom layers."""
+    than running it op by op as Keras would for its RandomRotation/RandomZoom layers; the precise
+    batch-norm statistics set before validation stay in the model."""
     from PIL import Image
 
     for name in ("Apple", "Grape"):
@@ -99,14 +100,20 @@ def test_a_trial_model_trains_under_jax_without_tensorflow(tmp_path):
         "from leafsearch import data as leafdata\n"
         "from leafsearch.data.batches import make_batches\n"
         "from leafsearch.models.cnn import build_cnn\n"
+        "from leafsearch.training.precise_bn import PreciseBatchNorm, recalibrate\n"
         "from leafsearch.training.recipe import resolve\n"
+        "import numpy as np\n"
         "data = leafdata.prepare(sys.argv[1], 16, cache_dir=sys.argv[2])\n"
         "model = build_cnn(resolve({'image_size': 16, 'aug_crop': 0.2}, 'cnn'), data.num_classes, 0)\n"
         "model.compile(optimizer='adam', loss='categorical_crossentropy', metrics=['accuracy'])\n"
         "args = (data.images, data.labels)\n"
+        "precise = PreciseBatchNorm(data.images, data.train_idx, 4, 0)\n"
         "history = model.fit(make_batches(*args, data.train_idx, data.num_classes, 4, True, 0), epochs=1, verbose=0,\n"
-        "                    validation_data=make_batches(*args, data.val_idx, data.num_classes, 4, False, 0))\n"
+        "                    validation_data=make_batches(*args, data.val_idx, data.num_classes, 4, False, 0), callbacks=[precise])\n"
         "assert 0 <= history.history['val_accuracy'][0] <= 1 and history.history['loss'][0] > 0\n"
+        "bn = model.get_layer('block1_bn'); validated = bn.moving_mean.numpy().copy()\n"
+        "recalibrate(model, precise.images, precise.batch_size)  # the validation's statistics were kept by the JAX trainer\n"
+        "assert np.allclose(bn.moving_mean.numpy(), validated, atol=1e-5), (validated, bn.moving_mean.numpy())\n"
         "print(keras.backend.backend(), model.jit_compile, 'tensorflow' in sys.modules)\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}"}

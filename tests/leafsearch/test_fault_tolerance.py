@@ -14,7 +14,10 @@ import pytest
 from test_cli import CNN_SPACE, ROOT, leafsearch, tiny_data  # noqa: F401 - tiny_data is a fixture
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-STUDY_ARGS = ["--trials", "2", "--image-size", "32", "--max-epochs", "3", "--set", "batch_size=16", "--set", "patience=12"]
+# No pruning: these studies are about trials continued after a kill, which a pruner reading tiny
+# data's curves could stop half-way.
+STUDY_ARGS = ["--trials", "2", "--image-size", "32", "--max-epochs", "3", "--set", "batch_size=16", "--set", "patience=12",
+              "--pruner", "none"]
 
 
 def command(data: Path) -> list[str]:
