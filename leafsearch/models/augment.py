@@ -9,6 +9,7 @@ import keras
 
 
 PREFIX = "aug_"  # every augmentation layer's name starts so: an exported model drops them by it
+BACKGROUND = "aug_background"  # the background replacement layer (first when present)
 
 
 def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -> list[keras.layers.Layer]:
@@ -19,7 +20,7 @@ def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -
     """
     layers: list[keras.layers.Layer] = []
     if recipe["aug_background"] > 0:  # first: it finds the background by its pixels being exactly 0
-        layers.append(BackgroundReplace(recipe["aug_background"], photos=recipe["backgrounds"], seed=seed + 6, name="aug_background"))
+        layers.append(BackgroundReplace(recipe["aug_background"], photos=recipe["backgrounds"], seed=seed + 6, name=BACKGROUND))
     if recipe["aug_flip"]:
         layers.append(keras.layers.RandomFlip("horizontal_and_vertical", seed=seed, name="aug_flip"))
     if recipe["aug_rotation"] > 0:

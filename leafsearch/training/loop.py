@@ -248,7 +248,7 @@ class TrialTraining:
         train = make_batches(train_images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
         wild = WildValidation.of(data, batch_size, self.objective.split_seed) if self.objective.metric == WildValidation.METRIC else None
         val = make_batches(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)
-        precise = PreciseBatchNorm(data.images, data.train_idx, batch_size, seed) if recipe["precise_bn"] else None
+        precise = PreciseBatchNorm(train_images, data.train_idx, batch_size, seed) if recipe["precise_bn"] else None
         class_weight = class_weights(data.labels[data.train_idx], num_classes) if recipe["class_weights"] else None
         steps_per_epoch = math.ceil(len(data.train_idx) / batch_size)
         model, phases = self.objective.build(recipe, num_classes, seed)

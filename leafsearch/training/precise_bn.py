@@ -9,7 +9,10 @@ search reading those epochs learns nothing. Keras, KerasTuner and Optuna have no
 PreciseBN (Wu and Johnson 2021, "Rethinking 'Batch' in BatchNorm", arXiv:2105.07576; fvcore's
 `update_bn_stats`): before each validation, the statistics of the layers that training updates are
 recomputed with the current weights, as the average over a few batches of training images. The
-training images go in without the model's augmentation, as the validation images do.
+training images go in without the model's augmentation, as the validation images do, except the
+background replacement of a trial that has one: it stands for the backgrounds the model must meet
+off the black background, and statistics of black backgrounds alone cost such a model a third of
+its wild accuracy (bench/README.md, wild.py).
 
 Training itself is unchanged (it normalises by batch statistics and never reads the moving ones);
 what changes is every validation value and the checkpoints' statistics, so `evaluate`, `export`
@@ -25,7 +28,7 @@ import math
 import keras
 import numpy as np
 
-from leafsearch.models.augment import PREFIX
+from leafsearch.models.augment import BACKGROUND, PREFIX
 
 IMAGES = 128  # training images the statistics are computed over: at 64 px that is half a million positions per channel
 # Images per forward pass: a pass keeps no activations for a backward pass, so 64 images need
@@ -55,11 +58,16 @@ def without_augmentation(model: keras.Model) -> keras.Model:
 
 def recalibrate(model: keras.Model, images: np.ndarray, batch_size: int) -> None:
     """Set the moving statistics of the layers training updates to their mean over `images`, fed
-    in batches of `batch_size` (each batch's statistics weigh the same, as in fvcore)."""
+    in batches of `batch_size` (each batch's statistics weigh the same, as in fvcore), through
+    the model's background replacement if it has one (`images` then marked, as in training)."""
     layers = updated_batch_norms(model)
     if not layers or len(images) == 0:
         return
     forward = without_augmentation(model)
+    names = [layer.name for layer in model.layers]
+    if BACKGROUND in names:
+        replace, rest = model.get_layer(BACKGROUND), forward
+        forward = lambda batch, training: rest(replace(batch, training=training), training=training)  # noqa: E731
     momenta = [layer.momentum for layer in layers]
     try:
         for i in range(math.ceil(len(images) / batch_size)):
@@ -74,9 +82,10 @@ def recalibrate(model: keras.Model, images: np.ndarray, batch_size: int) -> None
 class PreciseBatchNorm(keras.callbacks.Callback):
     """Recalibrates before each validation of `fit` (`on_test_begin`), on the same `IMAGES`
     training images all through the trial (drawn by the trial's seed), `CHUNK` or the trial's
-    batch size at a time, whichever is larger."""
+    batch size at a time, whichever is larger. `images` are the ones training is fed (marked, with
+    background replacement)."""
 
-    def __init__(self, images: np.ndarray, train_idx: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, images, train_idx: np.ndarray, batch_size: int, seed: int):
         super().__init__()
         chosen = np.random.default_rng(seed).choice(np.asarray(train_idx), min(IMAGES, len(train_idx)), replace=False)
         self.images = images[np.sort(chosen)]

@@ -47,3 +47,19 @@ def test_the_callback_recalibrates_before_each_validation_on_the_same_images():
     model.fit(images[:12], labels[:12], validation_data=(images[12:], labels[12:]), epochs=1, batch_size=4,
               verbose=0, callbacks=[callback])
     np.testing.assert_allclose(model.get_layer("bn").moving_mean.numpy(), images[:12].mean(axis=(0, 1, 2)), rtol=1e-4)
+
+
+def test_a_trial_with_background_replacement_keeps_it_in_the_statistics():
+    from leafsearch.models.augment import BackgroundReplace
+
+    inputs = keras.Input((8, 8, 3))
+    x = BackgroundReplace(1.0, seed=0, name="aug_background")(inputs)
+    x = keras.layers.Rescaling(100.0, name="aug_scale")(x)  # other augmentation: still skipped
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    leaves = np.zeros((16, 8, 8, 3), "float32")
+    leaves[:, 3:5, 3:5, 1] = 200.0  # a green leaf on a background marked exactly 0, as training feeds it
+    recalibrate(model, leaves, batch_size=8)
+    mean = model.get_layer("bn").moving_mean.numpy()
+    clean = leaves.mean(axis=(0, 1, 2))
+    assert (mean > clean + 20).all() and (mean < 255).all()  # new backgrounds, not black, not scaled
