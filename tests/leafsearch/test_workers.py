@@ -95,7 +95,7 @@ def test_a_worker_killed_mid_trial_is_continued_by_the_others_and_the_target_hol
     name = "killed"
     args = [sys.executable, "-m", "leafsearch", "run", str(CNN_SPACE), "--data", str(tiny_data), "--study", name,
             "--workers", "2", "--trials", "3", "--image-size", "32", "--max-epochs", "3", "--set", "batch_size=16",
-            "--set", "patience=12"]
+            "--set", "patience=12", "--pruner", "none"]  # its subject is the continued trial, which a pruner could stop
     proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim_trial = None
     deadline = time.monotonic() + 300
