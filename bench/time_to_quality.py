@@ -4,7 +4,8 @@ Three contenders on the same data, the same CNN (the seed's of `spaces/cnn.py`),
 space, the same budget of trials and maximum epochs, the same 5:1 split:
 
 * `leafsearch`: `leafsearch run spaces/cnn.py --data TRAIN --trials N --max-epochs E --image-size S
-  --seed SEED` with its defaults, then `leafsearch evaluate --data TEST` on the trial it picks;
+  --seed SEED --test TEST` with its defaults (`--test` scores the trial it picks, as `leafsearch
+  evaluate --data TEST` does, when the study ends);
 * `kerastuner`: `bench/peers/plain_kerastuner.py`, RandomSearch, early stopping (patience 5,
   best weights restored), `image_dataset_from_directory` + cache + prefetch;
 * `optuna`: `bench/peers/plain_optuna.py`, TPE + MedianPruner with a per-epoch pruning callback,
@@ -12,7 +13,7 @@ space, the same budget of trials and maximum epochs, the same 5:1 split:
 
 The peers read the validation images leafsearch holds out (its stratified split, seeded as the
 study), through two folders of links, so every validation accuracy is on the same images. Each
-contender runs alone, in a subprocess timed from start to exit (leafsearch: `run` + `evaluate`).
+contender runs alone, in a subprocess timed from start to exit.
 Per seed and contender: the best validation accuracy, the test accuracy of the picked trial, the
 wall time, the epochs trained, and the time-to-target: the wall time and epochs at which it
 first reached the best peer's final best validation accuracy (from every epoch's end time).
@@ -96,10 +97,8 @@ def run_leafsearch(root: Path, train: Path, test: Path, args: argparse.Namespace
     results = root / "leafsearch"
     run = [sys.executable, "-m", "leafsearch", "run", str(SPACE), "--data", str(train), "--results", str(results),
            "--study", "cnn", "--trials", str(args.trials), "--max-epochs", str(args.max_epochs),
-           "--image-size", str(args.image_size), "--seed", str(seed), *shlex.split(args.leafsearch_flags)]
-    started, wall_run, _ = timed(run, root)
-    _, wall_eval, _ = timed([sys.executable, "-m", "leafsearch", "evaluate", "--study", "cnn", "--data", str(test),
-                             "--results", str(results)], root)
+           "--image-size", str(args.image_size), "--seed", str(seed), "--test", str(test), *shlex.split(args.leafsearch_flags)]
+    started, wall, _ = timed(run, root)
     study = results / "cnn"
     board = pd.read_csv(study / "leaderboard.csv")
     epochs = []
@@ -109,7 +108,7 @@ def run_leafsearch(root: Path, train: Path, test: Path, args: argparse.Namespace
     evaluation = json.loads(next((study / "evaluations").glob("*.json")).read_text())
     complete = board[board["state"] == "COMPLETE"]
     return {"best_val_accuracy": float(complete["val_accuracy"].max()), "test_accuracy": float(evaluation["accuracy"]),
-            "wall_s": wall_run + wall_eval, "wall_run_s": wall_run, "epochs_trained": len(epochs),
+            "wall_s": wall, "epochs_trained": len(epochs),
             "states": board["state"].value_counts().to_dict(), "started_at": started, "epochs": epochs}
 
 

@@ -226,6 +226,7 @@ class StudyLoop:
         write_json_atomic(folder / trial_files.RUN, info)
         reporter = EngineReporter(self.engine, ticket, trial_dir=folder, metric=metric, listener=self.display.epoch_finished)
         reporter.constraints = dict(self.spec.constraints)
+        reporter.costs_first = bool(self.spec.constraints or self.spec.objectives)
         self.display.trial_started(ticket.number, params)
         self.write_leaderboard()  # shows it RUNNING
         started = time.monotonic()

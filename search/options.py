@@ -25,7 +25,7 @@ class RunOptions:
     backend: str = "optuna"  # one of search.engines.ALGORITHMS
     storage: str | None = None  # an Optuna storage URL (default: a journal file in the study folder)
     algorithm: str | None = None  # default: the engine's first (search.engines.default_algorithm)
-    pruner: str = "curve"  # one of engines.PRUNERS[backend]
+    pruner: str | None = None  # one of engines.PRUNERS[backend]; default: the engine's first
     max_resource: int | None = None  # the most epochs (across phases) a trial can train: Hyperband's top rung
     seed: int = 0
     timeout_s: float | None = None
@@ -37,6 +37,12 @@ class RunOptions:
     in_process: bool = False  # train in this process instead of a child process per trial (debugging)
     preload: tuple[str, ...] = ()  # modules the trial processes' fork server imports once (e.g. Keras)
     warm_start: WarmStart | None = None  # trials to run first when the study is created
+
+    def __post_init__(self):
+        if self.pruner is None:
+            from search.engines.choices import default_pruner
+
+            self.pruner = default_pruner(self.backend)
 
     @property
     def prune(self) -> bool:

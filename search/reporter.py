@@ -44,6 +44,9 @@ class Reporter(abc.ABC):
         self.seed = seed
         self.epoch_budget = epoch_budget
         self.constraints: Mapping[str, float] = {}  # the study's upper bounds on cost columns
+        # Whether the objective must measure the model's costs before its first epoch (the study
+        # bounds or optimises a cost); otherwise it may measure only the trials that train to the end.
+        self.costs_first = False
         self.history: list[dict[str, float]] = []
         self.resumed_from_epoch: int | None = None  # set by restore(): epochs taken from a checkpoint
         self._listener = listener

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "its best min(5, --trials // 4) trials, at least 1, projected onto this space (a value outside it "
                           "takes this space's default; one note lists what was dropped), run before the baseline; "
                           "only when the study is created, never on resume")
+    run.add_argument("--test", type=Path, metavar="DIR",
+                     help="when the study ends, score its best trial on this test folder (one sub-folder per class, or "
+                          "subsets of them), as `leafsearch evaluate --data DIR` does, without a second process loading Keras")
     run.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
     run.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE),
                      help=f"Optuna storage URL, e.g. postgresql://user@host/db, or set {STORAGE_VARIABLE} to keep a password "
@@ -121,9 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampler, the split and the trials (default: 0)")
     run.add_argument("--timeout", type=parse_duration, help="stop starting new trials after this long, e.g. 2h or 90m; run again to continue")
     run.add_argument("--pruner", choices=ALL_PRUNERS,
-                     help="how unpromising trials stop early: curve (default: extrapolates each trial's learning curve and stops it "
-                          "when it cannot reach the best so far), median (Optuna's median rule), asha (successive halving), "
-                          "hyperband, or none (optuna backend; kerastuner: curve, median or none)")
+                     help="how unpromising trials stop early (optuna backend): asha (default: asynchronous successive halving, "
+                          "after 2, 4, 10... epochs only the best third go on), curve (extrapolates each trial's learning curve "
+                          "and stops it when it cannot reach the best so far), median (Optuna's median rule), hyperband, or none; "
+                          "kerastuner backend: curve (its default), median or none")
     run.add_argument("--no-prune", action="store_true", help="never stop a trial early (the same as --pruner none)")
     run.add_argument("--in-process", action="store_true",
                      help="train every trial in this process (for debugging; default: a fresh child process per trial)")

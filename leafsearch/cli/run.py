@@ -14,14 +14,13 @@ from search.loop import run_study, run_with_workers
 from search.report.display import Display
 
 
-
 def request(args: argparse.Namespace) -> study.Request:
     return study.Request(
         space_file=args.space, results=args.results, data=args.data, study=args.study,
         backend=getattr(args, "backend", "optuna"), algorithm=getattr(args, "algorithm", None),
         pruner=getattr(args, "pruner", None), no_prune=getattr(args, "no_prune", False), trials=args.trials,
         max_epochs=args.max_epochs, seed=getattr(args, "seed", 0), timeout_s=getattr(args, "timeout", None),
-        storage=args.storage, in_process=args.in_process, precision=args.precision,
+        storage=args.storage, in_process=args.in_process, precision=args.precision, test=getattr(args, "test", None),
         worker_seed=int(os.environ.get(WORKER_INDEX, "0")), pins=args.pins, warm_start=getattr(args, "warm_start", None),
         overrides={"image_size": args.image_size, "backbone": args.backbone, "weights": args.weights,
                    "backgrounds": None if args.backgrounds is None else str(Path(args.backgrounds).expanduser().resolve())},
@@ -45,7 +44,7 @@ def _search(args: argparse.Namespace, asked: study.Request, space, spec, workers
     index = os.environ.get(WORKER_INDEX)
     display = Display(spec.metric, prefix=f"worker {index} | " if index else "")
     if index is None:
-        display.note(f"Data: {prepared.images} images in {prepared.classes} classes; device: {prepared.device}, "
+        display.note(f"Data: {prepared.images} images in {len(prepared.class_names)} classes; device: {prepared.device}, "
                      f"precision {prepared.precision}")
     workers = args.workers if workers is None else workers
     if workers > 1:
@@ -68,6 +67,8 @@ def _search(args: argparse.Namespace, asked: study.Request, space, spec, workers
         best = run_study(space, spec, prepared.objective, prepared.options, display)
     if index is None:
         print_outcome(best, spec.metric, prepared.options)
+        if prepared.test_parts is not None and best is not None:  # the chief scores, not the workers it starts
+            print("\n".join(study.score_on_test(asked, prepared)))
     return 0
 
 

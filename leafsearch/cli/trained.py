@@ -16,14 +16,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     parts = evaluation.test_subsets(args.data)  # a bad folder is reported before Keras loads
     import_keras_quietly()
-    trained, record, written = evaluation.evaluate_trial(args.results, args.study, args.trial, args.data, parts)
-    print(f"Study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}) on {args.data}: "
-          f"accuracy {record['accuracy']:.4f} on {record['images']} images")
-    for subset, scored in record["subsets"].items():
-        print(f"  {subset}: accuracy {scored['accuracy']:.4f} on {scored['images']} images")
-    worst = sorted(record["per_class"].items(), key=lambda item: item[1])[:3]
-    print("Lowest per-class accuracy: " + ", ".join(f"{name} {value:.3f}" for name, value in worst))
-    print(f"Wrote {written} and {trained.study_dir / record['confusion_png']}")
+    print("\n".join(evaluation.summary_lines(args.results, args.study, args.trial, args.data, parts)))
     return 0
 
 

@@ -3,7 +3,8 @@
 The seed chose its model by accuracy *and* efficiency, so every trial records these next to its
 score (`search.records.costs` carries them to the leaderboard).
 
-Measuring cost, paid once per trial before it trains: one trace of the inference graph for the
+Measuring cost, paid once per trial (before it trains when the study bounds or optimises a cost,
+otherwise after it trained to its end; loop.py): one trace of the inference graph for the
 FLOP count (TensorFlow backend only) and `1 + REPEATS` predict calls on a batch of `BATCH` images.
 Measured on 2 busy CPU cores: 0.5 s for the 32 px test CNN, 0.5 s for the 128 px CNN, 5.5 s for
 EfficientNet-B0 at 224 px, 18 s for EfficientNet-B4 at 380 px (mostly the CPU's slow predict

@@ -126,14 +126,7 @@ def evaluate_trial(results: Path, study: str, trial: int | None, data: Path,
 
     parts = test_subsets(data) if parts is None else parts  # a bad folder is reported before the model loads
     trained = checkpoint.load(results, study, trial)
-    for subset, test in parts.items():
-        if tuple(test.class_names) != trained.class_names:
-            missing = sorted(set(trained.class_names) - set(test.class_names))
-            extra = sorted(set(test.class_names) - set(trained.class_names))
-            where = f"{data}/{subset}" if subset else f"{data}"
-            raise UsageError(f"--data {where}: its class folders differ from the study's "
-                             f"(missing: {', '.join(missing) or '-'}; unknown: {', '.join(extra) or '-'}); "
-                             f"pass a test folder with the same {len(trained.class_names)} class sub-folders")
+    check_classes(parts, data, trained.class_names)
     matrices = {}
     for subset, test in parts.items():
         loaded = load_images(test, trained.image_size)
@@ -143,3 +136,30 @@ def evaluate_trial(results: Path, study: str, trial: int | None, data: Path,
     subsets = {name: counts for name, counts in matrices.items() if name}
     record = store(trained.study_dir, trained.trial, Path(data).resolve(), total, trained.class_names, subsets)
     return trained, record, trained.study_dir / FOLDER / f"{record_name(trained.trial, Path(data).resolve())}.json"
+
+
+def summary_lines(results: Path, study: str, trial: int | None, data: Path,
+                  parts: Mapping[str, Any] | None = None) -> list[str]:
+    """`evaluate_trial`, told as `leafsearch evaluate` prints it: plain text, so that it can come
+    back from the trial process that scored it at the end of `leafsearch run --test`."""
+    trained, record, written = evaluate_trial(results, study, trial, data, parts)
+    lines = [f"Study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}) on {data}: "
+             f"accuracy {record['accuracy']:.4f} on {record['images']} images"]
+    lines += [f"  {subset}: accuracy {scored['accuracy']:.4f} on {scored['images']} images"
+              for subset, scored in record["subsets"].items()]
+    worst = sorted(record["per_class"].items(), key=lambda item: item[1])[:3]
+    lines.append("Lowest per-class accuracy: " + ", ".join(f"{name} {value:.3f}" for name, value in worst))
+    lines.append(f"Wrote {written} and {trained.study_dir / record['confusion_png']}")
+    return lines
+
+
+def check_classes(parts: Mapping[str, Any], data: Path, class_names: Sequence[str], flag: str = "--data") -> None:
+    """A test folder (each of its subsets) must have the study's class folders."""
+    for subset, test in parts.items():
+        if tuple(test.class_names) != tuple(class_names):
+            missing = sorted(set(class_names) - set(test.class_names))
+            extra = sorted(set(test.class_names) - set(class_names))
+            where = f"{data}/{subset}" if subset else f"{data}"
+            raise UsageError(f"{flag} {where}: its class folders differ from the study's "
+                             f"(missing: {', '.join(missing) or '-'}; unknown: {', '.join(extra) or '-'}); "
+                             f"pass a test folder with the same {len(class_names)} class sub-folders")

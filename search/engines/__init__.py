@@ -6,13 +6,13 @@ chosen one alone (the Optuna path never loads KerasTuner, and so never Keras).""
 from __future__ import annotations
 
 from search.engines.base import Engine
-from search.engines.choices import ALGORITHMS, BACKENDS, PRUNERS, default_algorithm
+from search.engines.choices import ALGORITHMS, BACKENDS, PRUNERS, default_algorithm, default_pruner
 from search.errors import UsageError
 from search.options import RunOptions
 from search.space import Space
 from search.study import Study
 
-__all__ = ["ALGORITHMS", "BACKENDS", "PRUNERS", "Engine", "default_algorithm", "engine_class", "make_engine"]
+__all__ = ["ALGORITHMS", "BACKENDS", "PRUNERS", "Engine", "default_algorithm", "default_pruner", "engine_class", "make_engine"]
 
 
 def engine_class(backend: str) -> type[Engine]:

@@ -48,6 +48,7 @@ class ChildReporter(Reporter):
             seed=state["seed"],
             epoch_budget=state["epoch_budget"],
         )
+        self.costs_first = state["costs_first"]
         self._conn = conn
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -79,6 +80,7 @@ def _reporter_state(reporter: Reporter) -> dict[str, Any]:
         "metric": reporter.metric,
         "seed": reporter.seed,
         "epoch_budget": reporter.epoch_budget,
+        "costs_first": reporter.costs_first,
     }
 
 

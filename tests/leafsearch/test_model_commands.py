@@ -33,22 +33,28 @@ def demo_data(folder: Path, size: int, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
+def test_folder(tmp_path_factory) -> Path:
+    """Test images of another draw, at 48 px: predict and evaluate resize them to the trial's 32."""
+    return demo_data(tmp_path_factory.mktemp("test") / "leaves", 48, seed=3)
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory, test_folder) -> dict:
     """A one-trial study `cnn` in <tmp>/results (the one subprocess of this module), its model
-    with every augmentation, trained with Ranger."""
+    with every augmentation, trained with Ranger, scored on the test folder as it ends (`--test`)."""
     cwd = tmp_path_factory.mktemp("study")
     data = demo_data(cwd / "leaves", 32, seed=0)
     space = cwd / "cnn.py"
     space.write_text(EVERYTHING)
-    done = leafsearch("run", space, "--data", data, "--trials", "1", "--max-epochs", "1", cwd=cwd)
+    done = leafsearch("run", space, "--data", data, "--trials", "1", "--max-epochs", "1", "--test", test_folder, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
-    return cwd / "results"
+    [stored] = (cwd / "results" / "cnn" / "evaluations").glob("0-leaves-*.json")
+    return {"results": cwd / "results", "stdout": done.stdout, "evaluation": json.loads(stored.read_text())}
 
 
 @pytest.fixture(scope="module")
-def test_folder(tmp_path_factory) -> Path:
-    """Test images of another draw, at 48 px: predict and evaluate resize them to the trial's 32."""
-    return demo_data(tmp_path_factory.mktemp("test") / "leaves", 48, seed=3)
+def results(study_run) -> Path:
+    return study_run["results"]
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +97,15 @@ def test_tensorboard_has_the_hparams_session_and_epoch_scalars(results):
     assert {"val_accuracy", "val_loss", "accuracy", "loss"} <= set(events.Tags()["tensors"])
 
 
-def test_evaluate_stores_accuracy_that_predict_reproduces(results, test_folder, exported, capsys):
+def test_evaluate_stores_accuracy_that_predict_reproduces(study_run, results, test_folder, exported, capsys):
     assert main(["evaluate", "--study", "cnn", "--results", str(results), "--data", str(test_folder)]) == 0
-    assert "accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
     [stored] = (results / "cnn" / "evaluations").glob("0-leaves-*.json")  # one per trial and test folder
     record = json.loads(stored.read_text())
+    # `run --test` had scored the same checkpoint the same way and said so as `evaluate` does.
+    scored = {k: v for k, v in study_run["evaluation"].items() if k != "evaluated_at"}
+    assert scored == {k: v for k, v in record.items() if k != "evaluated_at"}
+    assert out.splitlines()[0] in study_run["stdout"].splitlines() and f"accuracy {record['accuracy']:.4f}" in out
     assert set(record) == EVALUATION_KEYS and record["trial"] == 0 and record["images"] == 112 and record["subsets"] == {}
     png = results / "cnn" / record["confusion_png"]
     assert record["confusion_png"] == f"evaluations/{stored.stem}-confusion.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -196,3 +206,12 @@ def test_evaluate_refuses_a_test_folder_of_other_classes(results, test_folder, t
     assert main(["evaluate", "--study", "cnn", "--results", str(results), "--data", str(other)]) == 2
     err = capsys.readouterr().err
     assert "class folders differ" in err and "unknown: Kiwi" in err and err.count("\n") == 1
+    before = sorted(p.name for p in (results / "cnn").iterdir())
+    space = tmp_path / "cnn.py"
+    space.write_text(EVERYTHING)
+    leaves = Path(json.loads((results / "cnn" / "trials" / "0" / "run.json").read_text())["data"])
+    # `run --test` refuses it before the study starts (and before Keras loads), the study untouched.
+    assert main(["run", str(space), "--data", str(leaves), "--results", str(results), "--study", "cnn", "--test", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "--test " in err and "unknown: Kiwi" in err and err.count("\n") == 1
+    assert sorted(p.name for p in (results / "cnn").iterdir()) == before

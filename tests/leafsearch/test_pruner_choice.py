@@ -15,7 +15,7 @@ def test_curve_is_a_pruner_of_both_engines(backend):
     assert study.chosen_pruner(backend, args.pruner, args.no_prune) == "curve"
     with pytest.raises(UsageError, match="--no-prune contradicts --pruner curve"):
         study.chosen_pruner(backend, "curve", True)
-    assert study.chosen_pruner(backend, None, False) == "curve"  # the default
+    assert study.chosen_pruner(backend, None, False) == {"optuna": "asha", "kerastuner": "curve"}[backend]  # the defaults
 
 
 def test_a_joining_worker_takes_the_studys_pruner(tmp_path):

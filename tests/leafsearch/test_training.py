@@ -1,5 +1,6 @@
 """The recipe → Keras pieces: optimizer, schedule, callbacks, augmentation, CNN head, objective."""
 
+import json
 import math
 
 import keras
@@ -138,6 +139,8 @@ def test_objective_trains_reports_every_epoch_and_returns_the_best(tmp_path, tin
     assert result["val_accuracy"] == max(row["val_accuracy"] for row in reporter.history)
     assert result["epochs"] == 2
     assert len(traces) == 1  # the optimizer is built before `fit`, so its first trace is its only one
+    measured = json.loads((tmp_path / "costs.json").read_text())  # a trial that trained to its end is measured
+    assert measured["params"] > 0 and measured["infer_ms"] > 0
 
 
 def test_objective_stops_when_pruned(tmp_path, tiny_folder):
@@ -146,6 +149,14 @@ def test_objective_stops_when_pruned(tmp_path, tiny_folder):
     with pytest.raises(TrialPruned):
         objective({"image_size": 32, "batch_size": 32}, reporter)
     assert len(reporter.history) == 1
+    # Nobody picks a pruned trial: its model is not measured beyond its (free) parameter count...
+    assert set(json.loads((tmp_path / "costs.json").read_text())) == {"params"}
+    # ...unless the study bounds or optimises a cost: then the model is measured before it trains.
+    first = ListReporter(tmp_path / "costs_first", prune_after=1)
+    first.costs_first = True
+    with pytest.raises(TrialPruned):
+        objective({"image_size": 32, "batch_size": 32}, first)
+    assert json.loads((tmp_path / "costs_first" / "costs.json").read_text())["infer_ms"] > 0
 
 
 def test_nan_loss_fails_the_trial(tmp_path, tiny_folder):
