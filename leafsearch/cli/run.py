@@ -6,9 +6,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any, Mapping
 
 from leafsearch.cli.environment import STORAGE_VARIABLE, WORKER_INDEX
+from leafsearch.runtime import import_keras_quietly
+from leafsearch.trained.evaluate import check_classes, summary_lines, test_subsets
 from leafsearch.training import study
+from search.errors import SearchAborted, UsageError
+from search.execution.executor import TrialProcesses
 from search.execution.workers import python_command, without_flags
 from search.loop import run_study, run_with_workers
 from search.report.display import Display
@@ -20,7 +25,7 @@ def request(args: argparse.Namespace) -> study.Request:
         backend=getattr(args, "backend", "optuna"), algorithm=getattr(args, "algorithm", None),
         pruner=getattr(args, "pruner", None), no_prune=getattr(args, "no_prune", False), trials=args.trials,
         max_epochs=args.max_epochs, seed=getattr(args, "seed", 0), timeout_s=getattr(args, "timeout", None),
-        storage=args.storage, in_process=args.in_process, precision=args.precision, test=getattr(args, "test", None),
+        storage=args.storage, in_process=args.in_process, precision=args.precision,
         worker_seed=int(os.environ.get(WORKER_INDEX, "0")), pins=args.pins, warm_start=getattr(args, "warm_start", None),
         overrides={"image_size": args.image_size, "backbone": args.backbone, "weights": args.weights,
                    "backgrounds": None if args.backgrounds is None else str(Path(args.backgrounds).expanduser().resolve())},
@@ -40,8 +45,12 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace, asked: study.Request, space, spec, workers: int | None = None) -> int:
-    prepared = study.prepare(asked, space, spec, note=print)
     index = os.environ.get(WORKER_INDEX)
+    test = getattr(args, "test", None) if index is None else None  # the chief scores, not the workers it starts
+    parts = test_folder(test) if test is not None else None  # a bad folder is reported before anything starts
+    prepared = study.prepare(asked, space, spec, note=print)
+    if parts is not None:
+        check_classes(parts, test, prepared.class_names, flag="--test")  # before the study is touched
     display = Display(spec.metric, prefix=f"worker {index} | " if index else "")
     if index is None:
         display.note(f"Data: {prepared.images} images in {len(prepared.class_names)} classes; device: {prepared.device}, "
@@ -67,9 +76,33 @@ def _search(args: argparse.Namespace, asked: study.Request, space, spec, workers
         best = run_study(space, spec, prepared.objective, prepared.options, display)
     if index is None:
         print_outcome(best, spec.metric, prepared.options)
-        if prepared.test_parts is not None and best is not None:  # the chief scores, not the workers it starts
-            print("\n".join(study.score_on_test(asked, prepared)))
+        if parts is not None and best is not None:
+            print("\n".join(score_on_test(asked, prepared, test, parts)))
     return 0
+
+
+def test_folder(path: Path) -> Mapping[str, Any]:
+    """`--test DIR`, read before anything starts: its class folders, or its subsets'."""
+    try:
+        return test_subsets(path)
+    except UsageError as exc:
+        raise UsageError(f"--test: {exc}".replace("pass --data DIR", "pass --test DIR")) from None
+
+
+def score_on_test(request: study.Request, prepared: study.Prepared, test: Path, parts: Mapping[str, Any]) -> list[str]:
+    """`run --test DIR`: the best trial scored on the test folder once the study ends, as
+    `leafsearch evaluate` does and stores it, in a one-shot child of the trial processes' fork
+    server (Keras is loaded there already, where a separate `evaluate` pays ~6 s to import it),
+    or in this process with --in-process."""
+    where = (request.results, prepared.options.study_name, None, test, parts)
+    if request.in_process:
+        import_keras_quietly()
+        return summary_lines(*where)
+    try:
+        return TrialProcesses.call(summary_lines, *where).result()
+    except RuntimeError as exc:  # the child's error, in one line
+        raise SearchAborted(f"--test {test}: {exc}; the study itself is done: score it with `leafsearch evaluate "
+                            f"--study {prepared.options.study_name} --data {test}`") from None
 
 
 def print_outcome(best: dict | None, metric: str, options) -> None:

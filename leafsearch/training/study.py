@@ -19,7 +19,7 @@ from leafsearch.data import IMAGE_EXTENSIONS, content_id, scan_folder
 from leafsearch.training import recipe
 from leafsearch.training.objective import LeafObjective
 from search import engines
-from search.errors import SearchAborted, UsageError
+from search.errors import UsageError
 from search.execution.executor import TrialProcesses
 from search.options import RunOptions
 from search.space import Fixed, Space
@@ -54,7 +54,6 @@ class Request:
     worker_seed: int = 0  # seeds this worker's sampler apart from the others'
     pins: Sequence[tuple[str, str]] = ()
     warm_start: str | None = None  # an earlier study whose best trials this one runs first (when created)
-    test: Path | None = None  # a test folder the best trial is scored on when the study ends (`run --test`)
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # image_size, backbone, weights
 
 
@@ -71,7 +70,6 @@ class Prepared:
     device: str
     precision: str
     gpus: int
-    test_parts: Mapping[str, Any] | None = None  # `--test`'s folder, checked: {subset: its scanned folder}
 
 
 def load_space(path: str, pins: Sequence[tuple[str, str]] = (), overrides: Mapping[str, Any] | None = None,
@@ -206,17 +204,12 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
 
         warm = plan(request.results, request.warm_start, name, space, trials, request.storage)
     check_writable(request.results)
-    test_parts = test_folder(request.test) if request.test is not None else None
     if request.data is None:
         data_root = builtin_data(request.results, note)
         note(f"No --data given: using the built-in synthetic leaf dataset ({data_root}); pass --data DIR for your own images.")
     else:
         data_root = request.data
     folder = scan_folder(data_root)  # a bad folder is reported before the study is touched
-    if test_parts is not None:
-        from leafsearch.trained.evaluate import check_classes
-
-        check_classes(test_parts, request.test, folder.class_names, flag="--test")
     if request.storage is not None:  # an unreachable server is reported now, not after decoding
         from search.engines.optuna.storage import make_storage
 
@@ -252,35 +245,7 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         worker=request.worker_seed, in_process=request.in_process, preload=PRELOAD, warm_start=warm,
     )
     return Prepared(space, spec, objective, options, len(folder.paths), tuple(folder.class_names), device["device"],
-                    device["policy"], device["gpus"], test_parts)
-
-
-def test_folder(path: Path) -> Mapping[str, Any]:
-    """`--test DIR`, read before anything starts: its class folders, or its subsets'."""
-    from leafsearch.trained.evaluate import test_subsets
-
-    try:
-        return test_subsets(path)
-    except UsageError as exc:
-        raise UsageError(f"--test: {exc}".replace("pass --data DIR", "pass --test DIR")) from None
-
-
-def score_on_test(request: Request, prepared: Prepared) -> list[str]:
-    """`run --test DIR`: the best trial scored on the test folder once the study ends, as
-    `leafsearch evaluate` does and stores it, in a one-shot child of the trial processes' fork
-    server (Keras is loaded there already, where a separate `evaluate` pays ~6 s to import it),
-    or in this process with --in-process."""
-    from leafsearch.trained.evaluate import summary_lines
-
-    where = (request.results, prepared.options.study_name, None, request.test, prepared.test_parts)
-    if request.in_process:
-        runtime.import_keras_quietly()
-        return summary_lines(*where)
-    try:
-        return TrialProcesses.call(summary_lines, *where).result()
-    except RuntimeError as exc:  # the child's error, in one line
-        raise SearchAborted(f"--test {request.test}: {exc}; the study itself is done: score it with `leafsearch evaluate "
-                            f"--study {prepared.options.study_name} --data {request.test}`") from None
+                    device["policy"], device["gpus"])
 
 
 def _device(request: Request, backend: str) -> Future | dict:
