@@ -86,7 +86,7 @@ def test_folder(path: Path) -> Mapping[str, Any]:
     try:
         return test_subsets(path)
     except UsageError as exc:
-        raise UsageError(f"--test: {exc}".replace("pass --data DIR", "pass --test DIR")) from None
+        raise UsageError(f"--test: {exc}") from None
 
 
 def score_on_test(request: study.Request, prepared: study.Prepared, test: Path, parts: Mapping[str, Any]) -> list[str]:

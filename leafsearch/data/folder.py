@@ -55,7 +55,7 @@ def scan_folder(root: str | os.PathLike[str]) -> ImageFolder:
     """List the classes and image files of ``root``; raise :class:`UsageError` on a bad layout."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise UsageError(f"data folder {root} does not exist; pass --data DIR with one sub-folder per class")
+        raise UsageError(f"data folder {root} does not exist; pass an existing folder with one sub-folder per class")
     if not root.is_dir():
         raise UsageError(
             f"data folder {root} is not a directory; pass a folder with one sub-folder per class, "
