@@ -94,10 +94,38 @@ def procedural_backgrounds(count: int, size: int, seed: int) -> np.ndarray:
     return out
 
 
+CLUTTER = 0.5  # the share of new backgrounds with a fragment of another leaf, as models/augment.py's default
+
+
+def with_clutter(backgrounds: np.ndarray, images: np.ndarray, masks: np.ndarray, seed: int) -> np.ndarray:
+    """`backgrounds` where, on a `CLUTTER` share, a quarter of the next image's leaf lies on it,
+    magnified to the whole image, dimmed and blurred (leaves in the wild have neighbours behind
+    them; the same idea as the augmentation's, drawn here with numpy, fixed per seed)."""
+    rng = np.random.default_rng([seed, 1])
+    out = np.array(backgrounds, copy=True)
+    size = images.shape[1]
+    half = size // 2
+    for i in range(len(images)):
+        if rng.random() >= CLUTTER:
+            continue
+        j = (i + 1) % len(images)
+        leaf = np.where(masks[j][..., None], images[j], 0).astype(np.float32)
+        y, x = half * rng.integers(2), half * rng.integers(2)
+        fragment = np.repeat(np.repeat(leaf[y:y + half, x:x + half], 2, axis=0), 2, axis=1)[:size, :size]
+        fragment = np.pad(fragment, ((0, size - fragment.shape[0]), (0, size - fragment.shape[1]), (0, 0)))
+        if rng.random() < 0.5:
+            fragment = fragment[::-1]
+        padded = np.pad(fragment, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        fragment = sum(padded[dy:dy + size, dx:dx + size] for dy in range(3) for dx in range(3)) / 9.0
+        present = fragment.max(axis=-1) > 16.0
+        out[i][present] = (fragment[present] * rng.uniform(0.5, 1.0)).astype(np.uint8)
+    return out
+
+
 def with_backgrounds(images: np.ndarray, seed: int) -> np.ndarray:
     """A copy of `images` whose black backgrounds are replaced, fixed per image and seed (every
     trial of a study scores the same set); images without a black background stay as they are."""
     masks, usable = leaf_masks(images)
-    backgrounds = procedural_backgrounds(len(images), images.shape[1], seed)
+    backgrounds = with_clutter(procedural_backgrounds(len(images), images.shape[1], seed), np.asarray(images), masks & usable[:, None, None], seed)
     replace = (~masks & usable[:, None, None])[..., None]
     return np.where(replace, backgrounds, np.asarray(images)).astype(np.uint8)

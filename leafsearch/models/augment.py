@@ -104,17 +104,24 @@ class BackgroundReplace(keras.layers.Layer):
 
     The input is *marked* (leafsearch.data.masks): background pixels are exactly 0 on every channel
     and no leaf pixel is, so the layer needs no mask input. New backgrounds are procedural (a
-    colour field, soft blobs, stripes of random frequency and angle, grain), drawn on the
+    colour field, soft blobs, stripes of random frequency and angle, grain; for half of them the
+    colours are the batch's own leaf colours, foliage-like), drawn on the
     accelerator with `keras.ops`, or, with `photos`, crops of the images of that folder (any
-    photos without leaves), flipped at random. Neither is the code `demo-data --wild` draws with,
-    so a wild test set stays unseen.
+    photos without leaves), flipped at random. A `clutter` share of the new backgrounds also get
+    a fragment of another leaf of the batch, magnified and out of focus, as leaves in the wild
+    have their neighbours behind them (the copy-paste augmentation of Ghiasi et al. 2021,
+    arXiv:2012.07177, with the batch's own leaves). Neither is the code `demo-data --wild` draws
+    with, so a wild test set stays unseen.
     """
 
-    def __init__(self, share: float, photos: str | None = None, seed: int | None = None, **kwargs):
+    def __init__(self, share: float, photos: str | None = None, seed: int | None = None, clutter: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 < share <= 1.0:
             raise ValueError(f"Argument `share` must be in (0, 1]. Received: share={share}")
+        if not 0.0 <= clutter <= 1.0:
+            raise ValueError(f"Argument `clutter` must be in [0, 1]. Received: clutter={clutter}")
         self.share = share
+        self.clutter = clutter
         self.photos = photos
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
@@ -130,7 +137,9 @@ class BackgroundReplace(keras.layers.Layer):
         ops = keras.ops
         images = ops.cast(inputs, "float32")
         batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
-        new = self._photos(batch, height, width) if self._bank is not None else self._procedural(batch, height, width)
+        new = self._photos(batch, height, width) if self._bank is not None else self._procedural(images, batch, height, width)
+        if self.clutter > 0:
+            new = self._cluttered(new, images, batch, height, width)
         background = ops.all(ops.equal(images, 0.0), axis=-1, keepdims=True)
         chosen = keras.random.uniform((batch, 1, 1, 1), seed=self.generator) < self.share
         return ops.cast(ops.where(ops.logical_and(background, chosen), new, images), inputs.dtype)
@@ -138,20 +147,52 @@ class BackgroundReplace(keras.layers.Layer):
     def _uniform(self, shape, low=0.0, high=1.0):
         return keras.random.uniform(shape, low, high, seed=self.generator)
 
-    def _procedural(self, batch, height, width):
+    def _procedural(self, images, batch, height, width):
         ops = keras.ops
-        field = self._uniform((batch, 1, 1, 3), 0.0, 255.0)
-        blobs = ops.image.resize(self._uniform((batch, 5, 5, 3), 0.0, 255.0), (height, width), interpolation="bilinear")
+        # Half the backgrounds take their colours from the batch's own leaves (each image's mean
+        # leaf colour, darkened or lightened): foliage behind a leaf is what a model must learn
+        # to ignore; the other half are colours drawn at random over the whole cube.
+        leaf = ops.cast(ops.any(ops.greater(images, 0.0), axis=-1, keepdims=True), "float32")
+        palette = ops.sum(images * leaf, axis=(1, 2)) / ops.maximum(ops.sum(leaf, axis=(1, 2)), 1.0)
+        natural = self._uniform((batch, 1, 1, 1)) < 0.5
+
+        def colours(cells):
+            count = ops.cast(batch, "float32")  # a tensor in a traced step
+            index = ops.cast(ops.minimum(ops.floor(self._uniform((batch, cells, cells)) * count), count - 1.0), "int32")
+            leafy = ops.take(palette, index, axis=0) * self._uniform((batch, cells, cells, 1), 0.4, 1.2)
+            leafy = leafy + keras.random.normal((batch, cells, cells, 3), stddev=12.0, seed=self.generator)
+            return ops.where(natural, ops.clip(leafy, 0.0, 255.0), self._uniform((batch, cells, cells, 3), 0.0, 255.0))
+
+        field = colours(1)
+        blobs = ops.image.resize(colours(5), (height, width), interpolation="bilinear")
         yy, xx = ops.meshgrid(ops.linspace(0.0, 1.0, height), ops.linspace(0.0, 1.0, width), indexing="ij")
         angle, freq = self._uniform((batch, 1, 1, 1), 0.0, 3.1416), self._uniform((batch, 1, 1, 1), 2.0, 12.0)
         along = ops.cos(angle) * xx[None, :, :, None] + ops.sin(angle) * yy[None, :, :, None]
         wave = 0.5 + 0.5 * ops.sin(6.2832 * freq * along + self._uniform((batch, 1, 1, 1), 0.0, 6.2832))
-        stripes = wave * self._uniform((batch, 1, 1, 3), 0.0, 255.0)
+        stripes = wave * colours(1)
         weights = self._uniform((batch, 1, 1, 3))
         weights = weights / ops.sum(weights, axis=-1, keepdims=True)
         mixed = weights[..., 0:1] * field + weights[..., 1:2] * blobs + weights[..., 2:3] * stripes
         grain = keras.random.normal((batch, height, width, 3), stddev=8.0, seed=self.generator)
         return ops.clip(mixed + grain, 0.0, 255.0)
+
+    def _cluttered(self, backgrounds, images, batch, height, width):
+        """`backgrounds` with, on a `clutter` share, a quarter of the batch's next image (its leaf,
+        found by its marked black) magnified to the whole image, flipped, dimmed and blurred."""
+        ops = keras.ops
+        others = ops.roll(images, 1, axis=0)
+        half_h, half_w = height // 2, width // 2
+        quarters = (others[:, :half_h, :half_w], others[:, :half_h, half_w:], others[:, half_h:, :half_w], others[:, half_h:, half_w:])
+        pick = ops.floor(self._uniform((batch, 1, 1, 1), 0.0, 4.0))
+        fragment = ops.zeros_like(images)
+        for k, quarter in enumerate(quarters):
+            fragment = ops.where(ops.equal(pick, float(k)), ops.image.resize(quarter, (height, width), interpolation="bilinear"), fragment)
+        fragment = ops.where(self._uniform((batch, 1, 1, 1)) < 0.5, ops.flip(fragment, axis=1), fragment)
+        fragment = ops.average_pool(fragment, pool_size=3, strides=1, padding="same")
+        present = ops.max(fragment, axis=-1, keepdims=True) > 16.0
+        used = self._uniform((batch, 1, 1, 1)) < self.clutter
+        dimmed = fragment * self._uniform((batch, 1, 1, 1), 0.5, 1.0)
+        return ops.where(ops.logical_and(present, used), dimmed, backgrounds)
 
     def _photos(self, batch, height, width):
         ops = keras.ops
@@ -164,7 +205,7 @@ class BackgroundReplace(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "share": self.share, "photos": self.photos, "seed": self.seed}
+        return {**super().get_config(), "share": self.share, "photos": self.photos, "seed": self.seed, "clutter": self.clutter}
 
 
 MAX_PHOTOS = 256  # background photos kept on the device, at the model's image size

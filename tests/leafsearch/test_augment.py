@@ -81,8 +81,31 @@ def test_background_photos_come_from_the_folder_given(tmp_path):
     Image.fromarray(np.full((20, 20, 3), (200, 30, 30), np.uint8)).save(tmp_path / "red.png")
     image, truth = leaf_on_black()
     marked = masks.MarkedImages(image[None])[np.array([0])].astype("float32")
-    out = np.asarray(BackgroundReplace(1.0, photos=str(tmp_path), seed=0)(marked, training=True))
+    out = np.asarray(BackgroundReplace(1.0, photos=str(tmp_path), seed=0, clutter=0.0)(marked, training=True))
     np.testing.assert_allclose(out[0][~truth].mean(axis=0), [200, 30, 30], atol=1)
+
+
+def test_clutter_puts_another_leaf_of_the_batch_behind_the_leaf(tmp_path):
+    from PIL import Image
+
+    from leafsearch.data import masks
+    from leafsearch.models.augment import BackgroundReplace
+
+    Image.fromarray(np.full((20, 20, 3), (30, 30, 200), np.uint8)).save(tmp_path / "blue.png")
+    image, truth = leaf_on_black()
+    red = np.zeros_like(image)
+    red[2:-2, 2:-2] = (220, 20, 20)  # a leaf that fills its image, on a black border
+    batch = masks.MarkedImages(np.stack([image, red]))[np.array([0, 1])].astype("float32")
+    leaf = truth & ~(image == 0).all(axis=-1)
+
+    def background_colours(clutter):
+        out = np.asarray(BackgroundReplace(1.0, photos=str(tmp_path), seed=0, clutter=clutter)(batch, training=True))
+        np.testing.assert_array_equal(out[0][leaf], image[leaf])  # the leaf itself stays as it was
+        behind = out[0][~truth]
+        return (behind[:, 0] > behind[:, 2]).mean()  # the share of the background that is red, not blue
+
+    assert background_colours(0.0) == 0.0
+    assert background_colours(1.0) > 0.5  # the red leaf of the batch, magnified, lies behind the first
 
 
 def test_the_wild_validation_copy_is_the_same_for_every_trial():
