@@ -94,7 +94,7 @@ def procedural_backgrounds(count: int, size: int, seed: int) -> np.ndarray:
     return out
 
 
-CLUTTER = 0.5  # the share of new backgrounds with a fragment of another leaf, as models/augment.py's default
+CLUTTER = 0.5  # the share of new backgrounds with a fragment of another leaf (here and models/augment.py's default)
 
 
 def with_clutter(backgrounds: np.ndarray, images: np.ndarray, masks: np.ndarray, seed: int) -> np.ndarray:

@@ -7,6 +7,8 @@ from typing import Any, Mapping
 
 import keras
 
+from leafsearch.data.masks import CLUTTER
+
 
 PREFIX = "aug_"  # every augmentation layer's name starts so: an exported model drops them by it
 BACKGROUND = "aug_background"  # the background replacement layer (first when present)
@@ -114,7 +116,7 @@ class BackgroundReplace(keras.layers.Layer):
     with, so a wild test set stays unseen.
     """
 
-    def __init__(self, share: float, photos: str | None = None, seed: int | None = None, clutter: float = 0.5, **kwargs):
+    def __init__(self, share: float, photos: str | None = None, seed: int | None = None, clutter: float = CLUTTER, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 < share <= 1.0:
             raise ValueError(f"Argument `share` must be in (0, 1]. Received: share={share}")
@@ -182,11 +184,13 @@ class BackgroundReplace(keras.layers.Layer):
         ops = keras.ops
         others = ops.roll(images, 1, axis=0)
         half_h, half_w = height // 2, width // 2
-        quarters = (others[:, :half_h, :half_w], others[:, :half_h, half_w:], others[:, half_h:, :half_w], others[:, half_h:, half_w:])
+        # Four same-sized corner windows; one is chosen per image before the single resize.
+        corners = [others[:, y:y + half_h, x:x + half_w] for y in (0, height - half_h) for x in (0, width - half_w)]
         pick = ops.floor(self._uniform((batch, 1, 1, 1), 0.0, 4.0))
-        fragment = ops.zeros_like(images)
-        for k, quarter in enumerate(quarters):
-            fragment = ops.where(ops.equal(pick, float(k)), ops.image.resize(quarter, (height, width), interpolation="bilinear"), fragment)
+        quarter = corners[0]
+        for k, corner in enumerate(corners[1:], start=1):
+            quarter = ops.where(ops.equal(pick, float(k)), corner, quarter)
+        fragment = ops.image.resize(quarter, (height, width), interpolation="bilinear")
         fragment = ops.where(self._uniform((batch, 1, 1, 1)) < 0.5, ops.flip(fragment, axis=1), fragment)
         fragment = ops.average_pool(fragment, pool_size=3, strides=1, padding="same")
         present = ops.max(fragment, axis=-1, keepdims=True) > 16.0
