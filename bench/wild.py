@@ -4,7 +4,9 @@ black background? Through the real CLI, on the same data and seed:
 * `baseline`: `spaces/cnn.py`-like study, no background replacement, chosen by `val_accuracy`;
 * `replaced`: the same with `aug_background` searched (0 to 1), chosen by `val_accuracy`;
 * `selected`: the same search, chosen by `val_wild_accuracy` (the validation images with their
-  backgrounds replaced, the same copy for every trial).
+  backgrounds replaced, the same copy for every trial);
+* `masked`: `selected` with the leaf mask head (`leaf_mask=True`: it learns where the leaf is from
+  the black backgrounds and blacks out the rest before the classifier).
 
 Each study's best trial is scored by `leafsearch evaluate` on one test folder in three subsets,
 none drawn by the augmentation's code: `clean` (another draw of the synthetic leaves), `wild`
@@ -14,7 +16,7 @@ scikit-image's bundled sample photographs, randomly cropped; `pip install scikit
 Goal (issue 18): wild accuracy within 5 points of clean accuracy, clean accuracy no more than 0.5
 points below the baseline's. Prints one JSON object; progress goes to stderr.
 
-    python bench/wild.py [--images 560] [--test-images 280] [--image-size 64] [--trials 4] [--epochs 10] [--seeds 0 1 2]
+    python bench/wild.py [--images 560] [--test-images 280] [--image-size 64] [--trials 4] [--epochs 10] [--seeds 0 1 2] [--configs ...]
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ sys.path.insert(0, str(REPO))
 
 SPACE = '''from search import Choice, Fixed, Float, Space, Study
 SPACE = Space(learning_rate=Float(3e-4, 3e-3, log=True, default=1e-3), dense_units=Choice([256, 512], default=512),
-              batch_size=Fixed(32), image_size=Fixed({size}), patience=Fixed(5), epochs=Fixed({epochs}),
-              aug_background={background})
+              batch_size=Fixed(32), image_size=Fixed({size}), patience=Fixed({patience}), epochs=Fixed({epochs}),
+              aug_background={background}, leaf_mask=Fixed({leaf_mask}))
 STUDY = Study(pipeline="cnn", metric="{metric}", trials={trials}, max_epochs={epochs})
 '''
-CONFIGS = {"baseline": ("Fixed(0.0)", "val_accuracy"), "replaced": ("Float(0.0, 1.0, default=0.0)", "val_accuracy"),
-           "selected": ("Float(0.0, 1.0, default=0.0)", "val_wild_accuracy")}
+SEARCHED = "Float(0.0, 1.0, default=0.0)"
+CONFIGS = {"baseline": ("Fixed(0.0)", "val_accuracy", False), "replaced": (SEARCHED, "val_accuracy", False),
+           "selected": (SEARCHED, "val_wild_accuracy", False), "masked": (SEARCHED, "val_wild_accuracy", True)}
 
 
 def photo_subset(clean: Path, out: Path, seed: int) -> None:
@@ -74,9 +77,11 @@ def photo_subset(clean: Path, out: Path, seed: int) -> None:
 
 def one_seed(root: Path, train: Path, test: Path, seed: int, args) -> dict:
     out = {}
-    for name, (background, metric) in CONFIGS.items():
+    for name in args.configs:
+        background, metric, leaf_mask = CONFIGS[name]
         space = root / f"{name}.py"
-        space.write_text(SPACE.format(size=args.image_size, epochs=args.epochs, background=background, metric=metric, trials=args.trials))
+        space.write_text(SPACE.format(size=args.image_size, epochs=args.epochs, patience=max(5, args.epochs // 3), trials=args.trials,
+                                      background=background, metric=metric, leaf_mask=leaf_mask))
         print(f"seed {seed}: {name} ...", file=sys.stderr)
         wall = leafsearch("run", str(space), "--data", str(train), "--seed", str(seed), "--pruner", "none", cwd=root)
         leafsearch("evaluate", "--study", name, "--data", str(test), cwd=root)
@@ -98,6 +103,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = parser.parse_args()
     results = {"images": args.images, "test_images": args.test_images, "image_size": args.image_size, "trials": args.trials,
                "epochs": args.epochs, "seeds": {}}

@@ -31,6 +31,8 @@ SPACE = Space(
     aug_flip=Bool(default=True),
     aug_rotation=Float(0.0, 0.3, default=0.1),
     aug_zoom=Float(0.0, 0.3, default=0.1),
+    aug_background=Float(0.0, 1.0, default=0.0),  # the share given a new background (the "wild" test subset)
+    leaf_mask=Bool(default=False),  # a head that learns where the leaf is and blacks out the rest (with aug_background)
 )
 
 STUDY = Study(pipeline="efficientnet", metric="val_accuracy", direction="maximize", trials=30, max_epochs=30)

@@ -71,6 +71,12 @@ class MarkedImages:
         return marked(self.images[rows], self.masks[rows], self.usable[rows])
 
 
+# The new backgrounds' grain, of 255: the leaves' own sensor noise (leafsearch.data.synthetic draws
+# 1-7; a camera's is alike). Stronger grain (8) made noise the cue a model told the background by,
+# and it failed on smooth, out-of-focus backgrounds (bench/README.md, wild.py).
+GRAIN = 2.0
+
+
 def procedural_backgrounds(count: int, size: int, seed: int) -> np.ndarray:
     """`count` backgrounds `(size, size, 3)` uint8, the same for a seed: a colour field, soft blobs
     and stripes of random frequency and angle, mixed, with grain. The validation copy's
@@ -89,7 +95,7 @@ def procedural_backgrounds(count: int, size: int, seed: int) -> np.ndarray:
         wave = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + rng.uniform(0, 2 * np.pi))
         stripes = wave[..., None] * rng.uniform(0, 255, 3)
         weights = rng.dirichlet([1.0, 1.0, 1.0])
-        image = weights[0] * field + weights[1] * blobs + weights[2] * stripes + rng.normal(0, 8, (size, size, 3))
+        image = weights[0] * field + weights[1] * blobs + weights[2] * stripes + rng.normal(0, GRAIN, (size, size, 3))
         out[i] = np.clip(image, 0, 255).astype(np.uint8)
     return out
 
@@ -122,10 +128,42 @@ def with_clutter(backgrounds: np.ndarray, images: np.ndarray, masks: np.ndarray,
     return out
 
 
+RIM = 2  # px: leaf pixels this close to the background are its rim, partly see-through (the layer's too)
+
+
+def _max_filter(values: np.ndarray, radius: int) -> np.ndarray:
+    """The maximum over each pixel's (2 radius + 1)-square of `(N, S, S)` values, separably."""
+    out = values
+    for axis in (1, 2):
+        width = [(0, 0)] * values.ndim
+        width[axis] = (radius, radius)
+        padded = np.pad(out, width, mode="edge")
+        size = out.shape[axis]
+        out = np.max([np.take(padded, range(k, k + size), axis=axis) for k in range(2 * radius + 1)], axis=0)
+    return out
+
+
+def rim_opacity(images: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """How opaque each pixel of `images` `(N, S, S, 3)` is, `(N, S, S)` float32: 0 on the
+    `background`, 1 inside the leaf, and on its rim (leaf pixels within `RIM` px of the background)
+    its brightness over the brightest pixel near it. A leaf's edge, drawn or photographed, is a
+    blend of leaf and black: a new background must show through it as much as the black did, or
+    every leaf keeps a dark outline that no leaf in the wild has (alpha compositing, Porter & Duff
+    1984, with the alpha estimated from the black)."""
+    brightness = np.asarray(images, dtype=np.float32).max(axis=-1)
+    rim = _max_filter(background.astype(np.uint8), RIM).astype(bool) & ~background
+    opacity = np.clip(brightness / np.maximum(_max_filter(brightness, RIM), 1.0), 0.0, 1.0)
+    return np.where(background, 0.0, np.where(rim, opacity, 1.0)).astype(np.float32)
+
+
 def with_backgrounds(images: np.ndarray, seed: int) -> np.ndarray:
-    """A copy of `images` whose black backgrounds are replaced, fixed per image and seed (every
-    trial of a study scores the same set); images without a black background stay as they are."""
+    """A copy of `images` whose black backgrounds are replaced (showing through the leaves' rims,
+    see `rim_opacity`), fixed per image and seed (every trial of a study scores the same set);
+    images without a black background stay as they are."""
+    images = np.asarray(images)
     masks, usable = leaf_masks(images)
-    backgrounds = with_clutter(procedural_backgrounds(len(images), images.shape[1], seed), np.asarray(images), masks & usable[:, None, None], seed)
-    replace = (~masks & usable[:, None, None])[..., None]
-    return np.where(replace, backgrounds, np.asarray(images)).astype(np.uint8)
+    backgrounds = with_clutter(procedural_backgrounds(len(images), images.shape[1], seed), images, masks & usable[:, None, None], seed)
+    background = ~masks & usable[:, None, None]
+    behind = (1.0 - rim_opacity(images, background))[..., None] * backgrounds
+    composite = np.where(background[..., None], backgrounds, np.clip(images + behind, 0, 255))
+    return np.where(usable[:, None, None, None], composite, images).astype(np.uint8)

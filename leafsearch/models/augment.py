@@ -7,32 +7,50 @@ from typing import Any, Mapping
 
 import keras
 
-from leafsearch.data.masks import CLUTTER
+from leafsearch.data.masks import CLUTTER, GRAIN, RIM
+from leafsearch.models import leaf_mask
 
 
 PREFIX = "aug_"  # every augmentation layer's name starts so: an exported model drops them by it
 BACKGROUND = "aug_background"  # the background replacement layer (first when present)
 
 
+def augmented(inputs, recipe: Mapping[str, Any], seed: int):
+    """`inputs` (0-255 images) through the recipe's augmentation and, with `leaf_mask`, the leaf
+    mask head (leaf_mask.py), whose target is the leaf as the geometric augmentations left it."""
+    x, target = inputs, None
+    for layer in augmentation_layers(recipe, int(inputs.shape[1]), seed):
+        if layer.name == BACKGROUND and recipe.get("leaf_mask"):
+            target = leaf_mask.LeafTarget(name=leaf_mask.TARGET)(x)
+        x = layer(x)
+    if recipe.get("leaf_mask"):
+        if target is None:  # no replacement: the images still have their (marked) black backgrounds
+            target = leaf_mask.LeafTarget(name=leaf_mask.TARGET)(x)
+        x = leaf_mask.masked(x, target, int(inputs.shape[1]))
+    return x
+
+
 def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -> list[keras.layers.Layer]:
     """The seed's augmentations (flip, rotation, zoom, contrast) and its further attempts
     (RandomCrop then back to size, GaussianNoise); a strength of 0 leaves a layer out.
 
-    Inputs are 0-255 images; `aug_noise` is a fraction of that range.
+    Inputs are 0-255 images; `aug_noise` is a fraction of that range. The geometric ones come
+    first: they keep a black background black, so background replacement after them also covers
+    the corners a rotation or zoom leaves; contrast and noise then apply to the new background too.
     """
     layers: list[keras.layers.Layer] = []
-    if recipe["aug_background"] > 0:  # first: it finds the background by its pixels being exactly 0
-        layers.append(BackgroundReplace(recipe["aug_background"], photos=recipe["backgrounds"], seed=seed + 6, name=BACKGROUND))
     if recipe["aug_flip"]:
         layers.append(keras.layers.RandomFlip("horizontal_and_vertical", seed=seed, name="aug_flip"))
     if recipe["aug_rotation"] > 0:
         layers.append(keras.layers.RandomRotation(recipe["aug_rotation"], fill_mode="constant", seed=seed + 1, name="aug_rotation"))
     if recipe["aug_zoom"] > 0:
         layers.append(keras.layers.RandomZoom(recipe["aug_zoom"], fill_mode="constant", seed=seed + 2, name="aug_zoom"))
-    if recipe["aug_contrast"] > 0:
-        layers.append(keras.layers.RandomContrast(recipe["aug_contrast"], value_range=(0, 255), seed=seed + 3, name="aug_contrast"))
     if recipe["aug_crop"] > 0:
         layers.append(RandomCropResize(recipe["aug_crop"], seed=seed + 4, name="aug_crop"))
+    if recipe["aug_background"] > 0:  # it finds the background by its pixels being exactly 0
+        layers.append(BackgroundReplace(recipe["aug_background"], photos=recipe["backgrounds"], seed=seed + 6, name=BACKGROUND))
+    if recipe["aug_contrast"] > 0:
+        layers.append(keras.layers.RandomContrast(recipe["aug_contrast"], value_range=(0, 255), seed=seed + 3, name="aug_contrast"))
     if recipe["aug_noise"] > 0:
         # Keras' GaussianNoise takes a stddev in [0, 1]: add it on the 0-1 scale.
         layers.append(keras.layers.Rescaling(1.0 / 255.0, name="aug_noise_scale_down"))
@@ -106,14 +124,16 @@ class BackgroundReplace(keras.layers.Layer):
 
     The input is *marked* (leafsearch.data.masks): background pixels are exactly 0 on every channel
     and no leaf pixel is, so the layer needs no mask input. New backgrounds are procedural (a
-    colour field, soft blobs, stripes of random frequency and angle, grain; for half of them the
+    colour field, soft blobs, stripes of random frequency and angle, grain as faint as the leaves'
+    own sensor noise; for half of them the
     colours are the batch's own leaf colours, foliage-like), drawn on the
     accelerator with `keras.ops`, or, with `photos`, crops of the images of that folder (any
     photos without leaves), flipped at random. A `clutter` share of the new backgrounds also get
     a fragment of another leaf of the batch, magnified and out of focus, as leaves in the wild
     have their neighbours behind them (the copy-paste augmentation of Ghiasi et al. 2021,
     arXiv:2012.07177, with the batch's own leaves). Neither is the code `demo-data --wild` draws
-    with, so a wild test set stays unseen.
+    with, so a wild test set stays unseen. The new background also shows through the leaf's rim
+    as the black did (`_opacity`), so that no leaf keeps the dark outline of its photo.
     """
 
     def __init__(self, share: float, photos: str | None = None, seed: int | None = None, clutter: float = CLUTTER, **kwargs):
@@ -142,9 +162,21 @@ class BackgroundReplace(keras.layers.Layer):
         new = self._photos(batch, height, width) if self._bank is not None else self._procedural(images, batch, height, width)
         if self.clutter > 0:
             new = self._cluttered(new, images, batch, height, width)
-        background = ops.all(ops.equal(images, 0.0), axis=-1, keepdims=True)
+        behind = (1.0 - self._opacity(images)) * new  # 1 on the background, 0 inside the leaf
         chosen = keras.random.uniform((batch, 1, 1, 1), seed=self.generator) < self.share
-        return ops.cast(ops.where(ops.logical_and(background, chosen), new, images), inputs.dtype)
+        return ops.cast(ops.where(chosen, ops.clip(images + behind, 0.0, 255.0), images), inputs.dtype)
+
+    @staticmethod
+    def _opacity(images):
+        """leafsearch.data.masks.rim_opacity on marked images, in `keras.ops`: 0 on the
+        background, 1 inside the leaf, the rim's brightness over the brightest pixel near it."""
+        ops = keras.ops
+        window = 2 * RIM + 1
+        background = ops.cast(ops.all(ops.equal(images, 0.0), axis=-1, keepdims=True), "float32")
+        brightness = ops.max(images, axis=-1, keepdims=True)
+        rim = ops.max_pool(background, window, strides=1, padding="same") * (1.0 - background)
+        opacity = ops.clip(brightness / ops.maximum(ops.max_pool(brightness, window, strides=1, padding="same"), 1.0), 0.0, 1.0)
+        return (1.0 - background) * (rim * opacity + (1.0 - rim))
 
     def _uniform(self, shape, low=0.0, high=1.0):
         return keras.random.uniform(shape, low, high, seed=self.generator)
@@ -175,7 +207,7 @@ class BackgroundReplace(keras.layers.Layer):
         weights = self._uniform((batch, 1, 1, 3))
         weights = weights / ops.sum(weights, axis=-1, keepdims=True)
         mixed = weights[..., 0:1] * field + weights[..., 1:2] * blobs + weights[..., 2:3] * stripes
-        grain = keras.random.normal((batch, height, width, 3), stddev=8.0, seed=self.generator)
+        grain = keras.random.normal((batch, height, width, 3), stddev=GRAIN, seed=self.generator)
         return ops.clip(mixed + grain, 0.0, 255.0)
 
     def _cluttered(self, backgrounds, images, batch, height, width):

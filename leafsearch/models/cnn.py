@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import keras
 
-from leafsearch.models.augment import augmentation_layers
+from leafsearch.models.augment import augmented
 
 FILTERS = (16, 32, 64, 128, 256)
 # Keras' default 0.99 needs hundreds of steps before the moving statistics are usable, so a
@@ -22,9 +22,7 @@ def build_cnn(recipe: Mapping[str, Any], num_classes: int, seed: int) -> keras.M
     """
     size = recipe["image_size"]
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    x = inputs
-    for layer in augmentation_layers(recipe, size, seed):
-        x = layer(x)
+    x = augmented(inputs, recipe, seed)
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(x)
     for i, filters in enumerate(FILTERS):
         x = keras.layers.Conv2D(filters, 3, padding="same", name=f"block{i + 1}_conv")(x)

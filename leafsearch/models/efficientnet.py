@@ -17,7 +17,7 @@ import keras
 
 from leafsearch.models import backbone_weights
 from leafsearch.models.backbone_weights import BACKBONES
-from leafsearch.models.augment import augmentation_layers
+from leafsearch.models.augment import augmented
 from leafsearch.models.cnn import BN_MOMENTUM
 from search.errors import UsageError
 
@@ -133,9 +133,7 @@ def build_efficientnet(recipe: Mapping[str, Any], num_classes: int, seed: int) -
     name = recipe["backbone"]
     _check_backbone(name)
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    x = inputs
-    for layer in augmentation_layers(recipe, size, seed):
-        x = layer(x)
+    x = augmented(inputs, recipe, seed)
     # Built without weights whatever their origin, then loaded and its input normalisation set as
     # they were trained (backbone_weights.py): one architecture, so a checkpoint rebuilds it.
     backbone = BACKBONES[name](include_top=False, weights=None, input_shape=(size, size, 3))

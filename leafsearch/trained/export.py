@@ -16,7 +16,7 @@ from pathlib import Path
 
 import keras
 
-from leafsearch.models import augment  # registers RandomCropResize: exports from before 0.2 hold it
+from leafsearch.models import augment, leaf_mask  # registers RandomCropResize: exports from before 0.2 hold it
 from leafsearch.trained.checkpoint import TrialModel
 from search.errors import UsageError, one_line
 from search.records.files import write_json_atomic
@@ -40,7 +40,8 @@ def inference_model(model: keras.Model) -> keras.Model:
     """The model with each augmentation layer replaced by an `Identity` of the same name; every
     other layer is the model's own (its weights are shared, not copied)."""
     def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
-        return keras.layers.Identity(name=layer.name) if layer.name.startswith(augment.PREFIX) else layer
+        training_only = layer.name.startswith((augment.PREFIX, leaf_mask.FIT_PREFIX))
+        return keras.layers.Identity(name=layer.name) if training_only else layer
 
     return keras.models.clone_model(model, clone_function=swap)
 

@@ -251,7 +251,8 @@ class TrialTraining:
         self.batch_size = batch_size  # what every checkpoint of this run records
         # A continued trial draws new shuffles rather than replaying the first epochs' order.
         # Background replacement finds the background in-band: the training images go marked.
-        train_images = MarkedImages(data.images) if recipe["aug_background"] > 0 else data.images
+        marked = recipe["aug_background"] > 0 or recipe["leaf_mask"]
+        train_images = MarkedImages(data.images) if marked else data.images
         train = make_batches(train_images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
         wild = WildValidation.of(data, batch_size, self.objective.split_seed) if self.objective.metric == WildValidation.METRIC else None
         val = make_batches(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)

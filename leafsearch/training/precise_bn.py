@@ -49,25 +49,26 @@ def updated_batch_norms(model: keras.layers.Layer) -> list[keras.layers.BatchNor
     return found
 
 
-def without_augmentation(model: keras.Model) -> keras.Model:
-    """The model from the output of its augmentation layers on (they come first, named `aug_*`):
-    the same layers and weights, fed as the validation images are."""
-    augmentation = [layer for layer in model.layers if layer.name.startswith(PREFIX)]
-    return keras.Model(augmentation[-1].output, model.output) if augmentation else model
+def as_validated(model: keras.Model) -> keras.Model:
+    """The model with every augmentation but background replacement made an `Identity` (the same
+    layers and weights otherwise): training-mode passes through it see the images as validation
+    does, with the new backgrounds training gives them (and the leaf mask head's gate)."""
+    def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return keras.layers.Identity(name=layer.name) if layer.name.startswith(PREFIX) and layer.name != BACKGROUND else layer
+
+    if not any(layer.name.startswith(PREFIX) for layer in model.layers):
+        return model
+    return keras.models.clone_model(model, clone_function=swap)
 
 
-def recalibrate(model: keras.Model, images: np.ndarray, batch_size: int) -> None:
+def recalibrate(model: keras.Model, images: np.ndarray, batch_size: int, forward: keras.Model | None = None) -> None:
     """Set the moving statistics of the layers training updates to their mean over `images`, fed
     in batches of `batch_size` (each batch's statistics weigh the same, as in fvcore), through
-    the model's background replacement if it has one (`images` then marked, as in training)."""
+    `forward` (default `as_validated(model)`: `images` then marked, as in training)."""
     layers = updated_batch_norms(model)
     if not layers or len(images) == 0:
         return
-    forward = without_augmentation(model)
-    names = [layer.name for layer in model.layers]
-    if BACKGROUND in names:
-        replace, rest = model.get_layer(BACKGROUND), forward
-        forward = lambda batch, training: rest(replace(batch, training=training), training=training)  # noqa: E731
+    forward = as_validated(model) if forward is None else forward
     momenta = [layer.momentum for layer in layers]
     try:
         for i in range(math.ceil(len(images) / batch_size)):
@@ -90,6 +91,9 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         chosen = np.random.default_rng(seed).choice(np.asarray(train_idx), min(IMAGES, len(train_idx)), replace=False)
         self.images = images[np.sort(chosen)]
         self.batch_size = max(batch_size, CHUNK)
+        self._forward = None
 
     def on_test_begin(self, logs=None):
-        recalibrate(self.model, self.images, self.batch_size)
+        if self._forward is None or self._forward[0] is not self.model:  # built once per model
+            self._forward = (self.model, as_validated(self.model))
+        recalibrate(self.model, self.images, self.batch_size, self._forward[1])

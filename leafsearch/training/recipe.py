@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "aug_noise": 0.0,
     "aug_background": 0.0,  # the share of training images that get a new background (0: off)
     "backgrounds": None,  # a folder of background photos (default: procedural backgrounds)
+    # Not the seed's: a segmentation head learns each leaf's mask from the black backgrounds and
+    # blacks out the rest before the classifier (models/leaf_mask.py); with aug_background.
+    "leaf_mask": False,
     # Not the seed's: batch-norm statistics recomputed before every validation (precise_bn.py), so
     # that short trials validate what they learned; False keeps Keras' moving averages.
     "precise_bn": True,

@@ -46,6 +46,17 @@ def leaf_on_black(size=32, seed=0):
     return image, mask
 
 
+def interior(image):
+    """The leaf pixels of a drawn `image` farther than masks.RIM px from its background: its own
+    in every replacement (the rim lets the new background show through, as the black did)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from leafsearch.data.masks import RIM, leaf_masks
+
+    background = np.pad(~leaf_masks(image[None])[0][0], RIM, constant_values=False)
+    return ~sliding_window_view(background, (2 * RIM + 1, 2 * RIM + 1)).any(axis=(-1, -2)) & ~(image == 0).all(axis=-1)
+
+
 def test_the_mask_covers_the_leaf_and_a_photo_without_black_background_is_not_usable():
     from leafsearch.data import masks
 
@@ -64,7 +75,8 @@ def test_background_replacement_changes_only_the_background_and_is_off_at_infere
     marked = masks.MarkedImages(image[None])[np.array([0])].astype("float32")
     layer = BackgroundReplace(1.0, seed=3)
     out = np.asarray(layer(marked, training=True))
-    leaf = truth & ~(image == 0).all(axis=-1)
+    leaf = interior(image)
+    assert leaf.sum() > 50  # not an empty test: the inside of the ellipse, away from its black specks
     np.testing.assert_array_equal(out[0][leaf], image[leaf])  # the leaf's pixels are its own
     assert (out[0][~truth] != 0).any(axis=-1).mean() > 0.9 and out[0][~truth].std() > 5  # a new, varied background
     np.testing.assert_array_equal(np.asarray(layer(marked, training=False)), marked)
@@ -85,6 +97,27 @@ def test_background_photos_come_from_the_folder_given(tmp_path):
     np.testing.assert_allclose(out[0][~truth].mean(axis=0), [200, 30, 30], atol=1)
 
 
+def test_a_new_background_shows_through_the_leafs_rim_as_the_black_did(tmp_path):
+    """A rim pixel at half the leaf's brightness (half leaf, half black) becomes half leaf, half
+    new background, in the layer and in the wild validation copy alike; the inside stays."""
+    from PIL import Image
+
+    from leafsearch.data import masks
+    from leafsearch.models.augment import BackgroundReplace
+
+    Image.fromarray(np.full((20, 20, 3), (0, 0, 240), np.uint8)).save(tmp_path / "blue.png")
+    image = np.zeros((24, 24, 3), np.uint8)
+    image[6:18, 6:18] = (50, 100, 50)  # the rim: half as bright as the leaf
+    image[7:17, 7:17] = (100, 200, 100)
+    marked = masks.MarkedImages(image[None])[np.array([0])].astype("float32")
+    out = np.asarray(BackgroundReplace(1.0, photos=str(tmp_path), seed=0, clutter=0.0)(marked, training=True))[0]
+    np.testing.assert_allclose(out[6, 10], (50, 100, 170), atol=1)
+    np.testing.assert_array_equal(out[12, 12], (100, 200, 100))
+    np.testing.assert_allclose(out[0, 0], (0, 0, 240), atol=1)
+    opacity = masks.rim_opacity(image[None], ~masks.leaf_masks(image[None])[0])[0]
+    assert (opacity[6, 10], opacity[12, 12], opacity[0, 0]) == (0.5, 1.0, 0.0)
+
+
 def test_clutter_puts_another_leaf_of_the_batch_behind_the_leaf(tmp_path):
     from PIL import Image
 
@@ -96,7 +129,7 @@ def test_clutter_puts_another_leaf_of_the_batch_behind_the_leaf(tmp_path):
     red = np.zeros_like(image)
     red[2:-2, 2:-2] = (220, 20, 20)  # a leaf that fills its image, on a black border
     batch = masks.MarkedImages(np.stack([image, red]))[np.array([0, 1])].astype("float32")
-    leaf = truth & ~(image == 0).all(axis=-1)
+    leaf = interior(image)
 
     def background_colours(clutter):
         out = np.asarray(BackgroundReplace(1.0, photos=str(tmp_path), seed=0, clutter=clutter)(batch, training=True))
@@ -116,5 +149,27 @@ def test_the_wild_validation_copy_is_the_same_for_every_trial():
     first, second = masks.with_backgrounds(images, seed=0), masks.with_backgrounds(images, seed=0)
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, masks.with_backgrounds(images, seed=1))
-    leaf = truth & ~(image == 0).all(axis=-1)  # a pure-black leaf pixel looks like background
+    leaf = interior(image)  # a pure-black leaf pixel looks like background
     np.testing.assert_array_equal(first[0][leaf], image[leaf])
+
+
+def test_the_leaf_mask_head_is_trained_on_the_true_mask_in_training_only():
+    """Its loss is the head's binary cross-entropy against the leaf of the marked image, added in
+    training and never at inference; the gate blacks out what the head does not take for leaf."""
+    from leafsearch.models.cnn import build_cnn
+
+    recipe = resolve({"image_size": 16, "leaf_mask": True, "aug_flip": False, "aug_rotation": 0.0, "aug_zoom": 0.0}, "cnn")
+    model = build_cnn(recipe, 3, seed=0)
+    images = np.zeros((4, 16, 16, 3), "float32")
+    images[:, 4:12, 5:10] = [[[60.0, 140.0, 30.0]]]  # a leaf on its marked black background
+    truth = (images.max(-1) > 0).astype("float32")
+    head = keras.Model(model.input, model.get_layer("mask_logit").output)
+    predicted = keras.ops.convert_to_numpy(head(images))[..., 0].clip(1e-7, 1 - 1e-7)
+    expected = -(truth * np.log(predicted) + (1 - truth) * np.log(1 - predicted)).mean()
+    model(images, training=True)
+    [loss] = model.losses
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-3)
+    model(images, training=False)
+    assert model.losses == []
+    gate = keras.Model(model.input, model.get_layer("mask_apply").output)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images)), images * predicted[..., None], rtol=1e-3, atol=1e-3)

@@ -17,12 +17,12 @@ from leafsearch.cli.main import main
 from tests.leafsearch.test_cli import CNN_SPACE, TINY, leafsearch
 
 EVALUATION_KEYS = {"trial", "data", "images", "accuracy", "per_class", "subsets", "confusion_png", "evaluated_at"}
-# Every augmentation (background replacement too), Ranger and Mish, so the export has every piece
+# Every augmentation (background replacement too), the leaf mask head, Ranger and Mish, so the export has every piece
 # a trial can put in a model; trials chosen by how they do off the black background.
 EVERYTHING = """from search import Fixed, Space, Study
 SPACE = Space(image_size=Fixed(32), batch_size=Fixed(16), aug_flip=Fixed(True), aug_rotation=Fixed(0.1),
               aug_zoom=Fixed(0.1), aug_contrast=Fixed(0.1), aug_crop=Fixed(0.1), aug_noise=Fixed(0.02),
-              aug_background=Fixed(0.5), optimizer=Fixed("ranger"), activation=Fixed("mish"))
+              aug_background=Fixed(0.5), leaf_mask=Fixed(True), optimizer=Fixed("ranger"), activation=Fixed("mish"))
 STUDY = Study(pipeline="cnn", metric="val_wild_accuracy", trials=1, max_epochs=1)
 """
 

@@ -69,7 +69,7 @@ ALL_AUGMENTATIONS = dict(aug_flip=True, aug_rotation=0.2, aug_zoom=0.2, aug_cont
 def test_augmentation_runs_only_in_training():
     layers = augmentation_layers(cnn_recipe(**ALL_AUGMENTATIONS), 32, seed=1)
     names = [layer.name for layer in layers]
-    assert [n for n in names if "scale" not in n] == ["aug_flip", "aug_rotation", "aug_zoom", "aug_contrast", "aug_crop", "aug_noise"]
+    assert [n for n in names if "scale" not in n] == ["aug_flip", "aug_rotation", "aug_zoom", "aug_crop", "aug_contrast", "aug_noise"]
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     model = keras.Sequential([keras.Input((32, 32, 3)), *layers])
     np.testing.assert_allclose(model(images, training=False), images, rtol=1e-5)

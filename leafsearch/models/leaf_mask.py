@@ -1,0 +1,95 @@
+"""The leaf mask head: a small segmentation network in front of the classifier that learns where
+the leaf is, and blacks out everything else, so the classifier sees every image the way it saw
+the training images (a leaf on black) whatever the background.
+
+Its supervision is free: the training images' backgrounds are black, so each one's true mask is
+known (leafsearch.data.masks), and background replacement (augment.BackgroundReplace) shows the
+head those leaves on other backgrounds. The head and the gate are Keras' own layers, so an
+exported model needs no leafsearch; only the supervision is a layer of ours, and it is a
+training-time one (named `fit_*`, an `Identity` in an exported model).
+"""
+
+from __future__ import annotations
+
+import keras
+
+FIT_PREFIX = "fit_"  # layers that act in training only (besides the `aug_*` ones): an export drops them
+TARGET = "fit_mask_target"
+SUPERVISION = "fit_mask_loss"
+MAX_RESOLUTION = 128  # the head segments at most at this size (the mask is then resized back up)
+FILTERS = (16, 32, 64)
+LOSS_WEIGHT = 1.0  # the mask's binary cross-entropy, added to the classification loss
+
+
+@keras.saving.register_keras_serializable(package="leafsearch")
+class LeafTarget(keras.layers.Layer):
+    """The true leaf mask of a *marked* image (background exactly 0 on every channel, no leaf pixel
+    so): 1.0 on the leaf, 0.0 elsewhere, shape `(..., H, W, 1)`."""
+
+    def call(self, inputs):
+        return keras.ops.cast(keras.ops.any(keras.ops.not_equal(inputs, 0), axis=-1, keepdims=True), "float32")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 1)
+
+
+@keras.saving.register_keras_serializable(package="leafsearch")
+class MaskSupervision(keras.layers.Layer):
+    """`[predicted, target] -> [predicted, target]`, unchanged; in training it adds the weighted
+    binary cross-entropy of the predicted mask against the target to the model's loss.
+
+    It passes both through so that the `Identity` an export puts in its place fits the graph.
+    """
+
+    def __init__(self, weight: float = LOSS_WEIGHT, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = weight
+
+    def call(self, inputs, training=None):
+        predicted, target = inputs
+        if training:
+            p = keras.ops.cast(predicted, "float32")
+            self.add_loss(self.weight * keras.ops.mean(keras.losses.binary_crossentropy(target, p)))
+        return [predicted, target]
+
+    def compute_output_shape(self, input_shape):
+        return list(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}
+
+
+def mask_head(images, size: int):
+    """0-255 images -> the probability that each pixel is leaf, `(H, W, 1)` float32: a small
+    U-Net (Ronneberger et al. 2015) of Keras layers, at most `MAX_RESOLUTION` px."""
+    L = keras.layers
+    work = min(size, MAX_RESOLUTION)
+    x = L.Rescaling(1.0 / 255.0, name="mask_rescale")(images)
+    if work != size:
+        x = L.Resizing(work, work, name="mask_down")(x)
+    skips = []
+    for i, filters in enumerate(FILTERS):
+        x = L.Conv2D(filters, 3, padding="same", activation="relu", name=f"mask_down{i}_a")(x)
+        x = L.Conv2D(filters, 3, padding="same", activation="relu", name=f"mask_down{i}_b")(x)
+        skips.append(x)
+        x = L.MaxPooling2D(2, padding="same", name=f"mask_pool{i}")(x)
+    x = L.Conv2D(FILTERS[-1], 3, padding="same", dilation_rate=2, activation="relu", name="mask_middle")(x)
+    for i, filters in reversed(list(enumerate(FILTERS))):
+        x = L.UpSampling2D(2, interpolation="bilinear", name=f"mask_up{i}")(x)
+        skip = skips[i]
+        if x.shape[1] != skip.shape[1]:  # odd sizes: the pooled side was rounded up
+            x = L.Resizing(skip.shape[1], skip.shape[2], name=f"mask_fit{i}")(x)
+        x = L.Concatenate(name=f"mask_skip{i}")([x, skip])
+        x = L.Conv2D(filters, 3, padding="same", activation="relu", name=f"mask_up{i}_conv")(x)
+    x = L.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="mask_logit")(x)
+    if work != size:
+        x = L.Resizing(size, size, dtype="float32", name="mask_up")(x)
+    return x
+
+
+def masked(images, target, size: int):
+    """`images` with everything the head does not take for leaf blacked out, trained against
+    `target` (the true masks, from `LeafTarget`)."""
+    predicted = mask_head(images, size)
+    predicted, _ = MaskSupervision(name=SUPERVISION)([predicted, target])
+    return keras.layers.Multiply(name="mask_apply")([images, predicted])
