@@ -75,6 +75,16 @@ def photo_subset(clean: Path, out: Path, seed: int) -> None:
         Image.fromarray(composite.astype(np.uint8)).save(target)
 
 
+def draw_data(root: Path, args) -> tuple[Path, Path]:
+    """`root/train` (clean leaves) and `root/test` in its three subsets (clean, wild, photos)."""
+    train, test = root / "train", root / "test"
+    leafsearch("demo-data", str(train), "--images", str(args.images), "--image-size", str(args.image_size), cwd=root)
+    leafsearch("demo-data", str(test), "--subsets", "--images", str(args.test_images), "--image-size", str(args.image_size),
+               "--seed", "100", cwd=root)
+    photo_subset(test / "clean", test / "photos", seed=101)
+    return train, test
+
+
 def one_seed(root: Path, train: Path, test: Path, seed: int, args) -> dict:
     out = {}
     for name in args.configs:
@@ -109,11 +119,7 @@ def main() -> None:
                "epochs": args.epochs, "seeds": {}}
     with tempfile.TemporaryDirectory(prefix="wild-") as tmp:
         root = Path(tmp)
-        train, test = root / "train", root / "test"
-        leafsearch("demo-data", str(train), "--images", str(args.images), "--image-size", str(args.image_size), cwd=root)
-        leafsearch("demo-data", str(test), "--subsets", "--images", str(args.test_images), "--image-size", str(args.image_size),
-                   "--seed", "100", cwd=root)
-        photo_subset(test / "clean", test / "photos", seed=101)
+        train, test = draw_data(root, args)
         for seed in args.seeds:
             seed_root = root / f"seed{seed}"
             seed_root.mkdir()

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from cli_run import leafsearch
-from wild import photo_subset
+from wild import draw_data
 
 SPACE = '''from search import Fixed, Space, Study
 SPACE = Space(learning_rate=Fixed(1e-3), dense_units=Fixed(512), batch_size=Fixed(32), image_size=Fixed({size}),
@@ -39,11 +39,7 @@ def main() -> None:
     results: dict = {"images": args.images, "image_size": args.image_size, "epochs": args.epochs, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="wild-fixed-") as tmp:
         root = Path(tmp)
-        train, test = root / "train", root / "test"
-        leafsearch("demo-data", str(train), "--images", str(args.images), "--image-size", str(args.image_size), cwd=root)
-        leafsearch("demo-data", str(test), "--subsets", "--images", str(args.test_images), "--image-size", str(args.image_size),
-                   "--seed", "100", cwd=root)
-        photo_subset(test / "clean", test / "photos", seed=101)
+        train, test = draw_data(root, args)
         for name in args.configs:
             for seed in args.seeds:
                 run = root / f"{name}-{seed}"
