@@ -207,8 +207,30 @@ class BackgroundReplace(keras.layers.Layer):
         weights = self._uniform((batch, 1, 1, 3))
         weights = weights / ops.sum(weights, axis=-1, keepdims=True)
         mixed = weights[..., 0:1] * field + weights[..., 1:2] * blobs + weights[..., 2:3] * stripes
+        # A third each: that mix, a fractal texture, or regions with sharp edges (below).
+        texture, regions = self._fractal(batch, height, width), self._fractal(batch, height, width)
+        textured = colours(1) * (1.0 - texture) + colours(1) * texture
+        sharp = ops.where(regions > 0.5, colours(1), colours(1))
+        sharp = ops.where(ops.abs(regions - 0.5) < 0.1 * self._uniform((batch, 1, 1, 1)), colours(1), sharp)
+        family = self._uniform((batch, 1, 1, 1), 0.0, 3.0)
+        mixed = ops.where(family < 1.0, mixed, ops.where(family < 2.0, textured, sharp))
         grain = keras.random.normal((batch, height, width, 3), stddev=GRAIN, seed=self.generator)
         return ops.clip(mixed + grain, 0.0, 255.0)
+
+    def _fractal(self, batch, height, width):
+        """`(batch, H, W, 1)` in [0, 1]: value noise summed over octaves, amplitude `f^-beta` for
+        a `beta` drawn per image (1/f noise, the spectrum of natural scenes: Field 1987), from
+        smooth clouds to fine grit."""
+        ops = keras.ops
+        beta = self._uniform((batch, 1, 1, 1), 0.5, 2.0)
+        total = 0.0
+        for cells in (2, 4, 8, 16, 32):
+            if cells > height:
+                break
+            octave = ops.image.resize(self._uniform((batch, cells, cells, 1)), (height, width), interpolation="bilinear")
+            total = total + octave * ops.power(float(cells), -beta)
+        low, high = ops.min(total, axis=(1, 2, 3), keepdims=True), ops.max(total, axis=(1, 2, 3), keepdims=True)
+        return (total - low) / ops.maximum(high - low, 1e-6)
 
     def _cluttered(self, backgrounds, images, batch, height, width):
         """`backgrounds` with, on a `clutter` share, a quarter of the batch's next image (its leaf,

@@ -153,23 +153,31 @@ def test_the_wild_validation_copy_is_the_same_for_every_trial():
     np.testing.assert_array_equal(first[0][leaf], image[leaf])
 
 
-def test_the_leaf_mask_head_is_trained_on_the_true_mask_in_training_only():
+def test_the_leaf_mask_head_is_trained_on_the_true_mask_and_gates_at_inference_only():
     """Its loss is the head's binary cross-entropy against the leaf of the marked image, added in
-    training and never at inference; the gate blacks out what the head does not take for leaf."""
+    training and never at inference. The gate is the true mask in training (the classifier learns
+    on leaves on black) and the head's at inference, hard and less the leaf's one-pixel rim."""
     from leafsearch.models.cnn import build_cnn
 
     recipe = resolve({"image_size": 16, "leaf_mask": True, "aug_flip": False, "aug_rotation": 0.0, "aug_zoom": 0.0}, "cnn")
     model = build_cnn(recipe, 3, seed=0)
     images = np.zeros((4, 16, 16, 3), "float32")
     images[:, 4:12, 5:10] = [[[60.0, 140.0, 30.0]]]  # a leaf on its marked black background
+    images[1, 4:12, 5:10] = [[[90.0, 40.0, 130.0]]]
     truth = (images.max(-1) > 0).astype("float32")
     head = keras.Model(model.input, model.get_layer("mask_logit").output)
     predicted = keras.ops.convert_to_numpy(head(images))[..., 0].clip(1e-7, 1 - 1e-7)
     expected = -(truth * np.log(predicted) + (1 - truth) * np.log(1 - predicted)).mean()
+    gate = keras.Model(model.input, model.get_layer("mask_apply").output)
+    interior = np.zeros_like(truth)
+    interior[:, 5:11, 6:9] = 1.0  # the leaf less its rim
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images, training=True)), images * interior[..., None])
     model(images, training=True)
     [loss] = model.losses
     np.testing.assert_allclose(float(loss), expected, rtol=1e-3)
     model(images, training=False)
     assert model.losses == []
-    gate = keras.Model(model.input, model.get_layer("mask_apply").output)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images)), images * predicted[..., None], rtol=1e-3, atol=1e-3)
+    kept = np.clip((1000.0 * predicted - 500.0 + 3.0) / 6.0, 0.0, 1.0)  # 0 below 0.497, 1 above 0.503
+    padded = np.pad(kept, ((0, 0), (1, 1), (1, 1)), constant_values=1.0)  # a min-pool's "same" padding ignores the outside
+    eroded = np.min([padded[:, dy:dy + 16, dx:dx + 16] for dy in range(3) for dx in range(3)], axis=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images)), images * eroded[..., None], rtol=1e-3, atol=0.05)
