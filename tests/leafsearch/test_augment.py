@@ -153,10 +153,19 @@ def test_the_wild_validation_copy_is_the_same_for_every_trial():
     np.testing.assert_array_equal(first[0][leaf], image[leaf])
 
 
+def hard_eroded(mask: np.ndarray) -> np.ndarray:
+    """The gate's mask: over one half (a steep hard sigmoid, 0 below 0.497 and 1 above 0.503),
+    less a one-pixel rim (a 3x3 min-pool whose "same" padding ignores the outside)."""
+    kept = np.clip((1000.0 * mask - 500.0 + 3.0) / 6.0, 0.0, 1.0)
+    padded = np.pad(kept, ((0, 0), (1, 1), (1, 1)), constant_values=1.0)
+    return np.min([padded[:, dy:dy + mask.shape[1], dx:dx + mask.shape[2]] for dy in range(3) for dx in range(3)], axis=0)
+
+
 def test_the_leaf_mask_head_is_trained_on_the_true_mask_and_gates_at_inference_only():
     """Its loss is the head's binary cross-entropy against the leaf of the marked image, added in
     training and never at inference. The gate is the true mask in training (the classifier learns
-    on leaves on black) and the head's at inference, hard and less the leaf's one-pixel rim."""
+    on leaves on black; the head's for a share) and the head's at inference, hard and less the
+    leaf's one-pixel rim."""
     from leafsearch.models.cnn import build_cnn
 
     recipe = resolve({"image_size": 16, "leaf_mask": True, "aug_flip": False, "aug_rotation": 0.0, "aug_zoom": 0.0}, "cnn")
@@ -171,14 +180,17 @@ def test_the_leaf_mask_head_is_trained_on_the_true_mask_and_gates_at_inference_o
     gate = keras.Model(model.input, model.get_layer("mask_apply").output)
     interior = np.zeros_like(truth)
     interior[:, 5:11, 6:9] = 1.0  # the leaf less its rim
+    supervision = model.get_layer("fit_mask_loss")
+    supervision.own = 0.0  # every image through its true mask
     np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images, training=True)), images * interior[..., None])
+    supervision.own = 1.0  # every image through the head's own mask (hard, eroded, as at inference)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images, training=True)), images * hard_eroded(predicted)[..., None],
+                               rtol=1e-3, atol=0.05)
+    supervision.own = 0.5
     model(images, training=True)
     [loss] = model.losses
     np.testing.assert_allclose(float(loss), expected, rtol=1e-3)
     model(images, training=False)
     assert model.losses == []
     predicted = keras.ops.convert_to_numpy(head(images))[..., 0]  # moving statistics
-    kept = np.clip((1000.0 * predicted - 500.0 + 3.0) / 6.0, 0.0, 1.0)  # 0 below 0.497, 1 above 0.503
-    padded = np.pad(kept, ((0, 0), (1, 1), (1, 1)), constant_values=1.0)  # a min-pool's "same" padding ignores the outside
-    eroded = np.min([padded[:, dy:dy + 16, dx:dx + 16] for dy in range(3) for dx in range(3)], axis=0)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images)), images * eroded[..., None], rtol=1e-3, atol=0.05)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images)), images * hard_eroded(predicted)[..., None], rtol=1e-3, atol=0.05)
