@@ -8,9 +8,10 @@ head those leaves on other backgrounds. In training the classifier sees half the
 their *true* mask (teacher forcing) and half by the head's (`OWN`), so it learns what the
 baseline learns, on leaves on black, and the head's mistakes too, without the clean accuracy
 that learning through the head's mask alone cost; at inference (validation too) the head's gates.
-The gate is hard and eroded by `ERODE` px: a leaf's rim is a blend of leaf and whatever lay
-behind it, black in training and clutter in the wild, and a model trained on black rims reads
-bright ones wrong (bench/README.md: 0.55 -> 0.70 on wild leaves gated by their true masks).
+The gate is hard and eroded by `ERODE` px (the head's by `HALO` more): a leaf's rim is a blend
+of leaf and whatever lay behind it, black in training and clutter in the wild, and a model
+trained on black rims reads bright ones wrong (bench/README.md: 0.55 -> 0.70 on wild leaves
+gated by their true masks).
 The head and the gate are Keras' own layers, so an exported model needs no leafsearch; only the
 supervision is a layer of ours, and it is a training-time one (named `fit_*`, an `Identity` in
 an exported model).
@@ -32,6 +33,9 @@ BN_MOMENTUM = 0.9  # as the CNN's (models/cnn.py): settles within an epoch
 # arXiv:1506.03099). 0.5 against 0: +4.5 wild, -1.1 photos, -0.1 clean (bench/README.md).
 OWN = 0.5
 ERODE = 1  # px of the leaf's rim the gate blacks out
+# px more off the head's mask: its errors are mostly a halo of background it takes for leaf
+# (precision 0.70, recall 0.94 on wild leaves), so its gate is trimmed further than the true one.
+HALO = 1
 
 
 @keras.saving.register_keras_serializable(package="leafsearch")
@@ -48,12 +52,13 @@ class LeafTarget(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="leafsearch")
 class MaskSupervision(keras.layers.Layer):
-    """`[predicted, target] -> [mask to gate with, target]`: at inference `[predicted, target]`
-    unchanged; in training the target for each image but an `own` share, which get the predicted
-    mask with no gradient (see the module's docstring), and it adds the weighted binary
-    cross-entropy of the predicted mask against the target to the model's loss.
+    """`[proposed, target, predicted] -> [mask to gate with, target, predicted]`: at inference its
+    inputs unchanged (the head's `proposed` gate first); in training the `target` gate for each
+    image but an `own` share, which keep the proposed one with no gradient (see the module's
+    docstring), and it adds the weighted binary cross-entropy of the head's `predicted` mask
+    against the target to the model's loss.
 
-    It passes both through so that the `Identity` an export puts in its place fits the graph.
+    It passes all three through so that the `Identity` an export puts in its place fits the graph.
     """
 
     def __init__(self, weight: float = LOSS_WEIGHT, own: float = OWN, seed: int | None = None, **kwargs):
@@ -64,14 +69,15 @@ class MaskSupervision(keras.layers.Layer):
         self.generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs, training=None):
-        predicted, target = inputs
+        proposed, target, predicted = inputs
         if training:
             p = keras.ops.cast(predicted, "float32")
             self.add_loss(self.weight * keras.ops.mean(keras.losses.binary_crossentropy(target, p)))
             forced = keras.random.uniform((keras.ops.shape(target)[0], 1, 1, 1), seed=self.generator) >= self.own
-            gate = keras.ops.where(forced, keras.ops.cast(target, "float32"), keras.ops.stop_gradient(p))
-            return [keras.ops.cast(gate, predicted.dtype), target]
-        return [predicted, target]
+            own = keras.ops.stop_gradient(keras.ops.cast(proposed, "float32"))
+            gate = keras.ops.where(forced, keras.ops.cast(target, "float32"), own)
+            return [keras.ops.cast(gate, proposed.dtype), target, predicted]
+        return [proposed, target, predicted]
 
     def compute_output_shape(self, input_shape):
         return list(input_shape)
@@ -114,21 +120,28 @@ def mask_head(images, size: int):
     return x
 
 
+def eroded(mask, px: int, name: str):
+    """A 0-1 mask less `px` px of its rim: a min-pool, of Keras layers."""
+    L = keras.layers
+    x = L.Rescaling(-1.0, offset=1.0, dtype="float32", name=f"{name}_invert")(mask)
+    x = L.MaxPooling2D(2 * px + 1, strides=1, padding="same", dtype="float32", name=f"{name}_erode")(x)
+    return L.Rescaling(-1.0, offset=1.0, dtype="float32", name=name)(x)
+
+
 def hard_eroded(mask):
-    """A 0-1 mask -> 1 where it is over one half, less `ERODE` px of the rim (a min-pool), of
-    Keras layers: the threshold is a steep `hard_sigmoid`, 0 below 0.497 and 1 above 0.503."""
+    """A 0-1 mask -> 1 where it is over one half, less `ERODE` px of the rim, of Keras layers: the
+    threshold is a steep `hard_sigmoid`, 0 below 0.497 and 1 above 0.503."""
     L = keras.layers
     x = L.Rescaling(1000.0, offset=-500.0, dtype="float32", name="mask_threshold_scale")(mask)
     x = L.Activation("hard_sigmoid", dtype="float32", name="mask_threshold")(x)
-    window = 2 * ERODE + 1
-    x = L.Rescaling(-1.0, offset=1.0, dtype="float32", name="mask_invert")(x)
-    x = L.MaxPooling2D(window, strides=1, padding="same", dtype="float32", name="mask_erode")(x)
-    return L.Rescaling(-1.0, offset=1.0, dtype="float32", name="mask_eroded")(x)
+    return eroded(x, ERODE, "mask_eroded")
 
 
 def masked(images, target, size: int):
     """`images` with everything the head does not take for leaf blacked out, trained against
-    `target` (the true masks, from `LeafTarget`), gated by them in training."""
+    `target` (the true masks, from `LeafTarget`), gated by them in training. The head's mask is
+    trimmed by `HALO` px first (a min-pool commutes with the threshold)."""
     predicted = mask_head(images, size)
-    gate, _ = MaskSupervision(name=SUPERVISION)([predicted, target])
+    proposed = eroded(predicted, HALO, "mask_trimmed") if HALO else predicted
+    gate, _, _ = MaskSupervision(name=SUPERVISION)([proposed, target, predicted])
     return keras.layers.Multiply(name="mask_apply")([images, hard_eroded(gate)])

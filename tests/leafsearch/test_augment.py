@@ -153,19 +153,20 @@ def test_the_wild_validation_copy_is_the_same_for_every_trial():
     np.testing.assert_array_equal(first[0][leaf], image[leaf])
 
 
-def hard_eroded(mask: np.ndarray) -> np.ndarray:
-    """The gate's mask: over one half (a steep hard sigmoid, 0 below 0.497 and 1 above 0.503),
-    less a one-pixel rim (a 3x3 min-pool whose "same" padding ignores the outside)."""
+def hard_eroded(mask: np.ndarray, px: int = 2) -> np.ndarray:
+    """The head's gate: over one half (a steep hard sigmoid, 0 below 0.497 and 1 above 0.503),
+    less a `px`-pixel rim (a min-pool whose "same" padding ignores the outside)."""
     kept = np.clip((1000.0 * mask - 500.0 + 3.0) / 6.0, 0.0, 1.0)
-    padded = np.pad(kept, ((0, 0), (1, 1), (1, 1)), constant_values=1.0)
-    return np.min([padded[:, dy:dy + mask.shape[1], dx:dx + mask.shape[2]] for dy in range(3) for dx in range(3)], axis=0)
+    padded = np.pad(kept, ((0, 0), (px, px), (px, px)), constant_values=1.0)
+    window = range(2 * px + 1)
+    return np.min([padded[:, dy:dy + mask.shape[1], dx:dx + mask.shape[2]] for dy in window for dx in window], axis=0)
 
 
 def test_the_leaf_mask_head_is_trained_on_the_true_mask_and_gates_at_inference_only():
     """Its loss is the head's binary cross-entropy against the leaf of the marked image, added in
     training and never at inference. The gate is the true mask in training (the classifier learns
     on leaves on black; the head's for a share) and the head's at inference, hard and less the
-    leaf's one-pixel rim."""
+    leaf's one-pixel rim (the head's two)."""
     from leafsearch.models.cnn import build_cnn
 
     recipe = resolve({"image_size": 16, "leaf_mask": True, "aug_flip": False, "aug_rotation": 0.0, "aug_zoom": 0.0}, "cnn")
