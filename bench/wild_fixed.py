@@ -3,7 +3,12 @@ configuration's single CNN trial (learning rate 1e-3, dense 512, batch 32, patie
 by `leafsearch evaluate` on the clean, wild and photos subsets of bench/wild.py, per seed, through
 the real CLI, on the same data. Without the search's noise, what each lever is worth.
 
-    python bench/wild_fixed.py [--configs baseline replaced masked] [--seeds 0 1 2] [--epochs 30]
+With `--gates`, a trial with the leaf mask head is also scored with other gates in place of its
+head's (true masks, from the clean twins for the wild leaves; the head's mask averaged over the
+four flips of the image), with the IoU of each against the true masks: where wild accuracy is
+lost, the head's mask or the classifier.
+
+    python bench/wild_fixed.py [--configs baseline replaced masked] [--seeds 0 1 2] [--epochs 30] [--gates]
 """
 
 from __future__ import annotations
@@ -27,6 +32,46 @@ CONFIGS = {"baseline": "aug_background=Fixed(0.0)", "replaced": "aug_background=
            "masked": "aug_background=Fixed(0.5), leaf_mask=Fixed(True)", "all_replaced": "aug_background=Fixed(1.0), leaf_mask=Fixed(True)"}
 
 
+def gate_scores(results: Path, test: Path, twins: Path) -> dict:
+    """Accuracy and head IoU of the study's trial on each subset with the head's gate, its mask
+    averaged over the image's four flips, and the true masks (all thresholded at 0.5 and less the
+    px the model takes off each); the classifier is the model's layers after its gate (the CNN's)."""
+    import keras
+    import numpy as np
+
+    from leaf_mask_head import eroded, iou, read_folder
+    from leafsearch.data.masks import leaf_masks
+    from leafsearch.models import leaf_mask
+    from leafsearch.trained import checkpoint
+
+    trained = checkpoint.load(results, "fixed")
+    model, names = trained.model, list(trained.class_names)
+    layers = [layer.name for layer in model.layers]
+    head = keras.Model(model.input, model.get_layer("mask_up" if "mask_up" in layers else "mask_logit").output)
+    gated = keras.Input(model.input.shape[1:])
+    x = gated
+    for layer in model.layers[layers.index("mask_apply") + 1:]:
+        x = layer(x)
+    classifier = keras.Model(gated, x)
+    clean = read_folder(test / "clean", names)
+    labels = np.concatenate([[i] * len(list((test / "clean" / n).glob("*.png"))) for i, n in enumerate(names)])
+    truths = {"clean": leaf_masks(clean)[0], "wild": leaf_masks(read_folder(twins, names))[0], "photos": leaf_masks(clean)[0]}
+    flips = ((slice(None), slice(None)), (slice(None, None, -1), slice(None)), (slice(None), slice(None, None, -1)),
+             (slice(None, None, -1), slice(None, None, -1)))
+    out = {}
+    for subset, truth in truths.items():
+        images = read_folder(test / subset, names).astype(np.float32)
+        true = eroded(truth, leaf_mask.ERODE)
+        proposed = head.predict(images, batch_size=64, verbose=0)[..., 0]
+        averaged = np.mean([head.predict(images[:, fy, fx], batch_size=64, verbose=0)[:, fy, fx, 0] for fy, fx in flips], axis=0)
+        gates = {"head": eroded(proposed > 0.5, leaf_mask.ERODE + leaf_mask.HALO),
+                 "flip_averaged": eroded(averaged > 0.5, leaf_mask.ERODE + leaf_mask.HALO), "true": true}
+        for gate_name, gate in gates.items():
+            predicted = classifier.predict(images * gate[..., None], batch_size=64, verbose=0).argmax(1)
+            out[f"{subset}_{gate_name}"] = {"accuracy": round(float((predicted == labels).mean()), 3), "iou": iou(gate, true)}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=560)
@@ -35,11 +80,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["baseline", "replaced", "masked"])
+    parser.add_argument("--gates", action="store_true", help="also score leaf-mask trials with the true masks and flip-averaged masks")
     args = parser.parse_args()
     results: dict = {"images": args.images, "image_size": args.image_size, "epochs": args.epochs, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="wild-fixed-") as tmp:
         root = Path(tmp)
         train, test = draw_data(root, args)
+        twins = root / "twins"  # the wild subset's leaves on black: demo-data --subsets drew it with --seed 101
+        if args.gates:
+            leafsearch("demo-data", str(twins), "--images", str(args.test_images), "--image-size", str(args.image_size), "--seed", "101", cwd=root)
         for name in args.configs:
             for seed in args.seeds:
                 run = root / f"{name}-{seed}"
@@ -50,6 +99,8 @@ def main() -> None:
                 leafsearch("evaluate", "--study", "fixed", "--data", str(test), cwd=run)
                 [record] = [json.loads(Path(p).read_text()) for p in glob.glob(str(run / "results" / "fixed" / "evaluations" / "*.json"))]
                 scores = {subset: round(s["accuracy"], 3) for subset, s in record["subsets"].items()}
+                if args.gates and "leaf_mask" in CONFIGS[name]:
+                    scores["gates"] = gate_scores(run / "results", test, twins)
                 results["runs"].setdefault(name, {})[seed] = {"wall_s": wall, **scores}
     print(json.dumps(results, indent=2))
 

@@ -1,0 +1,147 @@
+"""The leaf mask head alone: how well does it find the leaf off the black background, epoch by
+epoch? It is trained only to segment (its binary cross-entropy against the true masks of the
+training leaves, `aug_background` of them on new backgrounds, through leafsearch's own
+augmentation layers and head), on the data of bench/wild.py, and every `--every` epochs its gate
+(thresholded at 0.5, less `ERODE + HALO` px, as the model gates) is scored against the true masks
+less `ERODE` px (as the classifier is trained on) by IoU on the clean, wild and photos subsets.
+The wild leaves' true masks are their clean twins' (`demo-data --seed 101` draws the same leaves
+on black). With `--average-from E`, also the IoU of the head whose weights are the mean of its
+snapshots from epoch E on (stochastic weight averaging, Izmailov et al. 2018, arXiv:1803.05407).
+
+Why it exists: in a trial the head's mask is what separates wild from clean accuracy (given the
+true masks the classifier scores wild leaves as well as clean ones, bench/README.md), and a trial
+only says so through the classifier. Prints one JSON object; progress goes to stderr.
+
+    pip install scikit-image; python bench/leaf_mask_head.py [--epochs 40] [--every 5] [--share 0.5] [--seeds 0] [--average-from 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cli_run import REPO, leafsearch
+from wild import draw_data
+
+sys.path.insert(0, str(REPO))
+
+
+def read_folder(folder: Path, class_names: list[str]) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for name in class_names for p in sorted((folder / name).glob("*.png"))])
+
+
+def eroded(masks: np.ndarray, px: int) -> np.ndarray:
+    """`(N, S, S)` boolean masks less `px` px of their rim (outside the image counts as background)."""
+    if px == 0:
+        return masks
+    size = masks.shape[1]
+    padded = np.pad(masks, ((0, 0), (px, px), (px, px)), constant_values=False)
+    out = np.ones_like(masks)
+    for dy in range(2 * px + 1):
+        for dx in range(2 * px + 1):
+            out &= padded[:, dy:dy + size, dx:dx + size]
+    return out
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return round(float((a & b).sum() / max((a | b).sum(), 1)), 3)
+
+
+def one_seed(train: Path, subsets: dict, seed: int, args) -> dict:
+    import keras
+
+    from leafsearch.data.masks import MarkedImages
+    from leafsearch.models import augment, leaf_mask
+    from leafsearch.training.recipe import resolve
+
+    keras.utils.set_random_seed(seed)
+    class_names = sorted(p.name for p in train.iterdir() if p.is_dir())
+    images = read_folder(train, class_names)
+    size = images.shape[1]
+    recipe = resolve({"image_size": size, "aug_background": args.share, "leaf_mask": True}, "cnn")
+    inputs = keras.Input((size, size, 3))
+    x, target = inputs, None
+    for layer in augment.augmentation_layers(recipe, size, seed):  # the model's own order (augment.augmented)
+        if layer.name == augment.BACKGROUND:
+            target = leaf_mask.LeafTarget()(x)
+        x = layer(x)
+    if target is None:
+        target = leaf_mask.LeafTarget()(x)
+    predicted = leaf_mask.mask_head(x, size)
+    head = keras.Model(inputs, predicted)
+    trainer = keras.Model(inputs, keras.layers.Concatenate(dtype="float32")([predicted, target]))
+
+    def mask_loss(_, both):
+        return keras.ops.mean(keras.losses.binary_crossentropy(both[..., 1:2], both[..., 0:1]))
+
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss=mask_loss)
+    gate_px, true_px = leaf_mask.ERODE + leaf_mask.HALO, leaf_mask.ERODE
+
+    def scores() -> dict:
+        out = {}
+        for name, (pictures, truth) in subsets.items():
+            proposed = head.predict(pictures.astype(np.float32), batch_size=64, verbose=0)[..., 0] > 0.5
+            out[name] = iou(eroded(proposed, gate_px), eroded(truth, true_px))
+        return out
+
+    curve, snapshots = [], []
+
+    class Score(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % args.every:
+                return
+            row = {"epoch": epoch + 1, **scores()}
+            if args.average_from and epoch + 1 >= args.average_from:
+                snapshots.append(head.get_weights())
+                current = head.get_weights()
+                head.set_weights([np.mean([s[i] for s in snapshots], axis=0) for i in range(len(current))])
+                row["averaged"] = scores()
+                head.set_weights(current)
+            print(f"seed {seed}: {row}", file=sys.stderr)
+            curve.append(row)
+
+    marked = MarkedImages(images)[np.arange(len(images))]
+    started = time.monotonic()
+    trainer.fit(marked, np.zeros((len(marked), 1)), batch_size=32, epochs=args.epochs, shuffle=True, verbose=0, callbacks=[Score()])
+    return {"train_s": round(time.monotonic() - started, 1), "curve": curve}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=560)
+    parser.add_argument("--test-images", type=int, default=280)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--share", type=float, default=0.5, help="aug_background: the share of training images on a new background")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--average-from", type=int, default=0, help="also score the mean of the snapshots from this epoch on")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = parser.parse_args()
+    from leafsearch.data.masks import leaf_masks
+
+    results = {"images": args.images, "image_size": args.image_size, "share": args.share, "epochs": args.epochs, "seeds": {}}
+    with tempfile.TemporaryDirectory(prefix="leaf-mask-head-") as tmp:
+        root = Path(tmp)
+        train, test = draw_data(root, args)
+        twins = root / "twins"  # the wild subset's leaves on black: demo-data --subsets drew it with --seed 101
+        leafsearch("demo-data", str(twins), "--images", str(args.test_images), "--image-size", str(args.image_size), "--seed", "101", cwd=root)
+        class_names = sorted(p.name for p in train.iterdir() if p.is_dir())
+        clean = read_folder(test / "clean", class_names)
+        subsets = {"clean": (clean, leaf_masks(clean)[0]),
+                   "wild": (read_folder(test / "wild", class_names), leaf_masks(read_folder(twins, class_names))[0]),
+                   "photos": (read_folder(test / "photos", class_names), leaf_masks(clean)[0])}
+        for seed in args.seeds:
+            results["seeds"][seed] = one_seed(train, subsets, seed, args)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
