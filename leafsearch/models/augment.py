@@ -127,8 +127,8 @@ class BackgroundReplace(keras.layers.Layer):
     colour field, soft blobs, stripes of random frequency and angle, grain as faint as the leaves'
     own sensor noise; for half of them the
     colours are the batch's own leaf colours, foliage-like), drawn on the
-    accelerator with `keras.ops`, or, with `photos`, crops of the images of that folder (any
-    photos without leaves), flipped at random. A `clutter` share of the new backgrounds also get
+    accelerator with `keras.ops`, or, with `photos`, random crops of the images of that folder (any
+    photos without leaves; `photo_bank`), flipped at random. A `clutter` share of the new backgrounds also get
     a fragment of another leaf of the batch, magnified and out of focus, as leaves in the wild
     have their neighbours behind them (the copy-paste augmentation of Ghiasi et al. 2021,
     arXiv:2012.07177, with the batch's own leaves). Neither is the code `demo-data --wild` draws
@@ -151,7 +151,7 @@ class BackgroundReplace(keras.layers.Layer):
 
     def build(self, input_shape):
         if self.photos is not None:
-            self._bank = keras.ops.convert_to_tensor(photo_bank(self.photos, int(input_shape[1])))
+            self._bank = keras.ops.convert_to_tensor(photo_bank(self.photos, int(input_shape[1]), self.seed or 0))
 
     def call(self, inputs, training=None):
         if not training:
@@ -255,7 +255,7 @@ class BackgroundReplace(keras.layers.Layer):
     def _photos(self, batch, height, width):
         ops = keras.ops
         index = ops.cast(self._uniform((batch,), 0.0, float(self._bank.shape[0]) - 1e-3), "int32")
-        chosen = ops.take(self._bank, index, axis=0)
+        chosen = ops.cast(ops.take(self._bank, index, axis=0), "float32")
         flip = self._uniform((batch, 1, 1, 1)) < 0.5
         return ops.where(flip, ops.flip(chosen, axis=2), chosen)
 
@@ -266,24 +266,39 @@ class BackgroundReplace(keras.layers.Layer):
         return {**super().get_config(), "share": self.share, "photos": self.photos, "seed": self.seed, "clutter": self.clutter}
 
 
-MAX_PHOTOS = 256  # background photos kept on the device, at the model's image size
+BANK = 256  # background crops kept on the device, at the model's image size
+CROP = (0.4, 1.0)  # a crop's side, as a share of its photo's shorter side
 
 
-def photo_bank(folder: str, size: int):
-    """The images of `folder` (searched recursively) as float32 `(N, size, size, 3)`, 0-255."""
+def photo_bank(folder: str, size: int, seed: int = 0):
+    """`BANK` square crops of the images of `folder` (searched recursively), uint8 `(BANK, size,
+    size, 3)` (a quarter of float32's memory on the device): each a window of a random `CROP` share of a photo's shorter side, at a random
+    place, resized to `size`; the photos in turn (a random `BANK` of them when there are more).
+    A practitioner brings a handful of photos, not hundreds: whole, they would be a handful of
+    backgrounds; cropped, each gives many (the random-sized crops of Szegedy et al. 2015,
+    arXiv:1409.4842, which Keras' RandomCrop does only at one size and inside the model)."""
     import numpy as np
     from PIL import Image
 
     from leafsearch.data import IMAGE_EXTENSIONS
 
-    paths = sorted(p for p in Path(folder).expanduser().rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)[:MAX_PHOTOS]
-    bank = []
+    rng = np.random.default_rng(seed)
+    paths = sorted(p for p in Path(folder).expanduser().rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if len(paths) > BANK:
+        paths = [paths[i] for i in sorted(rng.choice(len(paths), BANK, replace=False))]
+    photos = []
     for path in paths:
         try:
             with Image.open(path) as image:
-                bank.append(np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32))
+                photos.append(image.convert("RGB"))
         except OSError:
             continue
-    if not bank:
+    if not photos:
         raise ValueError(f"--backgrounds {folder}: no readable image in it; pass a folder of background photos")
-    return np.stack(bank)
+    bank = np.empty((BANK, size, size, 3), dtype=np.uint8)
+    for i in range(BANK):
+        photo = photos[i % len(photos)]
+        side = max(1, round(min(photo.size) * rng.uniform(*CROP)))
+        left, top = int(rng.integers(photo.width - side + 1)), int(rng.integers(photo.height - side + 1))
+        bank[i] = np.asarray(photo.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side)))
+    return bank

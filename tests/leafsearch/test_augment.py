@@ -97,6 +97,22 @@ def test_background_photos_come_from_the_folder_given(tmp_path):
     np.testing.assert_allclose(out[0][~truth].mean(axis=0), [200, 30, 30], atol=1)
 
 
+def test_a_few_background_photos_give_many_backgrounds_cropped_at_random(tmp_path):
+    from PIL import Image
+
+    from leafsearch.models.augment import BANK, photo_bank
+
+    half = np.zeros((40, 80, 3), np.uint8)
+    half[:, 40:] = (0, 0, 250)  # left half black, right half blue: a crop's blue share says where it was cut
+    Image.fromarray(half).save(tmp_path / "halves.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    bank = photo_bank(str(tmp_path), 8, seed=0)
+    assert bank.shape == (BANK, 8, 8, 3) and bank.dtype == np.uint8
+    blue = (bank[..., 2] > 125).mean(axis=(1, 2))
+    assert blue.min() == 0.0 and blue.max() == 1.0 and len(np.unique(blue)) > 5
+    np.testing.assert_array_equal(bank, photo_bank(str(tmp_path), 8, seed=0))  # fixed per seed
+
+
 def test_a_new_background_shows_through_the_leafs_rim_as_the_black_did(tmp_path):
     """A rim pixel at half the leaf's brightness (half leaf, half black) becomes half leaf, half
     new background, in the layer and in the wild validation copy alike; the inside stays."""
