@@ -55,7 +55,8 @@ def gate_scores(results: Path, test: Path, twins: Path) -> dict:
     classifier = keras.Model(gated, x)
     clean = read_folder(test / "clean", names)
     labels = np.concatenate([[i] * len(list((test / "clean" / n).glob("*.png"))) for i, n in enumerate(names)])
-    truths = {"clean": leaf_masks(clean)[0], "wild": leaf_masks(read_folder(twins, names))[0], "photos": leaf_masks(clean)[0]}
+    clean_masks = leaf_masks(clean)[0]  # the photos subset is the clean leaves pasted onto photographs
+    truths = {"clean": clean_masks, "wild": leaf_masks(read_folder(twins, names))[0], "photos": clean_masks}
     flips = ((slice(None), slice(None)), (slice(None, None, -1), slice(None)), (slice(None), slice(None, None, -1)),
              (slice(None, None, -1), slice(None, None, -1)))
     out = {}

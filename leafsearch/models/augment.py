@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -272,8 +273,8 @@ CROP = (0.4, 1.0)  # a crop's side, as a share of its photo's shorter side
 
 def photo_bank(folder: str, size: int, seed: int = 0):
     """`BANK` square crops of the images of `folder` (searched recursively), uint8 `(BANK, size,
-    size, 3)` (a quarter of float32's memory on the device): each a window of a random `CROP` share of a photo's shorter side, at a random
-    place, resized to `size`; the photos in turn (a random `BANK` of them when there are more).
+    size, 3)` (a quarter of float32's memory on the device): each a window of a random `CROP`
+    share of a photo's shorter side, at a random place, resized to `size`; the photos in turn (a random `BANK` of them when there are more).
     A practitioner brings a handful of photos, not hundreds: whole, they would be a handful of
     backgrounds; cropped, each gives many (the random-sized crops of Szegedy et al. 2015,
     arXiv:1409.4842, which Keras' RandomCrop does only at one size and inside the model)."""
@@ -286,13 +287,20 @@ def photo_bank(folder: str, size: int, seed: int = 0):
     paths = sorted(p for p in Path(folder).expanduser().rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if len(paths) > BANK:
         paths = [paths[i] for i in sorted(rng.choice(len(paths), BANK, replace=False))]
+    # No photo is kept larger than its smallest crop needs (`size` px): a folder of camera photos
+    # would otherwise sit decoded at full resolution until the crops are cut.
+    limit = math.ceil(size / CROP[0])
     photos = []
     for path in paths:
         try:
             with Image.open(path) as image:
-                photos.append(image.convert("RGB"))
+                photo = image.convert("RGB")
         except OSError:
             continue
+        scale = limit / min(photo.size)
+        if scale < 1.0:
+            photo = photo.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))), Image.BILINEAR)
+        photos.append(photo)
     if not photos:
         raise ValueError(f"--backgrounds {folder}: no readable image in it; pass a folder of background photos")
     bank = np.empty((BANK, size, size, 3), dtype=np.uint8)
