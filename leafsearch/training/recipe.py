@@ -14,7 +14,7 @@ from search.space import Choice, Fixed, Space
 
 PIPELINES = ("cnn", "efficientnet")
 METRICS = ("val_accuracy", "val_loss", "accuracy", "loss", "val_wild_accuracy")  # what a trial reports every epoch
-BACKBONES = ("cnn",) + tuple(f"efficientnet_b{i}" for i in range(8))
+BACKBONES = ("cnn",) + tuple(f"efficientnet_b{i}" for i in range(8)) + tuple(f"efficientnet_lite{i}" for i in range(5))
 ACTIVATIONS = ("relu", "mish")
 OPTIMIZERS = ("adam", "ranger")
 LOSSES = ("ce", "ce_smooth", "focal", "sigmoid_focal")
@@ -90,7 +90,7 @@ def resolve(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
     if is_cnn != (pipeline == "cnn"):
         raise UsageError(
             f"parameter `backbone`: {recipe['backbone']!r} does not fit the {pipeline!r} pipeline "
-            f"(use backbone 'cnn' with pipeline 'cnn', efficientnet_b0..b7 with 'efficientnet')"
+            f"(use backbone 'cnn' with pipeline 'cnn', efficientnet_b0..b7 or efficientnet_lite0..lite4 with 'efficientnet')"
         )
     return recipe
 

@@ -163,9 +163,14 @@ def chosen_pruner(backend: str, pruner: str | None, no_prune: bool) -> str:
     return pruner
 
 
-def weights_record(weights: str) -> dict[str, Any]:
-    """What a trial's run.json records of where its backbone's weights came from."""
-    if weights in ("none", "imagenet"):
+def weights_record(weights: str, backbones: list[str]) -> dict[str, Any]:
+    """What a trial's run.json records of where its backbone's weights came from: for ImageNet,
+    per backbone, the file, its hash and the input normalisation it expects."""
+    if weights == "imagenet":
+        from leafsearch.models import efficientnet
+
+        return {"weights": weights, "backbones": {name: efficientnet.imagenet_origin(name) for name in backbones}}
+    if weights == "none":
         return {"weights": weights}
     path = Path(weights).expanduser().resolve()
     return {"weights": "file", "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None}
@@ -221,7 +226,8 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         for backbone in recipe_values(space, "backbone", spec.pipeline):
             for weights in recipe_values(space, "weights", spec.pipeline):
                 efficientnet.check_weights_available(backbone, weights)
-        weights_origin = {str(weights): weights_record(weights) for weights in recipe_values(space, "weights", spec.pipeline)}
+        backbones = [str(name) for name in recipe_values(space, "backbone", spec.pipeline)]
+        weights_origin = {str(weights): weights_record(weights, backbones) for weights in recipe_values(space, "weights", spec.pipeline)}
     else:
         weights_origin = None
     backgrounds = (request.overrides or {}).get("backgrounds")
