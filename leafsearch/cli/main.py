@@ -208,11 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Backbone weights for --weights FILE.")
     actions = weights.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=OneLineParser)
     convert = actions.add_parser(
-        "convert", help="an original EfficientNet checkpoint (Noisy-Student, AdvProp, AutoAugment) to a .weights.h5 file",
-        description="Read a checkpoint of the original EfficientNet code (variables efficientnet-bN/...; its "
-                    "ExponentialMovingAverage copies when present) and write the backbone weights that "
-                    "`leafsearch run --weights FILE` loads, with the input normalisation the checkpoint was trained with.")
-    convert.add_argument("checkpoint", type=Path, help="the unpacked checkpoint's folder (or its prefix, e.g. DIR/model.ckpt)")
+        "convert", help="an original EfficientNet or EfficientNet-Lite checkpoint (Noisy-Student, AdvProp, AutoAugment, "
+                        "Lite0-4), or a Lite .pth state dict, to a .weights.h5 file",
+        description="Read a checkpoint of the original EfficientNet code (variables efficientnet-bN/... or "
+                    "efficientnet-liteN/...; its ExponentialMovingAverage copies when present), or an EfficientNet-Lite "
+                    "PyTorch state dict (.pth, read without torch and without running it), and write the backbone weights "
+                    "that `leafsearch run --weights FILE` loads, with the input normalisation the checkpoint was trained with.")
+    convert.add_argument("checkpoint", type=Path, help="the unpacked checkpoint's folder (or its prefix, e.g. DIR/model.ckpt), or a .pth file")
     convert.add_argument("--backbone", required=True, choices=[b for b in BACKBONE_NAMES if b != "cnn"], help="the checkpoint's variant")
     convert.add_argument("--output", type=Path, required=True, help="the weights file to write, e.g. efficientnet_b4_noisy_student.weights.h5")
     convert.add_argument("--normalization", default="imagenet", choices=["imagenet", "advprop"],

@@ -72,11 +72,15 @@ def demo_data(args: argparse.Namespace) -> int:
 
 
 def weights(args: argparse.Namespace) -> int:
-    """`weights convert`: an original EfficientNet checkpoint to a `--weights FILE` file."""
+    """`weights convert`: an original EfficientNet checkpoint, or an EfficientNet-Lite PyTorch
+    state dict (`.pth`), to a `--weights FILE` file."""
     import_keras_quietly()
-    from leafsearch.models import backbone_weights
+    from leafsearch.models import backbone_weights, lite_weights
 
-    done = backbone_weights.convert_checkpoint(args.checkpoint, args.backbone, args.output, args.normalization)
+    if args.checkpoint.suffix in (".pth", ".pt"):
+        done = lite_weights.convert_file(args.checkpoint, args.backbone, args.output)
+    else:
+        done = backbone_weights.convert_checkpoint(args.checkpoint, args.backbone, args.output, args.normalization)
     print(f"Wrote {args.output}: {done['variables']} weights of {done['scope']}"
           f"{' (its ExponentialMovingAverage copies)' if done['ema'] else ''}, inputs normalised as {done['normalization']}; "
           f"use it with leafsearch run SPACE --weights {args.output}")

@@ -152,27 +152,41 @@ def read_package_weights(path: Path, variant: str, expected_sha256: str | None) 
 
 
 def converted_file(variant: str) -> Path:
-    """The `.weights.h5` the package's file converts to, converted now if it is not cached yet
-    (atomically: several workers may convert at once, the last rename wins, all the same)."""
+    """The `.weights.h5` the package's file converts to, converted now if it is not cached yet."""
     path = package_file(variant)
     _package, _relative, pinned = PACKAGES[variant]
     target = cache_dir() / f"{variant}_imagenet_{pinned[:12]}_v{CONVERTER_VERSION}_notop.weights.h5"
-    if target.is_file():
-        return target
-    state = read_package_weights(path, variant, pinned)
+    if not target.is_file():
+        convert_file(path, variant, target, pinned)
+    return target
+
+
+def convert_file(source: Path, variant: str, output: Path, expected_sha256: str | None = None) -> dict:
+    """Write `source`'s tensors (a state dict in efficientnet-pytorch's naming) as `variant`'s
+    no-top `.weights.h5` at `output`, whole or not at all (several workers may convert at once:
+    the last rename wins, all the same). Every name and shape is checked before anything is written."""
+    if variant not in efficientnet_lite.LITE_PARAMS:
+        raise UsageError(f"{source}: a PyTorch state dict converts for {', '.join(efficientnet_lite.LITE_PARAMS)} only, "
+                         f"not {variant}; for B0-B7 convert Google's original checkpoint folder")
+    if not str(output).endswith(".weights.h5"):
+        raise UsageError(f"--output {output}: Keras weights files end in .weights.h5; pass e.g. --output {variant}.weights.h5")
+    if not Path(source).is_file():
+        raise UsageError(f"{source}: no such file; pass a .pth state dict of {variant}")
+    state = read_package_weights(Path(source), variant, expected_sha256)
     model = efficientnet_lite.EfficientNetLite(variant, include_top=False, input_shape=(32, 32, 3))
-    assign_state_dict(model, variant, state, str(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".converting-", suffix=".weights.h5", dir=target.parent)
+    assign_state_dict(model, variant, state, str(source))
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".converting-", suffix=".weights.h5", dir=output.parent)
     os.close(handle)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.save_weights(temporary)
-        os.replace(temporary, target)
+        os.replace(temporary, output)
     finally:
         Path(temporary).unlink(missing_ok=True)
-    return target
+    return {"variables": len(model.weights), "ema": False, "scope": variant, "normalization": NORMALIZATION}
 
 
 def origin(variant: str) -> dict[str, str]:
