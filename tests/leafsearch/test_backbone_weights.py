@@ -142,3 +142,26 @@ def test_a_bad_checkpoint_is_one_line_and_writes_nothing(source, tmp_path, capsy
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists() and not list(tmp_path.glob(".converting-*"))
+
+
+def test_an_original_lite_checkpoint_converts_with_its_fixed_normalisation(tmp_path, capsys):
+    """Lite3 and Lite4 exist only as Google's original checkpoints (scope efficientnet-liteN/, no
+    squeeze-excite): the same converter reads them."""
+    from leafsearch.models.efficientnet_lite import EfficientNetLite
+
+    keras.utils.set_random_seed(4)
+    model = EfficientNetLite("efficientnet_lite0", input_shape=(32, 32, 3))
+    rng = np.random.default_rng(4)
+    for weight in model.weights:
+        if weight.path.endswith("moving_variance"):
+            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
+    tensors = {name + "/ExponentialMovingAverage": np.asarray(next(w for w in model.weights if w.path == path))
+               for path, name in original_checkpoint_names(model, "efficientnet-lite0").items()}
+    save_checkpoint(tmp_path / "lite0", tensors)
+    out = tmp_path / "lite0.weights.h5"
+    assert main(["weights", "convert", str(tmp_path / "lite0"), "--backbone", "efficientnet_lite0", "--output", str(out)]) == 0
+    assert "(x - 127) / 128" in capsys.readouterr().out
+    recipe = resolve({"backbone": "efficientnet_lite0", "weights": str(out), "image_size": 32, "dense_units": 0}, "efficientnet")
+    backbone = backbone_of(build_efficientnet(recipe, num_classes=3, seed=0))
+    images = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(backbone.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-4, atol=1e-4)
