@@ -20,14 +20,16 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from search.engines import Engine, default_algorithm, engine_class, make_engine
-from search.engines.base import BAD_INPUT, COMPLETE, FAIL, INFEASIBLE, INTERRUPTED, PRUNED, FirstTrial, Outcome, Stop, Ticket, Wait
-from search.errors import ConstraintViolated, SearchAborted, TrialFailed, TrialPruned, UsageError
+from search.engines.base import FirstTrial, Outcome, Stop, Ticket, Wait
+from search.errors import SearchAborted, TrialFailed, UsageError
 from search.execution.executor import TrialExecutor
+from search.execution.outcomes import state_of
 from search.execution.workers import WorkerPool
 from search.options import RunOptions, WarmStart
 from search.records import costs, leaderboard, trial_files
 from search.records.checkpoints import CheckpointStore, copy_checkpoints, move_checkpoints
 from search.records.files import read_json, write_json_atomic
+from search.records.states import TrialState
 from search.report.display import Display
 from search.reporter import Reporter, summarise
 from search.space import Space
@@ -134,7 +136,7 @@ class StudyLoop:
         self._opened = True
         if warm is not None and warm.note:
             self.display.note(warm.note[0].upper() + warm.note[1:] + ".")
-        elif options.warm_start is not None and not created and options.worker == 0:
+        elif options.warm_start is not None and not created and options.worker_index == 0:
             self.display.note(f"--warm-start {options.warm_start.source}: study {options.study_name!r} exists, so it resumes; "
                               f"a warm start queues its trials only when a study is created.")
 
@@ -200,8 +202,8 @@ class StudyLoop:
             state = self.run_trial(ticket, executor)
             if state is None:  # another worker took it over
                 continue
-            if state != INFEASIBLE:  # a model too costly to deploy is the search's answer, not a failure
-                failures_in_a_row = failures_in_a_row + 1 if state == FAIL else 0
+            if state != TrialState.INFEASIBLE:  # a model too costly to deploy is the search's answer, not a failure
+                failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
             if failures_in_a_row >= options.max_consecutive_failures:
                 raise SearchAborted(
                     f"{failures_in_a_row} trials failed in a row; the last error is in the leaderboard "
@@ -212,7 +214,7 @@ class StudyLoop:
         for note in self.engine.requeue_orphans():
             self.display.note(note)
 
-    def run_trial(self, ticket: Ticket, executor: TrialExecutor) -> str | None:
+    def run_trial(self, ticket: Ticket, executor: TrialExecutor) -> TrialState | None:
         """Prepare the trial's folder, train it through the executor, tell the engine. Returns the
         leaderboard state, or None when another worker took the trial over."""
         options, metric = self.options, self.spec.metric
@@ -239,25 +241,32 @@ class StudyLoop:
             value = metrics.get(metric)
             if value is None or not math.isfinite(value):
                 raise TrialFailed(f"the objective returned no finite {metric!r}: {metrics}")
-            state = COMPLETE
-        except TrialPruned:
-            if ticket.taken_over:
+            state = TrialState.COMPLETE
+        except BaseException as exc:
+            state = state_of(exc)  # the outcome table (search/execution/outcomes.py)
+            if state is None:  # no way for a trial to end: a bug, raised as it is
+                raise
+            if state == TrialState.PRUNED and ticket.taken_over:
                 self.display.note(f"Trial {ticket.number} was taken over by another worker (its heartbeat looked stale): left to it.")
                 return None
-            state, value = PRUNED, summarise(reporter.history, metric, self.spec.direction).get(metric)
-        except ConstraintViolated as exc:  # before its first epoch: recorded with its costs, and the search goes on
-            state, value, error = INFEASIBLE, None, str(exc)
-        except KeyboardInterrupt:
-            self._end(ticket, reporter, info, INTERRUPTED, None, trained, started,
-                      "interrupted by the user; continues from its last checkpoint when the study is resumed")
-            raise
-        except UsageError as exc:
-            self._end(ticket, reporter, info, BAD_INPUT, None, trained, started, str(exc))
-            raise
-        except TrialFailed as exc:  # recorded, and the search goes on
-            state, value, error = FAIL, None, str(exc).strip() or "failed"
+            if state == TrialState.PRUNED:
+                value = summarise(reporter.history, metric, self.spec.direction).get(metric)
+            else:
+                value, error = None, self._reason(state, exc)
+            if state in (TrialState.INTERRUPTED, TrialState.BAD_INPUT):  # left open for the next run; the search stops
+                self._end(ticket, reporter, info, state, value, trained, started, error)
+                raise
         self._end(ticket, reporter, info, state, value, trained, started, error)
         return state
+
+    @staticmethod
+    def _reason(state: TrialState, exc: BaseException) -> str:
+        """The `error` recorded of a trial that ended with `exc` (and was not pruned)."""
+        if state == TrialState.INTERRUPTED:
+            return "interrupted by the user; continues from its last checkpoint when the study is resumed"
+        if state == TrialState.FAIL:
+            return str(exc).strip() or "failed"
+        return str(exc)  # INFEASIBLE: the bound it broke; BAD_INPUT: what to fix
 
     def _take_checkpoints(self, ticket: Ticket, folder) -> None:
         """A trial that continues another starts from its checkpoints: moved from an interrupted
@@ -276,18 +285,18 @@ class StudyLoop:
             self.display.note(f"Trial {ticket.number} continues trial {ticket.extends} "
                               f"(from epoch {ticket.info.get('initial_epoch', 0)} to {ticket.epoch_budget}).")
 
-    def _end(self, ticket: Ticket, reporter: Reporter, info: dict, state: str, value: float | None,
+    def _end(self, ticket: Ticket, reporter: Reporter, info: dict, state: TrialState, value: float | None,
              trained: Mapping[str, Any], started: float, error: str) -> None:
         duration = time.monotonic() - started
         if trained != ticket.params:
             write_json_atomic(reporter.trial_dir / trial_files.PARAMS, dict(trained))
-        shown_state = state if state in (COMPLETE, PRUNED, INFEASIBLE) else FAIL
+        shown_state = state.shown
         write_json_atomic(reporter.trial_dir / trial_files.RUN,
                           {**info, "state": shown_state, "duration_s": round(duration, 2), "error": error})
         summary = summarise(reporter.history, self.spec.metric, self.spec.direction)
         self.engine.tell(ticket, Outcome(state, value, summary, dict(trained), error, costs.read(reporter.trial_dir)))
         self.write_leaderboard()  # and the best so far, for the line below
-        if state != INTERRUPTED:
+        if state != TrialState.INTERRUPTED:
             self.display.trial_finished(ticket.number, shown_state, value if value is not None else summary.get(self.spec.metric),
                                         duration, error)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,7 +23,7 @@ class RunOptions:
     study_name: str
     study_dir: Path
     trials: int  # the study's target of finished trials, in total (a resumed run adds only the missing ones)
-    backend: str = "optuna"  # one of search.engines.ALGORITHMS
+    backend: str = "optuna"  # one of search.engines.BACKENDS
     storage: str | None = None  # an Optuna storage URL (default: a journal file in the study folder)
     algorithm: str | None = None  # default: the engine's first (search.engines.default_algorithm)
     pruner: str | None = None  # one of engines.PRUNERS[backend]; default: the engine's first
@@ -33,7 +34,10 @@ class RunOptions:
     identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # must match to resume (data, split seed)
     run_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # recorded in every trial folder
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # kept in the study for `leafsearch worker`
-    worker: int = 0  # this worker's index among those sharing the study (seeds its sampler apart)
+    # This process's place among those one `leafsearch run --workers N` started: 0 the process the
+    # user started (it alone gives the study's once-only notes), 1, 2... the workers it started;
+    # None: a worker that joined the study on its own (`leafsearch worker`, on any machine).
+    worker_index: int | None = 0
     in_process: bool = False  # train in this process instead of a child process per trial (debugging)
     preload: tuple[str, ...] = ()  # modules the trial processes' fork server imports once (e.g. Keras)
     warm_start: WarmStart | None = None  # trials to run first when the study is created
@@ -47,3 +51,9 @@ class RunOptions:
     @property
     def prune(self) -> bool:
         return self.pruner != "none"
+
+    @property
+    def sampler_stream(self) -> int:
+        """What sets this process's sampler draws apart from those of the other processes sharing
+        the study: its worker index, or for a worker that joined on its own its process id."""
+        return self.worker_index if self.worker_index is not None else os.getpid()

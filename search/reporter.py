@@ -1,12 +1,16 @@
 """The reporter: the objective's only channel back to the engine.
 
 The objective calls `report(epoch, metrics)` after every epoch and stops when `should_prune()`
-says so; it keeps its checkpoints under `checkpoint_dir`. Each engine subclasses it once.
+says so; it keeps its checkpoints under `checkpoint_dir`. It has two subclasses, whichever the
+engine: the study process's (`EngineReporter` in search/loop.py, which gives each finite epoch
+value to the engine's `report` and keeps its answer) and a trial's child process's
+(`ChildReporter` in search/execution/executor.py, which sends every call to the former).
 
-Continuing a trial: when `checkpoint_dir` already holds a checkpoint (the runner copied it there:
-an interrupted trial queued again, or the Hyperband trial this one extends), the objective loads it
-and calls `restore(history)` with the epochs it already has, then trains on. `epoch_budget`, when
-set, is the total number of epochs (across phases) the engine allows this trial to reach.
+Continuing a trial: when `checkpoint_dir` already holds a checkpoint (its own, when a stopped
+trial runs again; moved there by the study loop from the interrupted trial it continues; copied
+from the Hyperband trial it extends), the objective loads it and calls `restore(history)` with
+the epochs it already has, then trains on. `epoch_budget`, when set, is the total number of
+epochs (across phases) the engine allows this trial to reach.
 """
 
 from __future__ import annotations

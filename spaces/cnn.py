@@ -13,6 +13,11 @@ SPACE = Space(
     patience=Int(3, 12, default=10),
     # The seed trained at 256 px; 128 px keeps a CPU study quick. `--image-size 256` overrides.
     image_size=Fixed(128),
+    # The leaves' augmentations (a leaf upside down is still that leaf). For other images set what
+    # fits them: a 6 upside down is a 9, so digits want aug_flip=Fixed("none") and little rotation.
+    aug_flip=Fixed("both"),
+    aug_rotation=Fixed(0.1),
+    aug_zoom=Fixed(0.1),
 )
 
 STUDY = Study(pipeline="cnn", metric="val_accuracy", direction="maximize", trials=20, max_epochs=30)

@@ -31,6 +31,9 @@ SPACE = Space(
     transfer_epochs=Int(3, 20, default=10),
     finetune_epochs=Fixed(0),
     patience=Fixed(5),
+    aug_flip=Fixed("both"),  # the leaves' augmentations: for other images, what fits them ("none", "horizontal")
+    aug_rotation=Fixed(0.1),
+    aug_zoom=Fixed(0.1),
 )
 
 STUDY = Study(pipeline="efficientnet", metric="val_accuracy", direction="maximize", trials=40, max_epochs=20,

@@ -35,7 +35,7 @@ SPACE = Space(
     unfreeze_blocks=Int(1, 7, default=1),
     patience=Int(3, 10, default=10),
     class_weights=Bool(default=False),
-    aug_flip=Bool(default=True),
+    aug_flip=Bool(default=True),  # both flips (the leaves') or none; a Choice may offer "horizontal", "vertical"
     aug_rotation=Float(0.0, 0.3, default=0.1),
     aug_zoom=Float(0.0, 0.3, default=0.1),
     aug_contrast=Float(0.0, 0.3, default=0.0),

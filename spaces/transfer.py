@@ -28,7 +28,7 @@ SPACE = Space(
     finetune_epochs=Fixed(0),
     patience=Int(3, 10, default=10),
     class_weights=Bool(default=False),
-    aug_flip=Bool(default=True),
+    aug_flip=Bool(default=True),  # both flips (the leaves') or none; a Choice may offer "horizontal", "vertical"
     aug_rotation=Float(0.0, 0.3, default=0.1),
     aug_zoom=Float(0.0, 0.3, default=0.1),
     aug_background=Float(0.0, 1.0, default=0.0),  # the share given a new background (the "wild" test subset)

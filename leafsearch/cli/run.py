@@ -12,11 +12,12 @@ from leafsearch.cli.environment import STORAGE_VARIABLE, WORKER_INDEX
 from leafsearch.runtime import import_keras_quietly
 from leafsearch.trained.evaluate import check_classes, summary_lines, test_subsets
 from leafsearch.training import study
+from leafsearch.training.recipe import fixed_part
 from search.errors import SearchAborted, UsageError
 from search.execution.executor import TrialProcesses
 from search.execution.workers import python_command, without_flags
 from search.loop import run_study, run_with_workers
-from search.report.display import Display
+from search.report.display import Display, format_params
 
 
 def request(args: argparse.Namespace) -> study.Request:
@@ -26,7 +27,7 @@ def request(args: argparse.Namespace) -> study.Request:
         pruner=getattr(args, "pruner", None), no_prune=getattr(args, "no_prune", False), trials=args.trials,
         max_epochs=args.max_epochs, seed=getattr(args, "seed", 0), timeout_s=getattr(args, "timeout", None),
         storage=args.storage, in_process=args.in_process, precision=args.precision,
-        worker_seed=int(os.environ.get(WORKER_INDEX, "0")), pins=args.pins, warm_start=getattr(args, "warm_start", None),
+        worker_index=int(os.environ.get(WORKER_INDEX, "0")), pins=args.pins, warm_start=getattr(args, "warm_start", None),
         overrides={"image_size": args.image_size, "backbone": args.backbone, "weights": args.weights,
                    "backgrounds": None if args.backgrounds is None else str(Path(args.backgrounds).expanduser().resolve())},
     )
@@ -55,6 +56,9 @@ def _search(args: argparse.Namespace, asked: study.Request, space, spec, workers
     if index is None:
         display.note(f"Data: {prepared.images} images in {len(prepared.class_names)} classes; device: {prepared.device}, "
                      f"precision {prepared.precision}")
+        # Once per study, what no trial line shows: the defaults (the leaves' flips, rotation, zoom) too.
+        fixed = fixed_part(space, spec.pipeline, prepared.options.settings["max_epochs"])
+        display.note(f"Fixed recipe (every trial; the space searches the rest): {format_params(fixed)}")
     workers = args.workers if workers is None else workers
     if workers > 1:
         def env(worker_index: int) -> dict[str, str]:

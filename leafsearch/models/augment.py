@@ -14,6 +14,10 @@ from leafsearch.models import leaf_mask
 
 PREFIX = "aug_"  # every augmentation layer's name starts so: an exported model drops them by it
 BACKGROUND = "aug_background"  # the background replacement layer (first when present)
+# `aug_flip` (as training/recipe.py resolves it: True and False of older studies become both and none)
+# -> Keras' RandomFlip mode. Keras 3 draws once per image for "horizontal_and_vertical": both axes or
+# neither (a half turn), not the four orientations; kept as every study here has trained so far.
+FLIP_MODES = {"none": None, "horizontal": "horizontal", "vertical": "vertical", "both": "horizontal_and_vertical"}
 
 
 def augmented(inputs, recipe: Mapping[str, Any], seed: int):
@@ -32,7 +36,7 @@ def augmented(inputs, recipe: Mapping[str, Any], seed: int):
 
 
 def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -> list[keras.layers.Layer]:
-    """The seed's augmentations (flip, rotation, zoom, contrast) and its further attempts
+    """The seed's augmentations (flips, rotation, zoom, contrast) and its further attempts
     (RandomCrop then back to size, GaussianNoise); a strength of 0 leaves a layer out.
 
     Inputs are 0-255 images; `aug_noise` is a fraction of that range. The geometric ones come
@@ -40,8 +44,11 @@ def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -
     the corners a rotation or zoom leaves; contrast and noise then apply to the new background too.
     """
     layers: list[keras.layers.Layer] = []
-    if recipe["aug_flip"]:
-        layers.append(keras.layers.RandomFlip("horizontal_and_vertical", seed=seed, name="aug_flip"))
+    flip = recipe["aug_flip"]
+    if not isinstance(flip, str) or flip not in FLIP_MODES:
+        raise ValueError(f"Argument `aug_flip` must be one of {', '.join(FLIP_MODES)}. Received: aug_flip={flip!r}")
+    if FLIP_MODES[flip]:
+        layers.append(keras.layers.RandomFlip(FLIP_MODES[flip], seed=seed, name="aug_flip"))
     if recipe["aug_rotation"] > 0:
         layers.append(keras.layers.RandomRotation(recipe["aug_rotation"], fill_mode="constant", seed=seed + 1, name="aug_rotation"))
     if recipe["aug_zoom"] > 0:
@@ -302,7 +309,7 @@ def photo_bank(folder: str, size: int, seed: int = 0):
             photo = photo.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))), Image.BILINEAR)
         photos.append(photo)
     if not photos:
-        raise ValueError(f"--backgrounds {folder}: no readable image in it; pass a folder of background photos")
+        raise ValueError(f"backgrounds {folder}: no readable image in it; pass a folder of background photos")
     bank = np.empty((BANK, size, size, 3), dtype=np.uint8)
     for i in range(BANK):
         photo = photos[i % len(photos)]

@@ -1,5 +1,6 @@
 """A trial's trained model, for `evaluate` and `export`: rebuilt from the trial's parameters by the
-training's own `build_model`, with the weights of the trial's best checkpoint.
+training's own `build_model`, with the weights of the trial's best checkpoint. Nothing only
+training reads is needed (ImageNet weights, background photos): a study's results stand alone.
 
 What it reads, all under `results/<study>/`: `study.json` (the pipeline), `leaderboard.csv` (the
 best complete trial, the default), and `trials/<n>/`: `params.json`, `run.json` (seed, data folder),
@@ -16,7 +17,7 @@ import keras
 from leafsearch.data import scan_folder
 from leafsearch.training.loop import CLASSES, load_weights_only
 from leafsearch.training.phases import build_model
-from leafsearch.training.recipe import resolve
+from leafsearch.training.recipe import rebuilt
 from search.records import leaderboard
 from search.records.checkpoints import CheckpointStore
 from search.errors import UsageError
@@ -95,8 +96,9 @@ def load(results: Path, study: str, trial: int | None = None) -> TrialModel:
     names = class_names(trial_dir)
     pipeline = (read_json(folder / "study.json", {}) or {}).get("pipeline", "cnn")
     seed = (read_json(trial_dir / "run.json", {}) or {}).get("seed", 0)
-    # Every weight comes from the checkpoint: no ImageNet download for the backbone.
-    recipe = {**resolve(params, pipeline), "weights": "none"}
+    # Without what only training reads (recipe.REBUILD): every weight comes from the checkpoint (no
+    # ImageNet download), and no background photos are read (their folder may be gone by now).
+    recipe = rebuilt(params, pipeline)
     # The training's own builder: the same model as in training (the phases' lengths do not matter).
     model, _ = build_model(pipeline, recipe, len(names), seed, max_epochs=1)
     load_weights_only(model, checkpoint)

@@ -7,7 +7,7 @@ scripts.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from search.errors import UsageError
 from search.space import Choice, Fixed, Space
@@ -19,6 +19,8 @@ ACTIVATIONS = ("relu", "mish")
 OPTIMIZERS = ("adam", "ranger")
 LOSSES = ("ce", "ce_smooth", "focal", "sigmoid_focal")
 LR_SCHEDULES = ("constant", "reduce_on_plateau", "triangular", "triangular2")
+FLIPS = ("none", "horizontal", "vertical", "both")
+OLD_FLIPS = {False: "none", True: "both"}  # `aug_flip` was a switch: older studies and spaces say True/False
 
 # The seed report's choices (see ../shared/seed): the baseline every space starts from.
 DEFAULTS: dict[str, Any] = {
@@ -48,7 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "unfreeze_blocks": 1,
     "patience": 10,
     "class_weights": False,
-    "aug_flip": True,
+    # The leaves' own flips: a leaf is a leaf upside down. For other data (digits, text, scenes)
+    # a flip changes the class or the scene: name `aug_flip` in the space ("horizontal", "none").
+    "aug_flip": "both",
     "aug_rotation": 0.1,
     "aug_zoom": 0.1,
     "aug_contrast": 0.0,
@@ -71,6 +75,31 @@ PIPELINE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 KNOWN_NAMES = frozenset(DEFAULTS)
 
+# What only training reads, and what a trained model is rebuilt with instead (`evaluate`, `export`,
+# `predict`): every weight comes from the checkpoint (no backbone weights to load, no ImageNet
+# download), and augmentation is an identity outside training (no background photos to read:
+# their folder may have moved since the study).
+REBUILD: dict[str, Any] = {"weights": "none", "backgrounds": None}
+
+# Knobs only one pipeline reads, and knobs read only under some values of another: the recipe a
+# run prints leaves out what none of its trials reads.
+_EFFICIENTNET_ONLY = ("backbone", "weights", "transfer_lr", "transfer_epochs", "finetune_lr", "finetune_epochs", "unfreeze_blocks")
+PIPELINE_ONLY = {"learning_rate": "cnn", "epochs": "cnn", **dict.fromkeys(_EFFICIENTNET_ONLY, "efficientnet")}
+_FOCAL, _CYCLICAL = ("focal", "sigmoid_focal"), ("triangular", "triangular2")
+READ_WHEN: dict[str, tuple[str, Callable[[Any], bool]]] = {  # knob: (the knob it depends on, which of its values read it)
+    "label_smoothing": ("loss", lambda loss: loss == "ce_smooth"),
+    "focal_gamma": ("loss", lambda loss: loss in _FOCAL),
+    "focal_alpha": ("loss", lambda loss: loss in _FOCAL),
+    "plateau_factor": ("lr_schedule", lambda schedule: schedule == "reduce_on_plateau"),
+    "plateau_patience": ("lr_schedule", lambda schedule: schedule == "reduce_on_plateau"),
+    "clr_max_lr_factor": ("lr_schedule", lambda schedule: schedule in _CYCLICAL),
+    "clr_step_epochs": ("lr_schedule", lambda schedule: schedule in _CYCLICAL),
+    "finetune_lr": ("finetune_epochs", lambda epochs: epochs > 0),
+    "unfreeze_blocks": ("finetune_epochs", lambda epochs: epochs > 0),
+    "backgrounds": ("aug_background", lambda share: share > 0),
+}
+EPOCH_KNOBS = ("epochs", "transfer_epochs", "finetune_epochs")  # each capped at the study's max_epochs (phases.py)
+
 _CHOICES = {
     "backbone": BACKBONES,
     "activation": ACTIVATIONS,
@@ -86,6 +115,10 @@ def resolve(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
     for name, allowed in _CHOICES.items():
         if recipe[name] not in allowed:
             raise UsageError(f"parameter `{name}`: {recipe[name]!r} is not one of {', '.join(allowed)}")
+    problem = flip_problem(recipe["aug_flip"])
+    if problem:
+        raise UsageError(problem)
+    recipe["aug_flip"] = OLD_FLIPS.get(recipe["aug_flip"], recipe["aug_flip"])
     is_cnn = recipe["backbone"] == "cnn"
     if is_cnn != (pipeline == "cnn"):
         raise UsageError(
@@ -93,6 +126,41 @@ def resolve(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
             f"(use backbone 'cnn' with pipeline 'cnn', efficientnet_b0..b7 or efficientnet_lite0..lite4 with 'efficientnet')"
         )
     return recipe
+
+
+def flip_problem(value: Any) -> str | None:
+    """What is wrong with an `aug_flip` value, if anything (True and False stand for both and none)."""
+    if isinstance(value, bool) or (isinstance(value, str) and value in FLIPS):
+        return None
+    return f"parameter `aug_flip`: {value!r} is not one of {', '.join(FLIPS)} (or True/False: both/none)"
+
+
+def rebuilt(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
+    """A trained trial's recipe to rebuild its model for a checkpoint: its own, less what only
+    training reads (REBUILD)."""
+    return {**resolve(params, pipeline), **REBUILD}
+
+
+def fixed_part(space: Space, pipeline: str, max_epochs: int) -> dict[str, Any]:
+    """What every trial of a study trains with that the space does not search (its Fixed values,
+    the defaults for the rest), less the knobs no trial reads; epochs as capped by `max_epochs`.
+    The defaults are the leaves' (flips, rotation, zoom): a run prints this so that they are seen."""
+    searched = {name for name, param in space.items() if not isinstance(param, Fixed)}
+    fixed = resolve({name: param.value for name, param in space.items() if name not in searched}, pipeline)
+
+    def read_by_some_trial(name: str) -> bool:
+        if PIPELINE_ONLY.get(name, pipeline) != pipeline:
+            return False
+        if name not in READ_WHEN:
+            return True
+        parent, reads = READ_WHEN[name]
+        if parent not in searched:
+            return reads(fixed[parent])
+        offered = getattr(space[parent], "values", None)  # a range (None) may give any value
+        return offered is None or any(reads(value) for value in offered)
+
+    return {name: min(value, max_epochs) if name in EPOCH_KNOBS else value
+            for name, value in fixed.items() if name not in searched and read_by_some_trial(name)}
 
 
 def space_problems(space: Space, pipeline: str) -> list[str]:
@@ -111,4 +179,8 @@ def space_problems(space: Space, pipeline: str) -> list[str]:
         for value in offered:
             if value not in allowed:
                 out.append(f"parameter `{name}`: {value!r} is not one of {', '.join(allowed)}")
+    if "aug_flip" in space:
+        param = space["aug_flip"]
+        offered = param.values if isinstance(param, Choice) else (param.value,) if isinstance(param, Fixed) else ()
+        out.extend(problem for problem in map(flip_problem, offered) if problem)
     return out

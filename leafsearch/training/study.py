@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -51,7 +50,7 @@ class Request:
     storage: str | None = None
     in_process: bool = False
     precision: str = "auto"
-    worker_seed: int = 0  # seeds this worker's sampler apart from the others'
+    worker_index: int | None = 0  # search.options.RunOptions.worker_index: None for `leafsearch worker`
     pins: Sequence[tuple[str, str]] = ()
     warm_start: str | None = None  # an earlier study whose best trials this one runs first (when created)
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # image_size, backbone, weights
@@ -133,6 +132,21 @@ def most_epochs_a_trial(space: Space, pipeline: str, cap: int) -> int:
     return total
 
 
+def check_backgrounds(folder: Any, flag: str | None, space_file: str | None) -> None:
+    """A folder of background photos, from `--backgrounds` (`flag`) or the space file: each trial's
+    process reads it, so a bad one would fail every trial; reported once, before anything starts."""
+    if folder is None:
+        return
+    path = Path(str(folder)).expanduser()
+    if path.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.rglob("*")):
+        return
+    problem = "no images in it" if path.is_dir() else "no such folder"
+    if flag:
+        raise UsageError(f"{flag} {folder}: {problem}; pass a folder of background photos (without leaves)")
+    raise UsageError(f"parameter `backgrounds` {folder!r}: {problem}; set it in {space_file or 'the space file'} to a folder of "
+                     f"background photos (without leaves), or pass --backgrounds DIR")
+
+
 def check_study_name(name: str | None) -> str:
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"--study {name!r}: a study name is a plain folder name such as cnn")
@@ -155,12 +169,8 @@ def chosen_pruner(backend: str, pruner: str | None, no_prune: bool) -> str:
         if pruner not in (None, "none"):
             raise UsageError(f"--no-prune contradicts --pruner {pruner}; pass one of them")
         pruner = "none"
-    pruner = pruner or engines.default_pruner(backend)
-    if pruner not in engines.PRUNERS[backend]:
-        hint = "; KerasTuner's own successive halving is --algorithm hyperband" if backend == "kerastuner" else ""
-        raise UsageError(f"--pruner {pruner}: not for the {backend} backend; use one of "
-                         f"{', '.join(engines.PRUNERS[backend])}{hint}, or --backend optuna")
-    return pruner
+    engines.check_options(backend, pruner=pruner)
+    return pruner or engines.default_pruner(backend)
 
 
 def weights_record(weights: str, backbones: list[str]) -> dict[str, Any]:
@@ -193,14 +203,9 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
     """Check every input (one UsageError, before the study is touched), then get the data, the
     device and the objective ready."""
     backend = request.backend
-    algorithm = request.algorithm or engines.default_algorithm(backend)
-    if algorithm not in engines.ALGORITHMS[backend]:
-        raise UsageError(f"--algorithm {algorithm}: unknown for the {backend} backend; use one of {', '.join(engines.ALGORITHMS[backend])}")
     pruner = chosen_pruner(backend, request.pruner, request.no_prune)
-    if backend == "kerastuner" and spec.multi_objective:
-        raise UsageError(f"--backend kerastuner optimises one objective; for {', '.join(spec.all_objectives)} together pass --backend optuna")
-    if backend == "kerastuner" and request.storage is not None:
-        raise UsageError("--storage is for the optuna backend; a kerastuner study is stored in its project folder under --results")
+    algorithm = request.algorithm or engines.default_algorithm(backend)
+    engines.check_options(backend, algorithm, pruner, storage=request.storage, objectives=spec.all_objectives)  # as the engine will
     name = check_study_name(request.study or Path(request.space_file or "").stem)
     trials = request.trials or spec.trials
     warm = None
@@ -219,6 +224,9 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         weights_origin = {str(weights): weights_record(weights, backbones) for weights in recipe_values(space, "weights", spec.pipeline)}
     else:
         weights_origin = None
+    flag = "--backgrounds" if (request.overrides or {}).get("backgrounds") is not None else None
+    for backgrounds in recipe_values(space, "backgrounds", spec.pipeline):  # read in each trial's process: checked here
+        check_backgrounds(backgrounds, flag, request.space_file)
     check_writable(request.results)
     if request.data is None:
         data_root = builtin_data(request.results, note)
@@ -230,9 +238,6 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         from search.engines.optuna.storage import make_storage
 
         make_storage(request.results / name, request.storage)
-    backgrounds = (request.overrides or {}).get("backgrounds")
-    if backgrounds is not None and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in Path(backgrounds).rglob("*")):
-        raise UsageError(f"--backgrounds {backgrounds}: no images in it; pass a folder of background photos (without leaves)")
     found = _device(request, backend)
     max_epochs = request.max_epochs or spec.max_epochs
     objective = LeafObjective(data_root=data_root, pipeline=spec.pipeline, max_epochs=max_epochs, cache_dir=request.results / ".cache",
@@ -248,7 +253,7 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         settings={"trials": trials, "max_epochs": max_epochs, "algorithm": algorithm, "pruner": pruner},
         run_info={**device["versions"], "precision": device["policy"], "data": str(data_root), "classes": len(folder.class_names),
                   **({"weights_origin": weights_origin} if weights_origin else {})},
-        worker=request.worker_seed, in_process=request.in_process, preload=PRELOAD, warm_start=warm,
+        worker_index=request.worker_index, in_process=request.in_process, preload=PRELOAD, warm_start=warm,
     )
     return Prepared(space, spec, objective, options, len(folder.paths), tuple(folder.class_names), device["device"],
                     device["policy"], device["gpus"])
@@ -288,4 +293,4 @@ def joined(request: Request) -> tuple[Space, Study, Request]:
         request, backend="optuna", algorithm=settings.get("algorithm"), seed=attrs.get("split_seed", 0),
         pruner=settings.get("pruner") or ("median" if settings.get("prune", True) else "none"), no_prune=False,
         max_epochs=request.max_epochs or settings.get("max_epochs"), trials=request.trials or settings.get("trials"),
-        timeout_s=None, worker_seed=os.getpid())
+        timeout_s=None, worker_index=None)

@@ -1,13 +1,19 @@
 """The narrow protocol between the study loop and a search engine (Optuna, KerasTuner).
 
-The loop (search/loop.py) owns everything both engines share; an adapter only translates:
-- `stored_identity()` / `start(identity, first)`: open the engine's storage, new (with the trials
-  to run first: a warm start's, the baseline) or resumed;
-- `ask()` a trial's ticket (number, parameters, seed), `report()` an epoch and hear whether to
-  prune, `tell()` the outcome;
-- `finished()` and `requeue_orphans()`: what the loop needs to resume;
+The loop (search/loop.py) owns everything both engines share; an adapter only translates. What
+it must implement (the abstract methods of `Engine`), in the order the loop calls them:
+- `stored_identity()`: the stored study's identity, or None (reads only: the loop compares it);
+- `start(identity, first)`: create the study (with the trials to run first: a warm start's, the
+  baseline) or open it to resume;
+- `ask()` a trial's ticket (number, parameters, seed), or Wait, or Stop;
+- `report(ticket, epoch, value, curve)` an epoch, and hear whether to prune;
+- `tell(ticket, outcome)` how the trial ended;
+- `finished()`: the finished trials that count toward the target;
 - `rows()`: the leaderboard rows as the engine's storage knows them.
-Optuna's own shape is the model: one `_optimize` loop over a small `BaseSampler`/`BasePruner`.
+Everything else is a hook with a default that an engine overrides where it differs (as Optuna's
+`BaseSampler` has a few abstract methods and no-op hooks): `check_options`, `extra_identity`,
+`requeue_orphans`, `target_met`, `training`, `describe`, `storage`, and for `--workers N`
+`local_workers` and `serve`.
 """
 
 from __future__ import annotations
@@ -15,18 +21,13 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping, Sequence
 
+from search.engines import choices
 from search.options import RunOptions
+from search.records.states import TrialState
 from search.space import Space
 from search.study import Study
-
-# Outcome states: the leaderboard's (COMPLETE, PRUNED, FAIL, INFEASIBLE), and two the engine keeps
-# the trial open for (the next run continues it): the user's Ctrl-C, and bad input raised by the
-# objective.
-COMPLETE, PRUNED, FAIL, INTERRUPTED, BAD_INPUT = "COMPLETE", "PRUNED", "FAIL", "INTERRUPTED", "BAD_INPUT"
-INFEASIBLE = "INFEASIBLE"  # its model broke a bound of the study before its first epoch
 
 
 @dataclasses.dataclass
@@ -72,7 +73,7 @@ class Stop:
 class Outcome:
     """How a trial ended, as the loop tells the engine."""
 
-    state: str
+    state: TrialState  # one of the outcome table's (search/execution/outcomes.py), or COMPLETE
     value: float | None  # the engine's score: the metric of a COMPLETE trial, the best so far of a PRUNED one
     summary: Mapping[str, Any]  # the best epoch's metrics (reporter.summarise)
     params: Mapping[str, Any]  # the parameters trained (smaller batch after an out-of-memory retry)
@@ -101,17 +102,7 @@ class Engine(abc.ABC):
         self.spec = spec
         self.options = options
 
-    @property
-    def study_dir(self) -> Path:
-        return self.options.study_dir
-
-    def check_options(self) -> None:
-        """Refuse, as UsageError, options this engine cannot honour (before any file is written)."""
-
-    def extra_identity(self) -> dict[str, Any]:
-        """What else must match to resume, beyond the loop's metric, direction, space and data."""
-        return {}
-
+    # -- the protocol
     @abc.abstractmethod
     def stored_identity(self) -> Mapping[str, Any] | None:
         """The identity of the stored study (None when there is none); reads only."""
@@ -120,18 +111,6 @@ class Engine(abc.ABC):
     def start(self, identity: Mapping[str, Any], first: Sequence[FirstTrial]) -> None:
         """Create the study, with `first` as its first trials in this order, or load it to resume
         (`first` is then ignored: what was queued when it was created is still queued)."""
-
-    def requeue_orphans(self) -> list[str]:
-        """Queue again the trials whose process died; returns a note for each."""
-        return []
-
-    @abc.abstractmethod
-    def finished(self) -> int:
-        """Finished trials that count toward the target."""
-
-    def target_met(self) -> bool:
-        """Whether the study has its target of finished trials (the loop then starts none)."""
-        return self.finished() >= self.options.trials
 
     @abc.abstractmethod
     def ask(self) -> Ticket | Wait | Stop:
@@ -147,20 +126,45 @@ class Engine(abc.ABC):
         """Record how the trial ended."""
 
     @abc.abstractmethod
+    def finished(self) -> int:
+        """Finished trials that count toward the target."""
+
+    @abc.abstractmethod
     def rows(self) -> list[dict[str, Any]]:
         """Leaderboard rows (search.records.leaderboard.row) of every trial the storage shows."""
 
-    @abc.abstractmethod
-    def describe(self) -> str:
-        """The engine as the study's first line names it, e.g. 'optuna/tpe, median pruning'."""
+    # -- hooks, with what most engines need
+    def check_options(self) -> None:
+        """Refuse, as UsageError, options this engine cannot honour (before any file is written):
+        the one check the command line makes too (search.engines.choices.check_options)."""
+        options = self.options
+        choices.check_options(self.backend, options.algorithm, options.pruner, storage=options.storage, objectives=self.spec.all_objectives)
 
-    @abc.abstractmethod
-    def storage(self) -> str:
-        """Where the study is stored, safe to print (no password)."""
+    def extra_identity(self) -> dict[str, Any]:
+        """What else must match to resume, beyond the loop's metric, direction, space and data."""
+        return {}
+
+    def requeue_orphans(self) -> list[str]:
+        """Queue again the trials whose process died; returns a note for each."""
+        return []
+
+    def target_met(self) -> bool:
+        """Whether the study has its target of finished trials (the loop then starts none)."""
+        return self.finished() >= self.options.trials
 
     def training(self, ticket: Ticket) -> ContextManager[None]:
         """Held while the trial trains (Optuna: heartbeats to a database storage)."""
         return contextlib.nullcontext()
+
+    def describe(self) -> str:
+        """The engine as the study's first line names it, e.g. 'optuna/tpe, median pruning'."""
+        pruner = self.options.pruner
+        return f"{self.backend}/{self.options.algorithm}, " + ("no pruning" if pruner == "none" else f"{pruner} pruning")
+
+    def storage(self) -> str:
+        """Where the study is stored, safe to print (no password): a URL, or a path in the study
+        folder (by default the folder itself)."""
+        return ""
 
     @classmethod
     def local_workers(cls, count: int) -> LocalWorkers:

@@ -35,19 +35,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable
-
 import numpy as np
 
-from search.engines.median_rule import Curve, reported
+from search.engines.pruning import Curve, PruningRule, Reference, reported
 
 _EXP_RATES = np.geomspace(0.05, 3.0, 24)  # c of a - b*exp(-c*t): from nearly linear to saturated in 2 epochs
 _POW_RATES = np.geomspace(0.1, 4.0, 24)  # c of a - b*t^(-c)
 
 
 @dataclasses.dataclass(frozen=True)
-class CurveRule:
-    """The rule's constants (chosen on replays of unpruned studies, bench/README.md)."""
+class CurveRule(PruningRule):
+    """The rule, with its constants (chosen on replays of unpruned studies, bench/README.md)."""
 
     k: float = 2.0  # sigmas of optimism added to the prediction
     slack: float = 0.02  # never cut a trial whose best so far is this close to the best
@@ -59,21 +57,17 @@ class CurveRule:
     window: int | None = 5  # fit the latest epochs only (None: all of them)
     peer_band: float | None = None  # keep a trial one finished trial within this of it at this epoch went on to catch up from
 
-    def should_prune(self, curve: Curve, finished_curves: Iterable[Curve], direction: str, horizon: int,
-                     best: float | None = None) -> bool:
-        """Whether a trial should stop after the latest value of `curve` (epoch-indexed, None for
-        a missing epoch), against the study's finished curves; `horizon` is the number of epochs
-        it may reach (its epoch budget, or the study's most epochs a trial)."""
-        if direction not in ("maximize", "minimize"):
-            raise ValueError(f"direction must be 'maximize' or 'minimize'. Received: direction={direction!r}")
-        sign = 1.0 if direction == "maximize" else -1.0
-        finished = [reported(c) for c in finished_curves]
+    def should_prune(self, curve: Curve, horizon: int, reference: Reference) -> bool:
+        """Steps 1 to 6 above; the best value any trial reached is the reference's finished
+        curves' best, or its `best` where that is better (pruned trials' values count too)."""
+        sign = 1.0 if reference.direction == "maximize" else -1.0
+        finished = [reported(c) for c in reference.finished]
         if len(finished) < self.n_startup_trials:
             return False
         values = reported(curve)
         if not values or max(values) < self.n_warmup_steps or len(values) < self.min_points:
             return False
-        reached = [sign * v for c in finished for v in c.values()] + ([] if best is None else [sign * best])
+        reached = [sign * v for c in finished for v in c.values()] + ([] if reference.best is None else [sign * reference.best])
         if not reached:
             return False
         target = max(reached)

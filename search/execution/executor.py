@@ -27,7 +27,8 @@ import threading
 from typing import Any, Callable, Mapping, Sequence
 
 from search.execution import lifeline
-from search.errors import ConstraintViolated, OutOfMemory, TrialFailed, TrialPruned, UsageError, one_line
+from search.errors import OutOfMemory, TrialFailed, one_line
+from search.execution.outcomes import ENDING_TYPES, as_ending
 from search.reporter import Reporter, stamped
 
 Objective = Callable[[dict, Reporter], Mapping[str, float]]
@@ -116,21 +117,14 @@ def _call_main(conn: multiprocessing.connection.Connection, line: multiprocessin
 
 
 def _outcome(objective: Objective, params: dict, reporter: Reporter) -> tuple[str, Any]:
-    """The message that tells the parent how the trial ended."""
+    """The message that tells the parent how the trial ended: its metrics, or the exception of the
+    outcome table (search/execution/outcomes.py) the parent raises."""
     try:
         return ("done", dict(objective(params, reporter)))
     except (BrokenPipeError, ConnectionError, EOFError):
         raise
-    except TrialPruned as exc:
-        return ("pruned", str(exc))
-    except ConstraintViolated as exc:
-        return ("infeasible", str(exc))
-    except UsageError as exc:
-        return ("usage", str(exc))
-    except (OutOfMemory, MemoryError) as exc:
-        return ("oom", one_line(exc))
-    except Exception as exc:  # noqa: BLE001 - every other failure is the trial's, reported to the parent
-        return ("failed", one_line(exc))
+    except Exception as exc:  # noqa: BLE001 - every failure is the trial's, reported to the parent
+        return ("ended", as_ending(exc))
 
 
 class TrialProcesses:
@@ -245,16 +239,10 @@ def _serve(process: multiprocessing.process.BaseProcess, conn: multiprocessing.c
             conn.send(reporter.broken_bounds(message[1]))
         elif kind == "done":
             return message[1]
-        elif kind == "pruned":
-            raise TrialPruned(message[1])
-        elif kind == "infeasible":
-            raise ConstraintViolated(message[1])
-        elif kind == "usage":
-            raise UsageError(message[1])
-        elif kind == "oom":
-            raise OutOfMemory(message[1])
+        elif kind == "ended":
+            raise message[1]
         else:
-            raise TrialFailed(message[1])
+            raise TrialFailed(f"the trial's process sent {kind!r}, not a reporter call or an outcome")
 
 
 def _died(exitcode: int | None) -> Exception:
@@ -272,8 +260,9 @@ class TrialExecutor:
     """Runs a trial in a child process (or in this one when `isolate` is False) and retries it
     once with half the batch size when it runs out of memory.
 
-    `run` returns (metrics, the params actually trained); it raises TrialPruned, UsageError,
-    KeyboardInterrupt, or TrialFailed with the reason for the leaderboard.
+    `run` returns (metrics, the params actually trained), or raises one of the outcome table's
+    exceptions (search/execution/outcomes.py; any other failure as a TrialFailed with the reason
+    for the leaderboard).
     """
 
     def __init__(self, isolate: bool = True, preload: Sequence[str] = ()):
@@ -295,8 +284,6 @@ class TrialExecutor:
             tried.append(params.get(BATCH_SIZE))
             try:
                 return self._once(objective, params, reporter), params
-            except (TrialPruned, ConstraintViolated, UsageError, KeyboardInterrupt, TrialFailed):
-                raise
             except OutOfMemory as exc:
                 batch = params.get(BATCH_SIZE)
                 if len(tried) > 1 or not isinstance(batch, int) or batch // 2 < MIN_BATCH_SIZE:
@@ -306,6 +293,8 @@ class TrialExecutor:
                 _start_again(reporter)
                 if on_retry is not None:
                     on_retry(f"out of memory at batch size {batch}: trying again with {batch // 2}")
+            except ENDING_TYPES:  # the outcome table's other endings reach the loop as they are
+                raise
             except Exception as exc:  # noqa: BLE001 - in-process failures, recorded like a child's
                 raise TrialFailed(one_line(exc)) from exc
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from search.records import costs
 from search.records.files import write_text_atomic
+from search.records.states import TrialState
 
 PARAM_PREFIX = "param_"
 
@@ -52,7 +53,7 @@ def pareto(frame: pd.DataFrame, objectives: Mapping[str, str]) -> pd.Series:
     every objective, better in one). Equal trials are all on the front."""
     signs = {name: (-1.0 if direction == "maximize" else 1.0) for name, direction in objectives.items()}
     values = pd.DataFrame({name: pd.to_numeric(frame[name], errors="coerce") * sign for name, sign in signs.items()}, index=frame.index)
-    eligible = (frame["state"] == "COMPLETE") & values.notna().all(axis=1)
+    eligible = (frame["state"] == TrialState.COMPLETE) & values.notna().all(axis=1)
     points = values[eligible].to_numpy(dtype=float)
     on_front = pd.Series(False, index=frame.index)
     for index, point in zip(values.index[eligible], points):
@@ -65,7 +66,7 @@ def sort_best_first(frame: pd.DataFrame, metric: str, direction: str) -> pd.Data
     """Finished trials by metric (best first), then pruned, then failed and running ones."""
     if frame.empty:
         return frame
-    rank = {"COMPLETE": 0, "PRUNED": 1, "INFEASIBLE": 2, "RUNNING": 3, "FAIL": 4}
+    rank = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.INFEASIBLE: 2, TrialState.RUNNING: 3, TrialState.FAIL: 4}
     ordered = frame.assign(
         _rank=frame["state"].map(rank).fillna(5),
         _value=pd.to_numeric(frame[metric], errors="coerce") * (-1 if direction == "maximize" else 1),
@@ -86,13 +87,13 @@ def read(path: Path) -> pd.DataFrame:
 def best_trial(frame: pd.DataFrame, metric: str, direction: str) -> pd.Series | None:
     """The best COMPLETE trial's row (ties: the lowest number), or None before any completed: the
     one rule that the run's summary, the report's header and `evaluate`/`export` all use."""
-    done = frame[(frame["state"] == "COMPLETE") & pd.to_numeric(frame[metric], errors="coerce").notna()]
+    done = frame[(frame["state"] == TrialState.COMPLETE) & pd.to_numeric(frame[metric], errors="coerce").notna()]
     if done.empty:
         return None
     return sort_best_first(done, metric, direction).iloc[0]
 
 
-def row(number: int, state: str, value: float | None, summary: Mapping[str, Any], *, metric: str,
+def row(number: int, state: TrialState, value: float | None, summary: Mapping[str, Any], *, metric: str,
         duration_s: float | None, backend: str, algorithm: str, resumed_from: int | None, error: str,
         params: Mapping[str, Any], costs: Mapping[str, Any] | None) -> dict[str, Any]:
     """One trial's leaderboard row, the same whichever engine ran it. `value` is the engine's

@@ -14,6 +14,8 @@ from leafsearch.models import backbone_weights
 from leafsearch.models.efficientnet import backbone_of, build_efficientnet
 from leafsearch.training.recipe import resolve
 
+pytestmark = pytest.mark.slow  # builds EfficientNet-B0 and Lite0 backbones
+
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 

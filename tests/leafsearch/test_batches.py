@@ -81,6 +81,7 @@ def test_keras_trains_on_cached_batches_and_reshuffles_between_epochs():
     assert orders[0] != orders[1]
 
 
+@pytest.mark.slow  # trains under JAX in a subprocess
 def test_a_trial_model_trains_under_jax_without_tensorflow(tmp_path):
     """Under the JAX backend, with TensorFlow made unimportable, the decode cache, the batches and
     the trial's model (augmentation included) train, and `fit` compiles the step (jit), rather

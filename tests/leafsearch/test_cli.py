@@ -31,6 +31,7 @@ def tiny_data(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow  # studies in subprocesses
 def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
     first = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "2", *TINY, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -39,7 +40,8 @@ def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
     board = pd.read_csv(board_path)
     assert len(board) == 2 and (board["state"] == "COMPLETE").all()
     assert board["val_accuracy"].between(0, 1).all()
-    space_params = ["batch_size", "learning_rate", "dropout", "dense_units", "patience", "image_size"]
+    space_params = ["batch_size", "learning_rate", "dropout", "dense_units", "patience", "image_size",
+                    "aug_flip", "aug_rotation", "aug_zoom"]  # the leaves' augmentations, named in the space
     assert sorted(c for c in board.columns if c.startswith("param_")) == sorted("param_" + p for p in space_params)
     from search.records.leaderboard import base_columns
 
@@ -126,6 +128,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, make_args, fragment):
     assert not (tmp_path / "results" / "cnn" / "study.journal").exists()
 
 
+@pytest.mark.slow  # an EfficientNet study in a subprocess
 def test_finetune_space_runs_end_to_end_with_tiny_overrides(tmp_path, tiny_data):
     """EfficientNet-B0 at 32 px, no pretrained weights, one epoch per phase: one leaderboard row."""
     done = leafsearch("run", ROOT / "spaces" / "finetune.py", "--data", tiny_data, "--trials", "1",
@@ -140,6 +143,7 @@ def test_finetune_space_runs_end_to_end_with_tiny_overrides(tmp_path, tiny_data)
     assert run_info["weights_origin"] == {"none": {"weights": "none"}}  # what the backbone started from
 
 
+@pytest.mark.slow  # subprocesses: the demo data, then the run
 def test_imagenet_weights_offline_fail_fast_with_one_line(tmp_path, tiny_data):
     import os
 
@@ -154,6 +158,7 @@ def test_imagenet_weights_offline_fail_fast_with_one_line(tmp_path, tiny_data):
     assert not (tmp_path / "results" / "transfer" / "study.journal").exists()
 
 
+@pytest.mark.slow  # a run in a subprocess that reads the data
 def test_a_class_with_one_image_is_bad_input_before_any_trial(tmp_path):
     from PIL import Image
 
@@ -167,6 +172,7 @@ def test_a_class_with_one_image_is_bad_input_before_any_trial(tmp_path):
     assert not (tmp_path / "results" / "cnn" / "study.journal").exists()
 
 
+@pytest.mark.slow  # a study and reports in subprocesses
 def test_a_multi_objective_study_with_a_constraint_end_to_end(tmp_path, tiny_data):
     """Accuracy against inference time: both objectives and the front in the leaderboard, a
     constraint checked, `report --pareto` and the front's plot."""

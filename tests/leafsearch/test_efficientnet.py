@@ -14,7 +14,8 @@ from leafsearch.training.phases import efficientnet_phases
 from leafsearch.training.recipe import resolve
 from search.errors import UsageError
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras' TF backend, numpy 2
+pytestmark = [pytest.mark.slow,  # builds EfficientNet-B0
+              pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]  # Keras' TF backend, numpy 2
 
 SIZE = 32
 CLASSES = 4

@@ -29,7 +29,8 @@ from search.errors import UsageError
 from tests.leafsearch.test_cli import leafsearch
 from tests.leafsearch.test_model_commands import BLOCKED_IMPORTS, demo_data
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras' TF backend, numpy 2
+pytestmark = [pytest.mark.slow,  # builds EfficientNet-Lite, a Lite0 study in a subprocess
+              pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]  # Keras' TF backend, numpy 2
 
 LITE0 = "efficientnet_lite0"
 PALACE, DAISY = 698, 985  # ImageNet classes

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from test_cli import CNN_SPACE, ROOT, leafsearch, tiny_data  # noqa: F401 - tiny_data is a fixture
 
+pytestmark = pytest.mark.slow  # studies in subprocesses, kill -9 and Ctrl-C
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 # No pruning: these studies are about trials continued after a kill, which a pruner reading tiny
 # data's curves could stop half-way.

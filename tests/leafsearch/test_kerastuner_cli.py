@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 from test_cli import CNN_SPACE, TINY, leafsearch, tiny_data  # noqa: F401 - tiny_data is a fixture
 
+pytestmark = pytest.mark.slow  # KerasTuner studies in subprocesses
+
 
 def optuna_columns() -> list[str]:
     """The columns an Optuna study of spaces/cnn.py writes (test_cli checks them on a real run)."""

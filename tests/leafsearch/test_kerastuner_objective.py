@@ -11,7 +11,8 @@ from search.report.display import Display
 from search.loop import StudyLoop
 from search.options import RunOptions
 
-pytestmark = [pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
+pytestmark = [pytest.mark.slow,  # trains real models through KerasTuner: tens of seconds
+              pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:getName:DeprecationWarning")]
 
 

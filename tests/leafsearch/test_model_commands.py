@@ -16,6 +16,8 @@ import pytest
 from leafsearch.cli.main import main
 from tests.leafsearch.test_cli import CNN_SPACE, TINY, leafsearch
 
+pytestmark = pytest.mark.slow  # every test uses the module's study, run in a subprocess
+
 EVALUATION_KEYS = {"trial", "data", "images", "accuracy", "per_class", "subsets", "confusion_png", "evaluated_at"}
 # Every augmentation (background replacement too), the leaf mask head, Ranger and Mish, so the export has every piece
 # a trial can put in a model; trials chosen by how they do off the black background.

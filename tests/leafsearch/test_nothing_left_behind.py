@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from test_cli import CNN_SPACE, ROOT, tiny_data  # noqa: F401 - tiny_data is a fixture
 
+pytestmark = pytest.mark.slow  # studies in subprocesses, killed with SIGKILL
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
 ARGS = ["--trials", "2", "--image-size", "32", "--max-epochs", "2", "--set", "batch_size=16", "--pruner", "none"]
 GONE_WITHIN_S = 10

@@ -23,3 +23,23 @@ def test_a_joining_worker_takes_the_studys_pruner(tmp_path):
     run(tmp_path, Curve(), trials=2, pruner="curve", settings=settings)
     _, _, asked = study.joined(study.Request(space_file=None, results=tmp_path, study="s"))
     assert asked.pruner == "curve" and asked.backend == "optuna"
+
+
+@pytest.mark.parametrize("backend, choices, objectives", [
+    ("optuna", {"algorithm": "bayesian"}, {}), ("kerastuner", {"algorithm": "tpe"}, {}), ("kerastuner", {"pruner": "asha"}, {}),
+    ("kerastuner", {"storage": "sqlite:///x.db"}, {}), ("kerastuner", {}, {"infer_ms": "minimize"}),
+])
+def test_the_command_line_and_the_engine_refuse_in_the_same_words(tmp_path, backend, choices, objectives):
+    import dataclasses
+
+    from search.engines import make_engine
+    from search.options import RunOptions
+    from tests.search.fakes import SPACE, SPEC
+
+    spec = dataclasses.replace(SPEC, objectives=objectives)
+    with pytest.raises(UsageError) as command_line:
+        study.prepare(study.Request(space_file=None, results=tmp_path, backend=backend, **choices), SPACE, spec, note=print)
+    with pytest.raises(UsageError) as engine:
+        make_engine(SPACE, spec, RunOptions("s", tmp_path / "s", trials=1, backend=backend, **choices)).check_options()
+    assert str(command_line.value) == str(engine.value)
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -126,6 +126,7 @@ def tiny_folder(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # trains a real model for epochs: seconds each
 def test_objective_trains_reports_every_epoch_and_returns_the_best(tmp_path, tiny_folder, monkeypatch):
     objective = LeafObjective(tiny_folder, "cnn", max_epochs=2, cache_dir=tmp_path / "cache")
     reporter = ListReporter(tmp_path)
@@ -143,6 +144,7 @@ def test_objective_trains_reports_every_epoch_and_returns_the_best(tmp_path, tin
     assert measured["params"] > 0 and measured["infer_ms"] > 0
 
 
+@pytest.mark.slow  # trains a real model for epochs: seconds each
 def test_objective_stops_when_pruned(tmp_path, tiny_folder):
     objective = LeafObjective(tiny_folder, "cnn", max_epochs=3, cache_dir=tmp_path / "cache")
     reporter = ListReporter(tmp_path, prune_after=1)
@@ -172,6 +174,7 @@ def optimizer_steps(folder) -> int:
         return int(saved["optimizer/vars/0"][()])  # Keras creates the iteration counter first
 
 
+@pytest.mark.slow  # trains real models for several epochs
 def test_an_interrupted_trial_continues_from_its_last_checkpoint(tmp_path, tiny_folder):
     objective = LeafObjective(tiny_folder, "cnn", max_epochs=4, cache_dir=tmp_path / "cache")
     params = {"image_size": 32, "batch_size": 16, "patience": 10, "lr_schedule": "reduce_on_plateau", "optimizer": "ranger"}
@@ -194,6 +197,7 @@ def test_an_interrupted_trial_continues_from_its_last_checkpoint(tmp_path, tiny_
     assert set(store.epochs()) <= {state["best"], 3}  # old checkpoints pruned: the best and the last
 
 
+@pytest.mark.slow  # trains real models for several epochs
 def test_a_trial_continued_twice_keeps_the_batch_size_it_trained_with(tmp_path, tiny_folder):
     """After an out-of-memory retry a trial trains at half the sampled batch size; every
     continuation must train at that size and record it, not the sampled one, again."""
@@ -230,6 +234,7 @@ class TwoPhaseCNN(LeafObjective):
         return model, [Phase("transfer", 1e-3, 2), Phase("finetune", 1e-4, 2, prepare=freeze_first_conv)]
 
 
+@pytest.mark.slow  # trains real models for several epochs
 def test_a_trial_interrupted_in_its_second_phase_continues_there(tmp_path, tiny_folder):
     objective = TwoPhaseCNN(tiny_folder, "cnn", max_epochs=4, cache_dir=tmp_path / "cache")
     params = {"image_size": 32, "batch_size": 16, "patience": 10}
@@ -243,6 +248,7 @@ def test_a_trial_interrupted_in_its_second_phase_continues_there(tmp_path, tiny_
     assert again.resumed_from_epoch == 3 and [row["epoch"] for row in again.history] == [0, 1, 2, 3]
 
 
+@pytest.mark.slow  # trains real models for several epochs
 def test_an_epoch_budget_stops_the_trial_and_a_larger_one_extends_it(tmp_path, tiny_folder):
     objective = TwoPhaseCNN(tiny_folder, "cnn", max_epochs=4, cache_dir=tmp_path / "cache")
     params = {"image_size": 32, "batch_size": 16, "patience": 10}

@@ -16,6 +16,8 @@ from test_cli import CNN_SPACE, ROOT, TINY, leafsearch, tiny_data  # noqa: F401 
 
 from search.engines.optuna.storage import counts_toward_target, make_storage
 
+pytestmark = pytest.mark.slow  # several workers, the KerasTuner chief, PostgreSQL, in subprocesses
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 

@@ -7,9 +7,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.engines.median_rule import curve_of, median_should_prune
+from search.engines.median_rule import MedianRule, curve_of
+from search.engines.pruning import Reference
 
 GOOD = [[0.5, 0.6, 0.7, 0.8], [0.4, 0.5, 0.6, 0.7], [0.6, 0.7, 0.8, 0.9]]  # median at epoch 2: 0.7
+
+
+def median_should_prune(curve, finished, direction, **constants):
+    return MedianRule(**constants).should_prune(curve, 10, Reference(direction, finished))  # the horizon plays no part
 
 
 def test_a_curve_below_the_median_is_pruned_after_the_warm_up():
@@ -88,3 +93,41 @@ def test_agrees_with_optunas_median_pruner(direction):
         checked += 1
         pruned += expected
     assert checked > 250 and 10 <= pruned <= checked - 10  # both answers were compared
+
+
+def test_every_rule_is_found_by_its_name_and_has_the_one_signature():
+    from search.engines.choices import PRUNERS
+    from search.engines.curve_rule import CurveRule
+    from search.engines.pruning import NoPruning, PruningRule
+    from search.engines.rules import RULES, pruning_rule
+
+    assert {name: type(pruning_rule(name)) for name in RULES} == {"curve": CurveRule, "median": MedianRule, "none": NoPruning}
+    assert set(PRUNERS["kerastuner"]) == set(RULES)  # every pruner the KerasTuner adapter applies is a rule
+    flat = [0.1, 0.1, 0.1]
+    for name in RULES:
+        rule = pruning_rule(name)
+        assert isinstance(rule, PruningRule)
+        assert rule.should_prune(flat, 10, Reference("maximize", GOOD)) is (name != "none")
+
+
+def test_an_unknown_rule_is_one_line_naming_the_choices():
+    from search.engines.rules import pruning_rule
+
+    with pytest.raises(ValueError) as raised:
+        pruning_rule("asha")
+    assert str(raised.value) == "A pruning rule must be one of curve, median, none. Received: name='asha'"
+
+
+@pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning", "ignore:getName:DeprecationWarning")
+@pytest.mark.parametrize("name", ["curve", "median", "none"])
+def test_the_kerastuner_adapter_applies_the_rule_its_study_names(tmp_path, name):
+    from search.engines.base import Ticket
+    from search.engines.kerastuner.adapter import KerasTunerEngine
+    from search.engines.rules import RULES
+    from search.options import RunOptions
+    from tests.search.fakes import SPACE, SPEC
+
+    engine = KerasTunerEngine(SPACE, SPEC, RunOptions("s", tmp_path / "s", trials=5, backend="kerastuner", pruner=name))
+    assert type(engine.rule) is RULES[name]
+    engine._reference = Reference("maximize", GOOD)
+    assert engine.report(Ticket(3, {}, 0, epoch_budget=10), 2, 0.1, [0.1, 0.1, 0.1]) is (name != "none")

@@ -7,36 +7,38 @@ trials run), so a higher target adds only the missing trials. A trial left runni
 crash) is the oracle's ongoing trial: reloaded, it is handed out again first, with its number,
 seed and folder, so it continues from its checkpoint. Trial numbers are KerasTuner's trial ids
 (the count of trials so far, zero-padded) as integers. KerasTuner's RandomSearch and
-BayesianOptimization take no intermediate values, so this adapter applies the study's pruner rule
-itself: the median rule or the learning-curve rule (search.engines.median_rule, curve_rule).
+BayesianOptimization take no intermediate values, so this adapter applies the study's pruning rule
+itself, looked up by its name (search.engines.rules: the median rule, the learning-curve rule).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import os
 from typing import Any, Mapping, Sequence
 
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
-from search.engines.base import BAD_INPUT, FAIL, INTERRUPTED, Engine, FirstTrial, LocalWorkers, Outcome, Stop, Ticket, Wait
-from search.engines.choices import ALGORITHMS, KERASTUNER_IDENTITY as IDENTITY_NAME, KERASTUNER_PROJECT as PROJECT_NAME
+from search.engines.base import Engine, FirstTrial, LocalWorkers, Outcome, Stop, Ticket, Wait
+from search.engines.choices import KERASTUNER_IDENTITY as IDENTITY_NAME, KERASTUNER_PROJECT as PROJECT_NAME
 from search.engines.kerastuner.oracles import hyperband_budget, make_oracle
 from search.engines.kerastuner.space import declare, encode_values, sample
-from search.engines.curve_rule import CurveRule
-from search.engines.median_rule import curve_of, median_should_prune
+from search.engines.pruning import PruningRule, Reference, curve_of
+from search.engines.rules import pruning_rule
 from search.errors import UsageError
 from search.execution.workers import free_port
 from search.records import costs, leaderboard, trial_files
 from search.records.files import read_json, write_json_atomic
+from search.records.states import TrialState
 from search.reporter import summarise
 
 # KerasTuner's distributed mode: a chief serves the oracle over gRPC, workers train and ask it
 # for trials. These environment variables select the role (keras_tuner/src/distribute/utils.py).
 TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
-_STATES = {"COMPLETED": "COMPLETE", "RUNNING": "RUNNING", "FAILED": "FAIL", "INVALID": "FAIL"}
-_FINISHED = ("COMPLETED", "FAILED", "INVALID")
+_STATES = {TrialStatus.COMPLETED: TrialState.COMPLETE, TrialStatus.RUNNING: TrialState.RUNNING,
+           TrialStatus.FAILED: TrialState.FAIL, TrialStatus.INVALID: TrialState.FAIL}
+_FINISHED = (TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.INVALID)
 
 
 def distributed_role() -> str:
@@ -46,13 +48,13 @@ def distributed_role() -> str:
     return "chief" if "chief" in os.environ.get(TUNER_ID, "") else "worker"
 
 
-def folder_row(folder, metric: str, direction: str, algorithm: str, state: str | None = None,
+def folder_row(folder, metric: str, direction: str, algorithm: str, state: TrialState | None = None,
                value: float | None = None, error: str = "", params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A leaderboard row from a trial folder (the loop's run.json, the summary of history.json)."""
     info = trial_files.read(folder, trial_files.RUN, {}) or {}
     summary = summarise(trial_files.read(folder, trial_files.HISTORY, []) or [], metric, direction)
     return leaderboard.row(
-        int(folder.name), state or info.get("state", "RUNNING"), value, summary, metric=metric,
+        int(folder.name), state or TrialState(info.get("state", TrialState.RUNNING)), value, summary, metric=metric,
         duration_s=info.get("duration_s"), backend="kerastuner", algorithm=info.get("algorithm", algorithm),
         resumed_from=info.get("resumed_from"), error=error or info.get("error") or "",
         params=(trial_files.read(folder, trial_files.PARAMS, {}) or {}) if params is None else params, costs=costs.read(folder))
@@ -69,25 +71,20 @@ class KerasTunerEngine(Engine):
         self.tuner_id = os.environ.get(TUNER_ID, "tuner0")
         self.oracle: keras_tuner.Oracle | None = None
         self.client: Any = None  # the oracle, or on a worker its gRPC client
-        self._finished_curves: list[list[float | None]] = []
-        self._best: float | None = None  # the best value any finished trial reached, pruned ones too
+        self._reference = Reference(self.spec.direction)  # what the pruning rule weighs a trial against, as of its ask()
+
+    @property
+    def study_dir(self):
+        return self.options.study_dir
+
+    @functools.cached_property
+    def rule(self) -> PruningRule:
+        """The study's pruning rule (its name was checked with the other options)."""
+        return pruning_rule(self.options.pruner)
 
     @property
     def project_dir(self):
         return self.study_dir / PROJECT_NAME
-
-    def check_options(self) -> None:
-        options = self.options
-        if options.algorithm not in ALGORITHMS["kerastuner"]:
-            raise UsageError(f"--algorithm {options.algorithm}: unknown for the kerastuner backend; use one of {', '.join(ALGORITHMS['kerastuner'])}")
-        if options.storage is not None:
-            raise UsageError("--storage is for the optuna backend; a kerastuner study is stored in its project folder under the results folder")
-        if self.spec.multi_objective:  # its oracles score a trial by one number
-            raise UsageError(f"--backend kerastuner optimises one objective; for {', '.join(self.spec.all_objectives)} together "
-                             f"pass --backend optuna")
-        missing = [m for m in ("sklearn", "scipy") if importlib.util.find_spec(m) is None]
-        if options.algorithm == "bayesian" and missing:
-            raise UsageError(f"--algorithm bayesian needs scikit-learn and scipy (missing: {', '.join(missing)}); pip install scikit-learn")
 
     def extra_identity(self) -> dict[str, Any]:
         """Each oracle keeps its own state, and Hyperband's budgets follow from its max_epochs."""
@@ -127,7 +124,7 @@ class KerasTunerEngine(Engine):
 
     def finished(self) -> int:
         if self.role == "worker":
-            return sum(row["state"] != "RUNNING" for row in self.rows())
+            return sum(row["state"] != TrialState.RUNNING for row in self.rows())
         return sum(t.status in _FINISHED for t in self.oracle.trials.values())
 
     def target_met(self) -> bool:
@@ -145,32 +142,32 @@ class KerasTunerEngine(Engine):
         number = int(trial.trial_id)
         budget = hyperband_budget(trial.hyperparameters)
         rerun = (trial_files.trial_dir(self.study_dir, number) / trial_files.RUN).exists()
-        if self.options.prune:  # the rules' reference: the completed trials' curves, and the best value so far
-            self._reference()
+        if self.options.prune:
+            self._reference = self.reference()
         return Ticket(number, sample(self.space, trial.hyperparameters), self.options.seed + number,
                       resumes=number if rerun else None, extends=budget.get("extends_trial"),
                       epoch_budget=budget.get("epoch_budget"), info=budget, handle=trial)
 
-    def _reference(self) -> None:
-        rows = [row for row in self.rows() if row["state"] in ("COMPLETE", "PRUNED")]
+    def reference(self) -> Reference:
+        """The study so far, for the pruning rule: the completed trials' curves, and the best value
+        any finished trial reached (pruned ones too)."""
+        rows = [row for row in self.rows() if row["state"] in (TrialState.COMPLETE, TrialState.PRUNED)]
         curves = {row["trial"]: curve_of(trial_files.read(trial_files.trial_dir(self.study_dir, row["trial"]), trial_files.HISTORY, []) or [],
                                          self.spec.metric) for row in rows}
-        self._finished_curves = [curves[row["trial"]] for row in rows if row["state"] == "COMPLETE"]
         reached = [v for curve in curves.values() for v in curve if v is not None]
         pick = max if self.spec.direction == "maximize" else min
-        self._best = pick(reached) if reached else None
+        return Reference(self.spec.direction, [curves[row["trial"]] for row in rows if row["state"] == TrialState.COMPLETE],
+                         pick(reached) if reached else None)
 
     def report(self, ticket: Ticket, epoch: int, value: float, curve: list[float | None]) -> bool:
-        if self.options.pruner == "curve":  # the horizon: Hyperband's budget for this trial, or the most epochs a trial
-            horizon = ticket.epoch_budget or self.max_epochs
-            return CurveRule().should_prune(curve, self._finished_curves, self.spec.direction, horizon, best=self._best)
-        return self.options.prune and median_should_prune(curve, self._finished_curves, self.spec.direction)
+        horizon = ticket.epoch_budget or self.max_epochs  # Hyperband's budget for this trial, or the most epochs a trial
+        return self.rule.should_prune(curve, horizon, self._reference)
 
     def tell(self, ticket: Ticket, outcome: Outcome) -> None:
-        if outcome.state in (INTERRUPTED, BAD_INPUT):  # left ongoing: the next run hands it out again first
+        if outcome.state in (TrialState.INTERRUPTED, TrialState.BAD_INPUT):  # left ongoing: the next run hands it out again first
             return
         trial = ticket.handle
-        if outcome.state == FAIL or outcome.value is None:
+        if outcome.state == TrialState.FAIL or outcome.value is None:
             trial.status = TrialStatus.FAILED
             trial.message = outcome.error or "pruned before its first finite value: nothing to score"
         else:
@@ -193,8 +190,8 @@ class KerasTunerEngine(Engine):
         for trial in self.oracle.trials.values():
             folder = trial_files.trial_dir(self.study_dir, int(trial.trial_id))
             info = trial_files.read(folder, trial_files.RUN, {}) or {}
-            state = info.get("state") or _STATES.get(trial.status, "FAIL")
-            value = trial.score if state == "COMPLETE" and trial.score is not None else None
+            state = TrialState(info["state"]) if info.get("state") else _STATES.get(trial.status, TrialState.FAIL)
+            value = trial.score if state == TrialState.COMPLETE and trial.score is not None else None
             rows.append(folder_row(folder, metric, direction, algorithm, state=state, value=value, error=info.get("error") or "",
                                    params=sample(self.space, trial.hyperparameters)))
         return rows

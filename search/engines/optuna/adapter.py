@@ -16,20 +16,22 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled  # noqa: PLC2701 - Optuna's own helpers
-from optuna.trial import TrialState
+from optuna.trial import TrialState as OptunaState
 
-from search.engines.base import BAD_INPUT, COMPLETE, INFEASIBLE, INTERRUPTED, Engine, FirstTrial, Outcome, Ticket, Wait
+from search.engines.base import Engine, FirstTrial, Outcome, Ticket, Wait
 from search.engines.optuna.algorithms import make_pruner, make_sampler
 from search.engines.optuna.shadow import ShadowPruning
 from search.engines.optuna.space import sample
 from search.engines.optuna.storage import GRACE_S, JOURNAL_NAME, counts_toward_target, make_storage, rows_from_study
 from search.execution import processes
+from search.records.states import TrialState
 from search.urls import mask_url
 
 POLL_S = 2.0  # how often a worker waiting for other workers' trials looks again
 # How a leaderboard state is told: an infeasible trial is PRUNED for Optuna (its samplers learn the
 # constraints only from complete and pruned trials), and flagged `infeasible` for the leaderboard.
-FINAL = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "INFEASIBLE": TrialState.PRUNED, "FAIL": TrialState.FAIL}
+FINAL = {TrialState.COMPLETE: OptunaState.COMPLETE, TrialState.PRUNED: OptunaState.PRUNED, TrialState.INFEASIBLE: OptunaState.PRUNED,
+         TrialState.FAIL: OptunaState.FAIL}
 
 
 @contextlib.contextmanager
@@ -57,16 +59,12 @@ class OptunaEngine(Engine):
         self._shadows: dict[int, ShadowPruning] = {}  # a multi-objective study's pruning, per trial
         self._curves: dict[int, list[float | None]] = {}
 
-    def check_options(self) -> None:
-        make_sampler(self.options.algorithm, 0)
-        make_pruner(self.options.pruner)
-
     def stored_identity(self) -> Mapping[str, Any] | None:
         options = self.options
         self._storage = make_storage(options.study_dir, options.storage)
         summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(self._storage, include_best_trial=False)}
         # A resumed run must not replay the first run's random draws, nor a worker another's.
-        self._sampler = make_sampler(options.algorithm, (options.seed + summaries.get(options.study_name, 0) + 7919 * options.worker) % 2**32)
+        self._sampler = make_sampler(options.algorithm, (options.seed + summaries.get(options.study_name, 0) + 7919 * options.sampler_stream) % 2**32)
         if options.study_name not in summaries:
             return None
         self.study = optuna.load_study(study_name=options.study_name, storage=self._storage, sampler=self._sampler,
@@ -94,7 +92,7 @@ class OptunaEngine(Engine):
         stale = set(storage._get_stale_trial_ids(self.study._study_id)) if is_heartbeat_enabled(storage) else set()  # noqa: SLF001 - what fail_stale_trials uses
         trials = self.study.get_trials(deepcopy=False)
         continued = {t.user_attrs.get("resumes") for t in trials}
-        for frozen in (t for t in trials if t.state == TrialState.RUNNING):
+        for frozen in (t for t in trials if t.state == OptunaState.RUNNING):
             attrs, trial_id = frozen.user_attrs, frozen._trial_id  # noqa: SLF001
             died_here = attrs.get("host") == here and (  # this process's own RUNNING trial, seen here, is a previous life's
                 attrs.get("pid") == os.getpid() or not processes.alive(attrs.get("pid"), attrs.get("pid_start")))
@@ -106,7 +104,7 @@ class OptunaEngine(Engine):
             try:  # of several workers finding the same orphan, only the one that ends it queues it again
                 for key, value in flags.items():
                     storage.set_trial_user_attr(trial_id, key, value)
-                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+                storage.set_trial_state_values(trial_id, OptunaState.FAIL)
             except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
                 continue
             if never_claimed or frozen.number in continued:  # nothing to continue, or already queued (a Ctrl-C cut short)
@@ -121,18 +119,18 @@ class OptunaEngine(Engine):
     def _claimed(self, trials: list[optuna.trial.FrozenTrial], before: int) -> int:
         """Places toward the target taken by trials numbered below `before`: counted finished
         ones, running ones, and queued ones (every queued trial will run)."""
-        return sum(t.number < before and (counts_toward_target(t) or t.state in (TrialState.RUNNING, TrialState.WAITING))
+        return sum(t.number < before and (counts_toward_target(t) or t.state in (OptunaState.RUNNING, OptunaState.WAITING))
                    for t in trials)
 
     def ask(self) -> Ticket | Wait:
         trials, target = self.study.get_trials(deepcopy=False), self.options.trials
-        if not any(t.state == TrialState.WAITING for t in trials) and self._claimed(trials, len(trials)) >= target:
+        if not any(t.state == OptunaState.WAITING for t in trials) and self._claimed(trials, len(trials)) >= target:
             # Other workers' trials will meet the target, unless one dies: then it is queued again here.
-            return Wait(running=sum(t.state == TrialState.RUNNING for t in trials), seconds=POLL_S)
+            return Wait(running=sum(t.state == OptunaState.RUNNING for t in trials), seconds=POLL_S)
         trial = self.study.ask()
         if "resumes" not in trial.user_attrs and self._claimed(self.study.get_trials(deepcopy=False), trial.number) >= target:
             trial.set_user_attr("surplus", True)  # another worker took the last place first: hidden
-            self.study.tell(trial, state=TrialState.FAIL)
+            self.study.tell(trial, state=OptunaState.FAIL)
             return Wait(seconds=0.0)
         seed = trial.user_attrs.get("seed")
         seed = self.options.seed + trial.number if seed is None else seed
@@ -166,19 +164,19 @@ class OptunaEngine(Engine):
         trial = ticket.handle
         attrs = {"summary": dict(outcome.summary), "params": dict(outcome.params), "costs": outcome.costs or None,
                  "error": outcome.error or None}
-        if outcome.state == INTERRUPTED:  # queued to continue from its last checkpoint
+        if outcome.state == TrialState.INTERRUPTED:  # queued to continue from its last checkpoint
             attrs["requeued"] = True
             self.study.enqueue_trial(ticket.params, user_attrs={"seed": ticket.seed, "resumes": ticket.number})
-        elif outcome.state == BAD_INPUT:  # not counted: the user fixes the input and runs again
+        elif outcome.state == TrialState.BAD_INPUT:  # not counted: the user fixes the input and runs again
             attrs["bad_input"] = True
-        elif outcome.state == INFEASIBLE:
+        elif outcome.state == TrialState.INFEASIBLE:
             attrs["infeasible"] = True
         values, state = self._values(outcome)
         if self.spec.multi_objective:
             curve = self._curves.pop(ticket.number, [])
             attrs["curve"] = {str(epoch): v for epoch, v in enumerate(curve) if v is not None} or None
-            if outcome.state == COMPLETE and values is None:
-                state, attrs["error"] = TrialState.FAIL, f"an objective was not measured ({', '.join(self.spec.objectives)}: {outcome.costs})"
+            if outcome.state == TrialState.COMPLETE and values is None:
+                state, attrs["error"] = OptunaState.FAIL, f"an objective was not measured ({', '.join(self.spec.objectives)}: {outcome.costs})"
         for key, value in attrs.items():
             if value is not None:
                 trial.set_user_attr(key, value)
@@ -187,10 +185,10 @@ class OptunaEngine(Engine):
             trial.set_constraint(name, float(cost) - bound if isinstance(cost, (int, float)) else 0.0)
         self.study.tell(trial, values, state=state)
 
-    def _values(self, outcome: Outcome) -> tuple[list[float] | float | None, TrialState]:
+    def _values(self, outcome: Outcome) -> tuple[list[float] | float | None, OptunaState]:
         """What Optuna is told: the metric, then the cost objectives (None where one is missing)."""
-        state = FINAL.get(outcome.state, TrialState.FAIL)
-        if state != TrialState.COMPLETE:
+        state = FINAL.get(outcome.state, OptunaState.FAIL)
+        if state != OptunaState.COMPLETE:
             return None, state
         if not self.spec.multi_objective:
             return outcome.value, state
@@ -202,9 +200,7 @@ class OptunaEngine(Engine):
         return rows_from_study(self.study, self.spec.metric, self.options.algorithm)
 
     def describe(self) -> str:
-        pruner = self.options.pruner
-        objectives = f", {len(self.spec.all_objectives)} objectives" if self.spec.multi_objective else ""
-        return f"optuna/{self.options.algorithm}, " + ("no pruning" if pruner == "none" else f"{pruner} pruning") + objectives
+        return super().describe() + (f", {len(self.spec.all_objectives)} objectives" if self.spec.multi_objective else "")
 
     def storage(self) -> str:
         return mask_url(self.options.storage) or JOURNAL_NAME

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import optuna
 
-from search.engines.choices import ALGORITHMS, PRUNERS
+from search.engines.choices import check_options
 from search.engines.optuna.curve import CurvePruner
-from search.errors import UsageError
 
 
 def make_sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
     """TPE (multi-objective too), random search, or NSGA-II (Deb et al. 2002; Optuna's
     multi-objective classic). TPE and NSGA-II learn a study's constraints from the values each
     trial records (`Trial.set_constraint`)."""
-    if algorithm == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if algorithm == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    raise UsageError(f"--algorithm {algorithm}: unknown for the optuna backend; use one of {', '.join(ALGORITHMS['optuna'])}")
+    check_options("optuna", algorithm=algorithm)
+    return _SAMPLERS[algorithm](seed=seed)
+
+
+_SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler, "nsga2": optuna.samplers.NSGAIISampler}
 
 
 def make_pruner(name: str, max_resource: int | None = None) -> optuna.pruners.BasePruner:
@@ -34,14 +31,15 @@ def make_pruner(name: str, max_resource: int | None = None) -> optuna.pruners.Ba
       (search.engines.curve_rule; `max_resource` is its horizon).
     - `none`: every trial trains until its own early stopping or the epoch cap.
     """
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
-    if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource or "auto", reduction_factor=3)
-    if name == "curve":
-        return CurvePruner(horizon=max_resource)
-    raise UsageError(f"--pruner {name}: unknown for the optuna backend; use one of {', '.join(PRUNERS['optuna'])}")
+    check_options("optuna", pruner=name)
+    return _PRUNERS[name](max_resource)
+
+
+_PRUNERS = {
+    "none": lambda max_resource: optuna.pruners.NopPruner(),
+    "median": lambda max_resource: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+    "asha": lambda max_resource: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+    "hyperband": lambda max_resource: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource or "auto",
+                                                                     reduction_factor=3),
+    "curve": lambda max_resource: CurvePruner(horizon=max_resource),
+}

@@ -6,6 +6,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.engines.curve_rule import CurveRule
+from search.engines.pruning import Reference
 
 
 def _curve(trial: FrozenTrial) -> list[float | None]:
@@ -36,4 +37,4 @@ class CurvePruner(optuna.pruners.BasePruner):
         best = pick(v for t in others for v in t.intermediate_values.values())
         horizon = self.horizon or max(len(c) for c in finished)
         direction = "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
-        return self.rule.should_prune(_curve(trial), finished, direction, horizon, best=best)
+        return self.rule.should_prune(_curve(trial), horizon, Reference(direction, finished, best))

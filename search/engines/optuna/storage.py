@@ -13,10 +13,11 @@ from typing import Any
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import TrialState
+from optuna.trial import TrialState as OptunaState
 
 from search.errors import UsageError, one_line
 from search.records import leaderboard
+from search.records.states import TrialState
 from search.urls import mask_url
 
 JOURNAL_NAME = "study.journal"
@@ -47,18 +48,23 @@ def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state.is_finished() and not any(attrs.get(flag, False) for flag in ("requeued", "bad_input", "surplus"))
 
 
+# Optuna's states of the trials a leaderboard shows (not WAITING: queued trials are not shown).
+_STATES = {OptunaState.RUNNING: TrialState.RUNNING, OptunaState.COMPLETE: TrialState.COMPLETE, OptunaState.PRUNED: TrialState.PRUNED,
+           OptunaState.FAIL: TrialState.FAIL}
+
+
 def rows_from_study(study: optuna.Study, metric: str, algorithm: str) -> list[dict[str, Any]]:
     """Leaderboard rows from the storage, the single source of truth (all workers' trials). Not
     shown: queued trials, trials continued under another number, surplus ones."""
     trials = study.get_trials(deepcopy=False)
-    continued = {t.user_attrs["resumes"] for t in trials if "resumes" in t.user_attrs and t.state != TrialState.WAITING}
+    continued = {t.user_attrs["resumes"] for t in trials if "resumes" in t.user_attrs and t.state != OptunaState.WAITING}
     return [leaderboard.row(
-        t.number, "INFEASIBLE" if t.user_attrs.get("infeasible") else t.state.name,
-        t.values[0] if t.state == TrialState.COMPLETE and t.values else None, t.user_attrs.get("summary", {}),
+        t.number, TrialState.INFEASIBLE if t.user_attrs.get("infeasible") else _STATES[t.state],
+        t.values[0] if t.state == OptunaState.COMPLETE and t.values else None, t.user_attrs.get("summary", {}),
         metric=metric, duration_s=t.duration.total_seconds() if t.duration else None, backend="optuna",
         algorithm=t.user_attrs.get("algorithm", algorithm), resumed_from=t.user_attrs.get("resumes"),
         error=t.user_attrs.get("error", ""), params=t.user_attrs.get("params", t.params), costs=t.user_attrs.get("costs"),
-    ) for t in trials if t.state != TrialState.WAITING and t.number not in continued and not t.user_attrs.get("surplus")]
+    ) for t in trials if t.state != OptunaState.WAITING and t.number not in continued and not t.user_attrs.get("surplus")]
 
 
 def stored_study(study_dir: Path, name: str, url: str | None) -> optuna.Study:
