@@ -26,21 +26,28 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-
 from cli_run import leafsearch
 
-SPACE = '''from search import Choice, Fixed, Float, Space, Study
+SPACE = """from search import Choice, Fixed, Float, Space, Study
 SPACE = Space(dense_units=Choice([128, 256, 512, 1024], default=512), image_size=Choice([32, 48, 64], default=48),
               learning_rate=Float(1e-4, 1e-2, log=True, default=1e-3), batch_size=Fixed(32), patience=Fixed(4))
 STUDY = Study(pipeline="cnn", metric="val_accuracy", trials=12, max_epochs=6, objectives={"infer_ms": "minimize"})
-'''
+"""
 OBJECTIVES = {"val_accuracy": "maximize", "infer_ms": "minimize"}
 
 
 def front_of(board: pd.DataFrame) -> list[dict]:
     on = board[board["pareto"].astype(bool)].sort_values("infer_ms")
-    return [{"trial": int(r.trial), "val_accuracy": round(float(r.val_accuracy), 4), "infer_ms": round(float(r.infer_ms), 3),
-             "dense_units": int(r.param_dense_units), "image_size": int(r.param_image_size)} for r in on.itertuples()]
+    return [
+        {
+            "trial": int(r.trial),
+            "val_accuracy": round(float(r.val_accuracy), 4),
+            "infer_ms": round(float(r.infer_ms), 3),
+            "dense_units": int(r.param_dense_units),
+            "image_size": int(r.param_image_size),
+        }
+        for r in on.itertuples()
+    ]
 
 
 def architecture(board: pd.DataFrame) -> pd.Series:
@@ -48,8 +55,20 @@ def architecture(board: pd.DataFrame) -> pd.Series:
 
 
 def one_seed(root: Path, data: Path, space: Path, seed: int, trials: int, max_epochs: int) -> dict:
-    common = ["run", str(space), "--data", str(data), "--trials", str(trials), "--max-epochs", str(max_epochs),
-              "--seed", str(seed), "--algorithm", "random"]
+    common = [
+        "run",
+        str(space),
+        "--data",
+        str(data),
+        "--trials",
+        str(trials),
+        "--max-epochs",
+        str(max_epochs),
+        "--seed",
+        str(seed),
+        "--algorithm",
+        "random",
+    ]
     out: dict = {}
     boards = {}
     for name, extra in (("front", ["--pruner", "none"]), ("pruned", ["--pruner", "median"])):
@@ -60,15 +79,21 @@ def one_seed(root: Path, data: Path, space: Path, seed: int, trials: int, max_ep
     reference = boards["front"]
     bound = float(reference["infer_ms"].median())
     print(f"seed {seed}: constrained (infer_ms <= {bound:.3f}) ...", file=sys.stderr)
-    wall = leafsearch(*common, "--pruner", "none", "--constraint", f"infer_ms<={bound}", "--study", "constrained", cwd=root)
+    wall = leafsearch(
+        *common, "--pruner", "none", "--constraint", f"infer_ms<={bound}", "--study", "constrained", cwd=root
+    )
     board = pd.read_csv(root / "results" / "constrained" / "leaderboard.csv")
     rejected = board[board["state"] == "INFEASIBLE"]
     cost_by_arch = reference.groupby(architecture(reference))["duration_s"].mean()
     would_have = architecture(rejected).map(cost_by_arch).fillna(reference["duration_s"].mean())
-    out["constrained"] = {"wall_s": wall, "bound_infer_ms": round(bound, 3), "rejected": len(rejected),
-                          "seconds_on_rejected": round(float(rejected["duration_s"].sum()), 1),
-                          "seconds_training_them_cost": round(float(would_have.sum()), 1),
-                          "front": front_of(board)}
+    out["constrained"] = {
+        "wall_s": wall,
+        "bound_infer_ms": round(bound, 3),
+        "rejected": len(rejected),
+        "seconds_on_rejected": round(float(rejected["duration_s"].sum()), 1),
+        "seconds_training_them_cost": round(float(would_have.sum()), 1),
+        "front": front_of(board),
+    }
     reference_front = {r["trial"] for r in out["front"]["front"]}
     found = {r["trial"] for r in out["pruned"]["front"]}
     out["pruned"]["epochs_ratio"] = round(out["pruned"]["epochs"] / max(1, out["front"]["epochs"]), 3)

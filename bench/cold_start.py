@@ -94,8 +94,13 @@ print(json.dumps({"jit_compile": bool(model.jit_compile),
 
 
 def probe(config: dict, backend: str) -> dict:
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": str(ROOT),
+    }
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(config)], env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -103,8 +108,12 @@ def probe(config: dict, backend: str) -> dict:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["process_s"] = round(time.perf_counter() - started, 2)
     result["overhead_before_steady_s"] = round(
-        result["first_epoch_train_s"] - result["steps_per_epoch"] * result["steady_step_s"]
-        + result["first_validation_s"] - result["second_validation_s"], 2)
+        result["first_epoch_train_s"]
+        - result["steps_per_epoch"] * result["steady_step_s"]
+        + result["first_validation_s"]
+        - result["second_validation_s"],
+        2,
+    )
     return result
 
 
@@ -114,8 +123,11 @@ def main() -> None:
     parser.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax"])
     parser.add_argument("--xla", action="store_true", help="also measure with jit_compile=True (TensorFlow backend)")
     parser.add_argument("--partial-batch", action="store_true", help="also measure with a short last training batch")
-    parser.add_argument("--lazy-optimizer", action="store_true",
-                        help="also measure with the optimizer built inside the first trace (Keras' default)")
+    parser.add_argument(
+        "--lazy-optimizer",
+        action="store_true",
+        help="also measure with the optimizer built inside the first trace (Keras' default)",
+    )
     parser.add_argument("--optimizer", default="adam", choices=["adam", "ranger"])
     parser.add_argument("--repeats", type=int, default=1, help="measure each configuration this many times, in turn")
     parser.add_argument("--image-size", type=int, default=32)
@@ -128,9 +140,16 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="leafsearch-cold-"))
     synthetic.generate(work / "leaves", total=args.images, image_size=args.image_size, seed=0)
-    base = {"data": str(work / "leaves"), "cache": str(work / "cache"), "image_size": args.image_size,
-            "batch_size": args.batch_size, "xla": False, "partial_batch": False, "lazy_optimizer": False,
-            "optimizer": args.optimizer}
+    base = {
+        "data": str(work / "leaves"),
+        "cache": str(work / "cache"),
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "xla": False,
+        "partial_batch": False,
+        "lazy_optimizer": False,
+        "optimizer": args.optimizer,
+    }
     variants = [{}]
     if args.lazy_optimizer:
         variants.insert(0, {"lazy_optimizer": True})
@@ -144,11 +163,30 @@ def main() -> None:
             for variant in variants:
                 config = {**base, "model": model, **variant}
                 print(f"[cold_start] {model} {args.backend} {variant or 'default'}", file=sys.stderr, flush=True)
-                runs.append({"model": model, "backend": args.backend, "optimizer": args.optimizer, "xla": config["xla"],
-                             "partial_last_batch": config["partial_batch"], "lazy_optimizer": config["lazy_optimizer"],
-                             "repeat": repeat, **probe(config, args.backend)})
-    print(json.dumps({"benchmark": "cold_start", "image_size": args.image_size, "batch_size": args.batch_size,
-                      "cpu_count": os.cpu_count(), "runs": runs}, indent=2))
+                runs.append(
+                    {
+                        "model": model,
+                        "backend": args.backend,
+                        "optimizer": args.optimizer,
+                        "xla": config["xla"],
+                        "partial_last_batch": config["partial_batch"],
+                        "lazy_optimizer": config["lazy_optimizer"],
+                        "repeat": repeat,
+                        **probe(config, args.backend),
+                    }
+                )
+    print(
+        json.dumps(
+            {
+                "benchmark": "cold_start",
+                "image_size": args.image_size,
+                "batch_size": args.batch_size,
+                "cpu_count": os.cpu_count(),
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -65,16 +65,29 @@ def measure(precision: str, args, data) -> dict:
     keras.backend.clear_session()
     keras.mixed_precision.set_dtype_policy(precision)
     augment = {} if args.augment else {"aug_flip": False, "aug_rotation": 0.0, "aug_zoom": 0.0}
-    recipe = resolve({"backbone": args.backbone, "weights": "none", "image_size": args.image_size,
-                      "batch_size": args.batch_size, **augment}, "efficientnet")
+    recipe = resolve(
+        {
+            "backbone": args.backbone,
+            "weights": "none",
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            **augment,
+        },
+        "efficientnet",
+    )
     started = time.perf_counter()
     model = build_efficientnet(recipe, data.num_classes, seed=0)
     if args.phase == "finetune":
         unfreeze_top_blocks(model, MAX_BLOCKS)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="categorical_crossentropy",
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss="categorical_crossentropy",
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
     build_s = time.perf_counter() - started
-    train = make_batches(data.images, data.labels, data.train_idx, data.num_classes, args.batch_size, shuffle=True, seed=0)
+    train = make_batches(
+        data.images, data.labels, data.train_idx, data.num_classes, args.batch_size, shuffle=True, seed=0
+    )
     steps = math.ceil(len(data.train_idx) / args.batch_size)
 
     started = time.perf_counter()
@@ -82,7 +95,9 @@ def measure(precision: str, args, data) -> dict:
     compile_s = time.perf_counter() - started
     _log(f"{precision}: built in {build_s:.1f} s, compiled and warmed up in {compile_s:.1f} s")
 
-    train = make_batches(data.images, data.labels, data.train_idx, data.num_classes, args.batch_size, shuffle=True, seed=1)
+    train = make_batches(
+        data.images, data.labels, data.train_idx, data.num_classes, args.batch_size, shuffle=True, seed=1
+    )
     started = time.perf_counter()
     model.fit(train, epochs=args.epochs, verbose=0)
     real_s = time.perf_counter() - started
@@ -127,10 +142,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--images", type=int, default=768, help="synthetic leaves to draw (5/6 of them train)")
     parser.add_argument("--epochs", type=int, default=2, help="timed passes over the training images")
-    parser.add_argument("--phase", choices=["finetune", "transfer"], default="finetune",
-                        help="finetune: the whole backbone trains (default); transfer: only the head")
-    parser.add_argument("--no-augment", dest="augment", action="store_false",
-                        help="leave out the recipe's default augmentation layers (flip, rotation, zoom)")
+    parser.add_argument(
+        "--phase",
+        choices=["finetune", "transfer"],
+        default="finetune",
+        help="finetune: the whole backbone trains (default); transfer: only the head",
+    )
+    parser.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        help="leave out the recipe's default augmentation layers (flip, rotation, zoom)",
+    )
     parser.add_argument("--precisions", default="float32,mixed_float16")
     parser.add_argument("--budget-s", type=float, default=270.0, help="skip the remaining precisions after this long")
     parser.add_argument("--work", type=Path, help="folder for the leaves and the cache (default: a temporary one)")
@@ -145,7 +168,9 @@ def main(argv=None) -> dict:
     work = args.work or Path(tempfile.mkdtemp(prefix="leafsearch-gpu-"))
     leaves = work / "leaves"
     t = time.perf_counter()
-    synthetic.generate(leaves, total=args.images, image_size=args.image_size, seed=0, workers=min(16, os.cpu_count() or 1))
+    synthetic.generate(
+        leaves, total=args.images, image_size=args.image_size, seed=0, workers=min(16, os.cpu_count() or 1)
+    )
     draw_s = time.perf_counter() - t
     t = time.perf_counter()
     data = leafdata.prepare(leaves, args.image_size, cache_dir=work / "cache")
@@ -173,8 +198,13 @@ def main(argv=None) -> dict:
             continue
         try:
             result["runs"].append(measure(precision, args, data))
-        except Exception as exc:  # one precision failing (e.g. out of memory) still reports the others
-            result["runs"].append({"precision": precision, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"})
+        except Exception as exc:  # noqa: BLE001 - one precision failing (e.g. out of memory) still reports the others
+            result["runs"].append(
+                {
+                    "precision": precision,
+                    "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+                }
+            )
     by = {run["precision"]: run for run in result["runs"] if "images_per_s" in run}
     if "float32" in by:
         for name, run in by.items():

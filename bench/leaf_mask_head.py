@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from cli_run import REPO, leafsearch
 from wild import draw_data
 
@@ -35,7 +34,13 @@ sys.path.insert(0, str(REPO))
 def read_folder(folder: Path, class_names: list[str]) -> np.ndarray:
     from PIL import Image
 
-    return np.stack([np.asarray(Image.open(p).convert("RGB")) for name in class_names for p in sorted((folder / name).glob("*.png"))])
+    return np.stack(
+        [
+            np.asarray(Image.open(p).convert("RGB"))
+            for name in class_names
+            for p in sorted((folder / name).glob("*.png"))
+        ]
+    )
 
 
 def eroded(masks: np.ndarray, px: int) -> np.ndarray:
@@ -47,7 +52,7 @@ def eroded(masks: np.ndarray, px: int) -> np.ndarray:
     out = np.ones_like(masks)
     for dy in range(2 * px + 1):
         for dx in range(2 * px + 1):
-            out &= padded[:, dy:dy + size, dx:dx + size]
+            out &= padded[:, dy : dy + size, dx : dx + size]
     return out
 
 
@@ -110,7 +115,15 @@ def one_seed(train: Path, subsets: dict, seed: int, args) -> dict:
 
     marked = MarkedImages(images)[np.arange(len(images))]
     started = time.monotonic()
-    trainer.fit(marked, np.zeros((len(marked), 1)), batch_size=32, epochs=args.epochs, shuffle=True, verbose=0, callbacks=[Score()])
+    trainer.fit(
+        marked,
+        np.zeros((len(marked), 1)),
+        batch_size=32,
+        epochs=args.epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=[Score()],
+    )
     return {"train_s": round(time.monotonic() - started, 1), "curve": curve}
 
 
@@ -119,25 +132,47 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=560)
     parser.add_argument("--test-images", type=int, default=280)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--share", type=float, default=0.5, help="aug_background: the share of training images on a new background")
+    parser.add_argument(
+        "--share", type=float, default=0.5, help="aug_background: the share of training images on a new background"
+    )
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--every", type=int, default=5)
-    parser.add_argument("--average-from", type=int, default=0, help="also score the mean of the snapshots from this epoch on")
+    parser.add_argument(
+        "--average-from", type=int, default=0, help="also score the mean of the snapshots from this epoch on"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
     from leafsearch.data.masks import leaf_masks
 
-    results = {"images": args.images, "image_size": args.image_size, "share": args.share, "epochs": args.epochs, "seeds": {}}
+    results = {
+        "images": args.images,
+        "image_size": args.image_size,
+        "share": args.share,
+        "epochs": args.epochs,
+        "seeds": {},
+    }
     with tempfile.TemporaryDirectory(prefix="leaf-mask-head-") as tmp:
         root = Path(tmp)
         train, test = draw_data(root, args)
         twins = root / "twins"  # the wild subset's leaves on black: demo-data --subsets drew it with --seed 101
-        leafsearch("demo-data", str(twins), "--images", str(args.test_images), "--image-size", str(args.image_size), "--seed", "101", cwd=root)
+        leafsearch(
+            "demo-data",
+            str(twins),
+            "--images",
+            str(args.test_images),
+            "--image-size",
+            str(args.image_size),
+            "--seed",
+            "101",
+            cwd=root,
+        )
         class_names = sorted(p.name for p in train.iterdir() if p.is_dir())
         clean = read_folder(test / "clean", class_names)
-        subsets = {"clean": (clean, leaf_masks(clean)[0]),
-                   "wild": (read_folder(test / "wild", class_names), leaf_masks(read_folder(twins, class_names))[0]),
-                   "photos": (read_folder(test / "photos", class_names), leaf_masks(clean)[0])}
+        subsets = {
+            "clean": (clean, leaf_masks(clean)[0]),
+            "wild": (read_folder(test / "wild", class_names), leaf_masks(read_folder(twins, class_names))[0]),
+            "photos": (read_folder(test / "photos", class_names), leaf_masks(clean)[0]),
+        }
         for seed in args.seeds:
             results["seeds"][seed] = one_seed(train, subsets, seed, args)
     print(json.dumps(results, indent=2))

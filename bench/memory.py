@@ -22,15 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-import pandas as pd  # noqa: E402
-from rich.console import Console  # noqa: E402
+import pandas as pd
+from rich.console import Console
 
-from leafsearch.data import synthetic  # noqa: E402
-from leafsearch.runtime import import_keras_quietly  # noqa: E402
-from search import Choice, Fixed, Float, Space, Study  # noqa: E402
-from search.report.display import Display  # noqa: E402
-from search.loop import run_study  # noqa: E402
-from search.options import RunOptions  # noqa: E402
+from leafsearch.data import synthetic
+from leafsearch.runtime import import_keras_quietly
+from search import Choice, Fixed, Float, Space, Study
+from search.loop import run_study
+from search.options import RunOptions
+from search.report.display import Display
 
 
 def rss_mb() -> float:
@@ -54,21 +54,38 @@ class MeasuringDisplay(Display):
 def run_mode(root: Path, data: Path, backend: str, in_process: bool, trials: int, image_size: int) -> dict:
     from leafsearch.training.objective import LeafObjective
 
-    space = Space(learning_rate=Float(1e-4, 1e-2, log=True), dense_units=Choice([128, 256, 512]),
-                  batch_size=Fixed(16), image_size=Fixed(image_size), patience=Fixed(3))
+    space = Space(
+        learning_rate=Float(1e-4, 1e-2, log=True),
+        dense_units=Choice([128, 256, 512]),
+        batch_size=Fixed(16),
+        image_size=Fixed(image_size),
+        patience=Fixed(3),
+    )
     spec = Study(pipeline="cnn", metric="val_accuracy", trials=trials, max_epochs=2)
     name = f"{backend}-{'inprocess' if in_process else 'isolated'}"
     objective = LeafObjective(data, "cnn", max_epochs=2, cache_dir=root / "cache")
-    options = RunOptions(study_name=name, study_dir=root / name, trials=trials, pruner="none", in_process=in_process,
-                         preload=("leafsearch.training.preload",), backend=backend, algorithm="random")
+    options = RunOptions(
+        study_name=name,
+        study_dir=root / name,
+        trials=trials,
+        pruner="none",
+        in_process=in_process,
+        preload=("leafsearch.training.preload",),
+        backend=backend,
+        algorithm="random",
+    )
     display = MeasuringDisplay(spec.metric, Console(file=open(root / f"{name}.log", "w"), width=200))
     started = time.monotonic()
     run_study(space, spec, objective, options, display)
     wall = time.monotonic() - started
     samples = display.samples
     durations = pd.read_csv(root / name / "leaderboard.csv")["duration_s"].tolist()
-    return {"rss_mb_after_each_trial": samples, "growth_mb_first_to_last": round(samples[-1] - samples[0], 1),
-            "trial_duration_s": durations, "wall_s": round(wall, 1)}
+    return {
+        "rss_mb_after_each_trial": samples,
+        "growth_mb_first_to_last": round(samples[-1] - samples[0], 1),
+        "trial_duration_s": durations,
+        "wall_s": round(wall, 1),
+    }
 
 
 def main() -> None:

@@ -80,10 +80,30 @@ def run_leafsearch(root: Path, data: Path, args: argparse.Namespace, mode: str =
     """mode: "isolated" (the default CLI) or "in_process" (`--in-process`)."""
     name = f"leafsearch-{mode}"
     results = root / name
-    command = [sys.executable, "-m", "leafsearch", "run", str(SPACE), "--data", str(data), "--results", str(results),
-               "--study", "cnn", "--trials", str(args.trials), "--image-size", str(args.image_size),
-               "--max-epochs", str(args.max_epochs), "--set", f"batch_size={args.batch_size}", "--no-prune",
-               "--seed", str(args.seed)]
+    command = [
+        sys.executable,
+        "-m",
+        "leafsearch",
+        "run",
+        str(SPACE),
+        "--data",
+        str(data),
+        "--results",
+        str(results),
+        "--study",
+        "cnn",
+        "--trials",
+        str(args.trials),
+        "--image-size",
+        str(args.image_size),
+        "--max-epochs",
+        str(args.max_epochs),
+        "--set",
+        f"batch_size={args.batch_size}",
+        "--no-prune",
+        "--seed",
+        str(args.seed),
+    ]
     if mode == "in_process":
         command.append("--in-process")
     log(f"{name}: {' '.join(command[1:])}")
@@ -109,17 +129,23 @@ def breakdown(study_dir: Path, started_at: float, wall: float) -> dict:
     per_trial, spec = [], []
     for trial, start, end in zip(trials, starts, ends):
         folder = study_dir / "trials" / str(trial.number)
-        mtime = lambda name: (folder / name).stat().st_mtime  # noqa: E731
+        mtime = lambda name, folder=folder: (folder / name).stat().st_mtime  # noqa: E731
         built, measured, trained = mtime("classes.json"), mtime("costs.json"), mtime("checkpoints/latest.json")
         run = json.loads((folder / "run.json").read_text())
         params = json.loads((folder / "params.json").read_text())
         epochs = len(json.loads((folder / "history.json").read_text()))
-        per_trial.append({
-            "trial": trial.number, "duration_s": round(end - start, 2), "epochs": epochs,
-            "spawn_data_build_s": round(built - start, 2), "cost_measure_s": round(measured - built, 2),
-            "epochs_s": round(trained - measured, 2), "finish_s": round(end - trained, 2),
-            "val_accuracy": trial.value,
-        })
+        per_trial.append(
+            {
+                "trial": trial.number,
+                "duration_s": round(end - start, 2),
+                "epochs": epochs,
+                "spawn_data_build_s": round(built - start, 2),
+                "cost_measure_s": round(measured - built, 2),
+                "epochs_s": round(trained - measured, 2),
+                "finish_s": round(end - trained, 2),
+                "val_accuracy": trial.value,
+            }
+        )
         spec.append({"number": trial.number, "seed": run["seed"], "params": params, "epochs": epochs})
     total = lambda key: round(sum(row[key] for row in per_trial), 2)  # noqa: E731
     return {
@@ -150,7 +176,9 @@ def plain_main(spec_path: Path) -> None:
     imported = time.monotonic()
     spec = json.loads(Path(spec_path).read_text())
     size = spec["image_size"]
-    data = leafdata.prepare(spec["data"], size, cache_dir=None, seed=spec["split_seed"])  # decoded in memory, same split
+    data = leafdata.prepare(
+        spec["data"], size, cache_dir=None, seed=spec["split_seed"]
+    )  # decoded in memory, same split
     images, num_classes = np.asarray(data.images), data.num_classes
     onehot = np.eye(num_classes, dtype="float32")[data.labels]
     x_train, y_train = images[data.train_idx], onehot[data.train_idx]
@@ -176,17 +204,29 @@ def plain_main(spec_path: Path) -> None:
         keras.utils.set_random_seed(seed)
         recipe = resolve(params, "cnn")
         model = build_cnn(recipe, num_classes, seed)
-        model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=keras.losses.CategoricalCrossentropy(),
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        model.compile(
+            optimizer=keras.optimizers.Adam(params["learning_rate"]),
+            loss=keras.losses.CategoricalCrossentropy(),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
         history = model.fit(
-            x_train, y_train, batch_size=params["batch_size"], epochs=spec["epochs"], validation_data=(x_val, y_val),
+            x_train,
+            y_train,
+            batch_size=params["batch_size"],
+            epochs=spec["epochs"],
+            validation_data=(x_val, y_val),
             callbacks=[keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=params["patience"])],
-            shuffle=True, verbose=0,
+            shuffle=True,
+            verbose=0,
         )
         value = max(history.history["val_accuracy"])
         trial_s.append(round(time.monotonic() - started, 2))
         values.append(value)
-        print(f"[plain] trial {trial.number}: val_accuracy={value:.4f} in {trial_s[-1]:.1f} s", file=sys.stderr, flush=True)
+        print(
+            f"[plain] trial {trial.number}: val_accuracy={value:.4f} in {trial_s[-1]:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -194,8 +234,16 @@ def plain_main(spec_path: Path) -> None:
     for item in queue:
         study.enqueue_trial(item["params"])
     study.optimize(objective, n_trials=len(queue))
-    print(json.dumps({"import_s": round(imported - begun, 2), "data_s": round(loaded - imported, 2),
-                      "trial_s": trial_s, "val_accuracy": values}))
+    print(
+        json.dumps(
+            {
+                "import_s": round(imported - begun, 2),
+                "data_s": round(loaded - imported, 2),
+                "trial_s": trial_s,
+                "val_accuracy": values,
+            }
+        )
+    )
 
 
 def run_plain(root: Path, spec: dict) -> dict:
@@ -222,11 +270,11 @@ def probe_main(spec_path: Path) -> None:
     import keras
     import numpy as np
 
-    from leafsearch.models import costs
     from leafsearch import data as leafdata
+    from leafsearch.models import costs
     from leafsearch.models.cnn import build_cnn
-    from leafsearch.training.recipe import resolve
     from leafsearch.training.loop import save_training_state
+    from leafsearch.training.recipe import resolve
     from search.records.checkpoints import CheckpointStore
     from search.records.files import write_json_atomic
 
@@ -247,7 +295,9 @@ def probe_main(spec_path: Path) -> None:
     out["cost_measure_flops_only_s"] = round(time.monotonic() - started, 3)
     out["params"] = measured["params"]
 
-    model.compile(optimizer=keras.optimizers.Adam(recipe["learning_rate"]), loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(recipe["learning_rate"]), loss="categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(data.images[data.train_idx], onehot[data.train_idx], batch_size=recipe["batch_size"], epochs=1, verbose=0)
     store = CheckpointStore(Path(spec_path).parent / "probe-checkpoints")
     history = [{"epoch": 0, "loss": 1.0, "val_accuracy": 0.5}]
@@ -287,7 +337,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the study's --seed (sampler, split, trials)")
     parser.add_argument("--no-in-process", action="store_true", help="skip the `--in-process` leafsearch run")
     parser.add_argument("--no-probe", action="store_true", help="skip the checkpoint / cost-measurement probe")
-    parser.add_argument("--keep", type=Path, help="keep the data, logs and results in this folder (default: a temporary one)")
+    parser.add_argument(
+        "--keep", type=Path, help="keep the data, logs and results in this folder (default: a temporary one)"
+    )
     parser.add_argument("--plain", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--probe", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -306,8 +358,13 @@ def main() -> None:
         log(f"drew {args.images} synthetic leaves of {args.image_size} px into {data}")
 
         leaf = run_leafsearch(root, data, args)
-        spec = {"data": str(data), "image_size": args.image_size, "split_seed": args.seed,
-                "epochs": args.max_epochs, "trials": leaf.pop("_spec")}
+        spec = {
+            "data": str(data),
+            "image_size": args.image_size,
+            "split_seed": args.seed,
+            "epochs": args.max_epochs,
+            "trials": leaf.pop("_spec"),
+        }
         plain = run_plain(root, spec)
         inproc = None
         if not args.no_in_process:
@@ -320,7 +377,10 @@ def main() -> None:
     n = args.trials
     result = {
         "benchmark": "overhead",
-        "trials": n, "images": args.images, "image_size": args.image_size, "max_epochs": args.max_epochs,
+        "trials": n,
+        "images": args.images,
+        "image_size": args.image_size,
+        "max_epochs": args.max_epochs,
         "batch_size": args.batch_size,
         "leafsearch_wall_s": leaf["wall_s"],
         "plain_wall_s": plain["wall_s"],

@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from leafsearch import data as leafdata  # noqa: E402
-from leafsearch.data import synthetic  # noqa: E402
-from leafsearch.data.batches import make_tf_dataset  # noqa: E402
-from leafsearch.runtime import import_keras_quietly  # noqa: E402
+from leafsearch import data as leafdata
+from leafsearch.data import synthetic
+from leafsearch.data.batches import make_tf_dataset
+from leafsearch.runtime import import_keras_quietly
 
 BATCH = 32
 
@@ -39,8 +39,11 @@ def naive_epoch(paths: list[Path], labels: np.ndarray, size: int) -> int:
     count = 0
     eye = np.eye(int(labels.max()) + 1, dtype=np.float32)
     for start in range(0, len(paths), BATCH):
-        batch = [np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)) for p in paths[start:start + BATCH]]
-        images, onehot = np.stack(batch), eye[labels[start:start + BATCH]]
+        batch = [
+            np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR))
+            for p in paths[start : start + BATCH]
+        ]
+        images, onehot = np.stack(batch), eye[labels[start : start + BATCH]]
         count += min(len(images), len(onehot))
     return count
 
@@ -86,16 +89,23 @@ def main() -> None:
         second = leafsearch_trial(root, cache, args.image_size, args.epochs)  # a later trial: cache hit
 
     steady = second["images_per_s_by_epoch"][-1]
-    print(json.dumps({
-        "benchmark": "pipeline",
-        "images": args.images, "source_size": args.source_size, "image_size": args.image_size, "batch": BATCH,
-        "naive_images_per_s_by_epoch": naive,
-        "leafsearch_first_trial": first,
-        "leafsearch_second_trial": second,
-        "ratio_second_epoch_vs_naive": round(first["images_per_s_by_epoch"][-1] / naive[-1], 1),
-        "ratio_second_trial_vs_naive": round(steady / naive[-1], 1),
-        "goal": ">= 7x the naive loader; the second trial decodes nothing (prepare_s ~ 0)",
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "pipeline",
+                "images": args.images,
+                "source_size": args.source_size,
+                "image_size": args.image_size,
+                "batch": BATCH,
+                "naive_images_per_s_by_epoch": naive,
+                "leafsearch_first_trial": first,
+                "leafsearch_second_trial": second,
+                "ratio_second_epoch_vs_naive": round(first["images_per_s_by_epoch"][-1] / naive[-1], 1),
+                "ratio_second_trial_vs_naive": round(steady / naive[-1], 1),
+                "goal": ">= 7x the naive loader; the second trial decodes nothing (prepare_s ~ 0)",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from cli_run import REPO
 
 sys.path.insert(0, str(REPO))
 
-from search.reporter import Reporter  # noqa: E402  (after the path; imports no Keras)
+from search.reporter import Reporter
 
 # (batch size, learning rate): the seed's recipe, the space's corners and a middle
 CONFIGS = ((64, 1e-3), (128, 3e-4), (16, 2e-3), (8, 8e-4))
@@ -40,19 +40,33 @@ class Collect(Reporter):
         return False
 
 
-def train(data: Path, cache: Path, work: Path, batch_size: int, learning_rate: float, precise: bool, args, seed: int) -> dict:
+def train(
+    data: Path, cache: Path, work: Path, batch_size: int, learning_rate: float, precise: bool, args, seed: int
+) -> dict:
     from leafsearch.training.objective import LeafObjective
 
     objective = LeafObjective(data, "cnn", max_epochs=args.epochs, cache_dir=cache, split_seed=0)
     folder = Path(tempfile.mkdtemp(dir=work))
     reporter = Collect(0, folder, "val_accuracy", seed=seed)
     started = time.time()
-    objective({"batch_size": batch_size, "learning_rate": learning_rate, "image_size": args.image_size,
-               "precise_bn": precise}, reporter)
+    objective(
+        {
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "image_size": args.image_size,
+            "precise_bn": precise,
+        },
+        reporter,
+    )
     ends = [row["ended_at"] for row in reporter.history]
     curve = [round(row["val_accuracy"], 4) for row in reporter.history]
-    return {"val_accuracy": curve, "best": max(curve), "first": curve[0], "wall_s": round(time.time() - started, 2),
-            "steady_epoch_s": round(statistics.median(b - a for a, b in zip(ends, ends[1:])), 3)}
+    return {
+        "val_accuracy": curve,
+        "best": max(curve),
+        "first": curve[0],
+        "wall_s": round(time.time() - started, 2),
+        "steady_epoch_s": round(statistics.median(b - a for a, b in zip(ends, ends[1:])), 3),
+    }
 
 
 def main() -> None:
@@ -72,18 +86,35 @@ def main() -> None:
         for batch_size, learning_rate in CONFIGS:
             pair = {"seed": seed, "batch_size": batch_size, "learning_rate": learning_rate}
             for precise in (False, True):  # one after the other, on the same data and seed
-                print(f"[precise_bn] seed {seed} batch {batch_size} lr {learning_rate} precise_bn={precise}",
-                      file=sys.stderr, flush=True)
-                pair["precise" if precise else "moving"] = train(work / "leaves", work / "cache", work, batch_size,
-                                                                 learning_rate, precise, args, seed)
+                print(
+                    f"[precise_bn] seed {seed} batch {batch_size} lr {learning_rate} precise_bn={precise}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                pair["precise" if precise else "moving"] = train(
+                    work / "leaves", work / "cache", work, batch_size, learning_rate, precise, args, seed
+                )
             runs.append(pair)
     gain = [r["precise"]["best"] - r["moving"]["best"] for r in runs]
     cost = [r["precise"]["steady_epoch_s"] / r["moving"]["steady_epoch_s"] for r in runs]
-    print(json.dumps({
-        "benchmark": "precise_bn", "images": args.images, "image_size": args.image_size, "epochs": args.epochs,
-        "median_best_gain": round(statistics.median(gain), 4), "best_gains": [round(g, 4) for g in gain],
-        "median_first_epoch": {k: statistics.median(r[k]["first"] for r in runs) for k in ("moving", "precise")},
-        "median_epoch_time_ratio": round(statistics.median(cost), 3), "runs": runs}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "precise_bn",
+                "images": args.images,
+                "image_size": args.image_size,
+                "epochs": args.epochs,
+                "median_best_gain": round(statistics.median(gain), 4),
+                "best_gains": [round(g, 4) for g in gain],
+                "median_first_epoch": {
+                    k: statistics.median(r[k]["first"] for r in runs) for k in ("moving", "precise")
+                },
+                "median_epoch_time_ratio": round(statistics.median(cost), 3),
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

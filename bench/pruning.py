@@ -51,7 +51,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from pruning_replay import replay_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,11 +74,34 @@ def log(message: str) -> None:
 
 def run_config(root: Path, data: Path, name: str, args: argparse.Namespace, seed: int, reference: dict | None) -> dict:
     results = root / f"{name}-seed{seed}"
-    command = [sys.executable, "-m", "leafsearch", "run", str(SPACE), "--data", str(data), "--results", str(results),
-               "--study", "cnn", "--trials", str(args.trials), "--max-epochs", str(args.max_epochs),
-               "--image-size", str(args.image_size), "--set", f"batch_size={args.batch_size}", "--seed", str(seed),
-               *engine_flags(name, args.algorithm)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    command = [
+        sys.executable,
+        "-m",
+        "leafsearch",
+        "run",
+        str(SPACE),
+        "--data",
+        str(data),
+        "--results",
+        str(results),
+        "--study",
+        "cnn",
+        "--trials",
+        str(args.trials),
+        "--max-epochs",
+        str(args.max_epochs),
+        "--image-size",
+        str(args.image_size),
+        "--set",
+        f"batch_size={args.batch_size}",
+        "--seed",
+        str(seed),
+        *engine_flags(name, args.algorithm),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.setdefault("CUDA_VISIBLE_DEVICES", "")
     log(f"{name} seed {seed}: leafsearch {' '.join(command[3:])}")
@@ -92,7 +114,9 @@ def run_config(root: Path, data: Path, name: str, args: argparse.Namespace, seed
         sys.stderr.write(output.read_text()[-3000:])
         raise SystemExit(f"{name}: leafsearch exited with {done.returncode}; its output is above")
     out = {"wall_s": round(wall, 1), **summarise(results / "cnn", name, reference)}
-    log(f"{name} seed {seed}: {wall:.0f} s, {out['epochs_trained']} epochs trained, best val_accuracy {out['best_val_accuracy']}")
+    log(
+        f"{name} seed {seed}: {wall:.0f} s, {out['epochs_trained']} epochs trained, best val_accuracy {out['best_val_accuracy']}"
+    )
     return out
 
 
@@ -117,7 +141,9 @@ def summarise(study: Path, name: str, reference: dict | None) -> dict:
         "epochs_trained": epochs_column - inherited,
         "best_val_accuracy": None if complete.empty else round(float(complete["val_accuracy"].max()), 4),
         "best_trial": None if complete.empty else int(complete.loc[complete["val_accuracy"].idxmax(), "trial"]),
-        "best_val_accuracy_without_baseline": None if searched.empty else round(float(searched["val_accuracy"].max()), 4),
+        "best_val_accuracy_without_baseline": None
+        if searched.empty
+        else round(float(searched["val_accuracy"].max()), 4),
         "best_val_accuracy_any_state": round(float(board["val_accuracy"].max()), 4),
         "epochs_per_trial": [int(e) for e in board["epochs"].fillna(0)],
     }
@@ -125,9 +151,11 @@ def summarise(study: Path, name: str, reference: dict | None) -> dict:
         # Same seed, same sampler: trial k is the same configuration in both studies (while the
         # sampler does not learn from pruned trials: random search).
         ref = board[board["trial"] == reference["best_trial"]]
-        out["reference_best_trial"] = {"trial": reference["best_trial"],
-                                       "state": None if ref.empty else str(ref["state"].iloc[0]),
-                                       "epochs": None if ref.empty else int(ref["epochs"].fillna(0).iloc[0])}
+        out["reference_best_trial"] = {
+            "trial": reference["best_trial"],
+            "state": None if ref.empty else str(ref["state"].iloc[0]),
+            "epochs": None if ref.empty else int(ref["epochs"].fillna(0).iloc[0]),
+        }
     return out
 
 
@@ -135,7 +163,10 @@ def compare(config: dict, reference: dict) -> dict:
     best, ref_best = config["best_val_accuracy"], reference["best_val_accuracy"]
     delta = None if best is None or ref_best is None else round(100 * (best - ref_best), 2)
     epochs_ratio = round(config["epochs_trained"] / reference["epochs_trained"], 3)
-    searched, ref_searched = config["best_val_accuracy_without_baseline"], reference["best_val_accuracy_without_baseline"]
+    searched, ref_searched = (
+        config["best_val_accuracy_without_baseline"],
+        reference["best_val_accuracy_without_baseline"],
+    )
     searched_delta = None if searched is None or ref_searched is None else round(100 * (searched - ref_searched), 2)
     return {
         "accuracy_delta_points_without_baseline": searched_delta,
@@ -162,10 +193,17 @@ def main() -> None:
 
     from leafsearch.data import synthetic
 
-    result: dict = {"benchmark": "pruning", "trials": args.trials, "max_epochs": args.max_epochs, "images": args.images,
-                    "image_size": args.image_size, "batch_size": args.batch_size, "seeds": args.seeds,
-                    "algorithm": args.algorithm,
-                    "goal": "best val_accuracy within 1 point of the unpruned best with at most 1/3 of its epochs"}
+    result: dict = {
+        "benchmark": "pruning",
+        "trials": args.trials,
+        "max_epochs": args.max_epochs,
+        "images": args.images,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "seeds": args.seeds,
+        "algorithm": args.algorithm,
+        "goal": "best val_accuracy within 1 point of the unpruned best with at most 1/3 of its epochs",
+    }
     with tempfile.TemporaryDirectory(prefix="leafsearch-pruning-") as tmp:
         root = Path(tmp)
         data = root / "data"
@@ -184,7 +222,9 @@ def main() -> None:
             replayed = replay_study(root / f"{REFERENCE}-seed{seed}" / "cnn")["pruners"]
             for name, run in runs.items():
                 if name in OPTUNA_PRUNERS and name != REFERENCE:
-                    run["replay_matches"] = replayed[OPTUNA_PRUNERS[name]]["epochs_per_trial"] == run["epochs_per_trial"]
+                    run["replay_matches"] = (
+                        replayed[OPTUNA_PRUNERS[name]]["epochs_per_trial"] == run["epochs_per_trial"]
+                    )
             result[f"seed_{seed}"] = {**runs, "replay": replayed}
     print(json.dumps(result))
 

@@ -22,18 +22,18 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import optuna
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.engines.curve_rule import CurveRule  # noqa: E402
-from search.engines.median_rule import curve_of  # noqa: E402
-from search.engines.optuna.adapter import make_pruner  # noqa: E402
-from search.engines.optuna.curve import CurvePruner  # noqa: E402
+from search.engines.curve_rule import CurveRule
+from search.engines.median_rule import curve_of
+from search.engines.optuna.adapter import make_pruner
+from search.engines.optuna.curve import CurvePruner
 
 GOAL_POINTS, GOAL_EPOCHS = 1.0, 1 / 3
 
@@ -47,11 +47,16 @@ def variants(max_resource: int) -> dict[str, Callable[[], optuna.pruners.BasePru
         "hyperband": lambda: make_pruner("hyperband", max_resource),
         "median, Optuna's defaults (5 startup trials, no warm-up)": lambda: pruners.MedianPruner(),
         "median, warm-up of 1 epoch": lambda: pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        "percentile, best 25% go on, warm-up of 1 epoch": lambda: pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=1),
+        "percentile, best 25% go on, warm-up of 1 epoch": lambda: pruners.PercentilePruner(
+            25.0, n_startup_trials=3, n_warmup_steps=1
+        ),
         "asha, reduction factor 4": lambda: pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4),
         "asha, first rung after 3 epochs": lambda: pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
         "curve": lambda: make_pruner("curve", max_resource),
-        **{f"curve, {label}": (lambda rule=rule: CurvePruner(max_resource, rule)) for label, rule in CURVE_VARIANTS.items()},
+        **{
+            f"curve, {label}": (lambda rule=rule: CurvePruner(max_resource, rule))
+            for label, rule in CURVE_VARIANTS.items()
+        },
     }
 
 
@@ -65,7 +70,9 @@ CURVE_VARIANTS = {
     "lookahead 3 epochs": CurveRule(lookahead=3.0),
     "warm-up 3 epochs": CurveRule(n_warmup_steps=3, min_points=4),
     "3 startup trials": CurveRule(n_startup_trials=3),
-    "3 startup trials, warm-up 2 epochs (its first constants)": CurveRule(n_startup_trials=3, n_warmup_steps=2, min_points=3),
+    "3 startup trials, warm-up 2 epochs (its first constants)": CurveRule(
+        n_startup_trials=3, n_warmup_steps=2, min_points=3
+    ),
 }
 
 
@@ -76,7 +83,9 @@ def read_curves(study_dir: Path) -> tuple[list[int], list[list[float | None]], s
     metric, direction = meta.get("metric", "val_accuracy"), meta.get("direction", "maximize")
     board = pd.read_csv(study_dir / "leaderboard.csv")
     if meta.get("pruner") not in (None, "none") or (board["state"] == "PRUNED").any():
-        raise SystemExit(f"{study_dir}: a study with pruned trials has no full curves to replay; run one with --pruner none")
+        raise SystemExit(
+            f"{study_dir}: a study with pruned trials has no full curves to replay; run one with --pruner none"
+        )
     numbers, curves = [], []
     for number in sorted(int(n) for n in board.loc[board["state"] == "COMPLETE", "trial"]):
         history = json.loads((study_dir / "trials" / str(number) / "history.json").read_text())
@@ -87,8 +96,9 @@ def read_curves(study_dir: Path) -> tuple[list[int], list[list[float | None]], s
     return numbers, curves, metric, direction
 
 
-def replay(name: str, numbers: list[int], curves: list[list[float | None]], direction: str,
-           pruner: optuna.pruners.BasePruner) -> dict:
+def replay(
+    name: str, numbers: list[int], curves: list[list[float | None]], direction: str, pruner: optuna.pruners.BasePruner
+) -> dict:
     """Each trial's curve through `pruner`, in order: where it would have stopped, and its best.
     The study keeps its real name: Hyperband assigns a trial's bracket by hashing it."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -115,7 +125,9 @@ def replay(name: str, numbers: list[int], curves: list[list[float | None]], dire
     return summary(stopped, curves, direction)
 
 
-def summary(stopped: list[tuple[int, int, bool, float | None]], curves: list[list[float | None]], direction: str) -> dict:
+def summary(
+    stopped: list[tuple[int, int, bool, float | None]], curves: list[list[float | None]], direction: str
+) -> dict:
     pick = max if direction == "maximize" else min
     sign = 1 if direction == "maximize" else -1
 
@@ -124,7 +136,7 @@ def summary(stopped: list[tuple[int, int, bool, float | None]], curves: list[lis
         return pick(values) if values else None
 
     def unpruned_best(skip_first: bool) -> float:
-        return pick(v for curve in curves[1 if skip_first else 0:] for v in curve if v is not None)
+        return pick(v for curve in curves[1 if skip_first else 0 :] for v in curve if v is not None)
 
     def delta(found: float | None, reference: float) -> float | None:
         return None if found is None else round(100 * sign * (found - reference), 2)
@@ -148,9 +160,17 @@ def replay_study(study_dir: Path) -> dict:
     longest = max(len(c) for c in curves)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        results = {label: replay(study_dir.name, numbers, curves, direction, make()) for label, make in variants(longest).items()}
-    return {"study": str(study_dir), "metric": metric, "trials": len(curves), "epochs": sum(len(c) for c in curves),
-            "pruners": results}
+        results = {
+            label: replay(study_dir.name, numbers, curves, direction, make())
+            for label, make in variants(longest).items()
+        }
+    return {
+        "study": str(study_dir),
+        "metric": metric,
+        "trials": len(curves),
+        "epochs": sum(len(c) for c in curves),
+        "pruners": results,
+    }
 
 
 def main() -> None:

@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from cli_run import REPO
 
 SPACES = REPO / "spaces"
@@ -62,16 +61,50 @@ def run(command: list[str], cwd: Path) -> float:
 
 
 def draw(folder: Path, images: int, size: int, seed: int, cwd: Path) -> Path:
-    run([sys.executable, "-m", "leafsearch", "demo-data", str(folder), "--images", str(images),
-         "--image-size", str(size), "--seed", str(seed)], cwd)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "leafsearch",
+            "demo-data",
+            str(folder),
+            "--images",
+            str(images),
+            "--image-size",
+            str(size),
+            "--seed",
+            str(seed),
+        ],
+        cwd,
+    )
     return folder
 
 
 def study(name: str, root: Path, train: Path, test: Path, args: argparse.Namespace, seed: int) -> dict:
     results = root / name
-    command = [sys.executable, "-m", "leafsearch", "run", *CONTENDERS[name], "--data", str(train), "--results", str(results),
-               "--study", name, "--trials", str(args.trials), "--max-epochs", str(args.max_epochs),
-               "--image-size", str(args.image_size), "--seed", str(seed), "--test", str(test)]
+    command = [
+        sys.executable,
+        "-m",
+        "leafsearch",
+        "run",
+        *CONTENDERS[name],
+        "--data",
+        str(train),
+        "--results",
+        str(results),
+        "--study",
+        name,
+        "--trials",
+        str(args.trials),
+        "--max-epochs",
+        str(args.max_epochs),
+        "--image-size",
+        str(args.image_size),
+        "--seed",
+        str(seed),
+        "--test",
+        str(test),
+    ]
     wall = run(command, root)
     folder = results / name
     board = pd.read_csv(folder / "leaderboard.csv")
@@ -79,10 +112,14 @@ def study(name: str, root: Path, train: Path, test: Path, args: argparse.Namespa
     complete = board[board["state"] == "COMPLETE"]
     best = complete.loc[complete["val_accuracy"].idxmax()]
     picked = {k.removeprefix("param_"): best[k] for k in board.columns if k.startswith("param_") and pd.notna(best[k])}
-    return {"test_accuracy": round(float(evaluation["accuracy"]), 4), "best_val_accuracy": round(float(best["val_accuracy"]), 4),
-            "wall_s": round(wall, 1), "epochs_trained": int(board["epochs"].fillna(0).sum()),
-            "states": board["state"].value_counts().to_dict(),
-            "picked": {k: (v.item() if hasattr(v, "item") else v) for k, v in picked.items()}}
+    return {
+        "test_accuracy": round(float(evaluation["accuracy"]), 4),
+        "best_val_accuracy": round(float(best["val_accuracy"]), 4),
+        "wall_s": round(wall, 1),
+        "epochs_trained": int(board["epochs"].fillna(0).sum()),
+        "states": board["state"].value_counts().to_dict(),
+        "picked": {k: (v.item() if hasattr(v, "item") else v) for k, v in picked.items()},
+    }
 
 
 def one_seed(args: argparse.Namespace, seed: int) -> dict:
@@ -97,8 +134,10 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
         for name in args.contenders:
             log(f"seed {seed}: {name}")
             out[name] = study(name, root, train, test, args, seed)
-            log(f"seed {seed}: {name}: test {out[name]['test_accuracy']:.3f} val {out[name]['best_val_accuracy']:.3f} "
-                f"wall {out[name]['wall_s']:.0f} s, {out[name]['epochs_trained']} epochs")
+            log(
+                f"seed {seed}: {name}: test {out[name]['test_accuracy']:.3f} val {out[name]['best_val_accuracy']:.3f} "
+                f"wall {out[name]['wall_s']:.0f} s, {out[name]['epochs_trained']} epochs"
+            )
     return out
 
 
@@ -109,7 +148,10 @@ def spread(values: list[float]) -> dict:
 def summary(per_seed: dict) -> dict:
     names = {name for seed in per_seed.values() for name in seed}
     keys = ("test_accuracy", "best_val_accuracy", "wall_s", "epochs_trained")
-    return {name: {k: spread([seed[name][k] for seed in per_seed.values() if name in seed]) for k in keys} for name in sorted(names)}
+    return {
+        name: {k: spread([seed[name][k] for seed in per_seed.values() if name in seed]) for k in keys}
+        for name in sorted(names)
+    }
 
 
 def goal(per_seed: dict) -> dict | None:
@@ -119,8 +161,11 @@ def goal(per_seed: dict) -> dict | None:
     rows = {seed: {n: figures[n]["test_accuracy"] for n in needed} for seed, figures in per_seed.items()}
     ordering = {seed: r["tl_ft"] > r["tl"] > r["cnn"] for seed, r in rows.items()}
     pretrained_gain = {seed: round(100 * (r["tl_ft"] - r["tl_ft_none"]), 1) for seed, r in rows.items()}
-    return {"ordering_tl_ft_gt_tl_gt_cnn": ordering, "pretrained_gain_points": pretrained_gain,
-            "met": all(ordering.values()) and all(g >= 10 for g in pretrained_gain.values())}
+    return {
+        "ordering_tl_ft_gt_tl_gt_cnn": ordering,
+        "pretrained_gain_points": pretrained_gain,
+        "met": all(ordering.values()) and all(g >= 10 for g in pretrained_gain.values()),
+    }
 
 
 def main() -> None:
@@ -131,7 +176,9 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=280)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--trials", type=int, default=4)
-    parser.add_argument("--max-epochs", type=int, default=5, help="per phase: transfer and fine-tuning each get this many")
+    parser.add_argument(
+        "--max-epochs", type=int, default=5, help="per phase: transfer and fine-tuning each get this many"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=list(CONTENDERS))
     args = parser.parse_args()
@@ -140,8 +187,19 @@ def main() -> None:
     per_seed = {}
     for seed in args.seeds:
         per_seed[str(seed)] = one_seed(args, seed)
-    print(json.dumps({"config": {k: v for k, v in vars(args).items()}, "per_seed": per_seed, "summary": summary(per_seed),
-                      "seed_paper": SEED_PAPER, "goal": goal(per_seed)}, indent=1, default=str))
+    print(
+        json.dumps(
+            {
+                "config": {k: v for k, v in vars(args).items()},
+                "per_seed": per_seed,
+                "summary": summary(per_seed),
+                "seed_paper": SEED_PAPER,
+                "goal": goal(per_seed),
+            },
+            indent=1,
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

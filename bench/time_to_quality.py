@@ -40,7 +40,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from cli_run import REPO
 
 sys.path.insert(0, str(REPO))
@@ -68,8 +67,22 @@ def draw_data(root: Path, args: argparse.Namespace, seed: int) -> tuple[Path, Pa
     train, test = root / "train", root / "test"
     source = str(2 * args.image_size)
     for folder, images, data_seed in ((train, args.images, 100 + seed), (test, args.test_images, 200 + seed)):
-        timed([sys.executable, "-m", "leafsearch", "demo-data", str(folder), "--images", str(images),
-               "--image-size", source, "--seed", str(data_seed)], root)
+        timed(
+            [
+                sys.executable,
+                "-m",
+                "leafsearch",
+                "demo-data",
+                str(folder),
+                "--images",
+                str(images),
+                "--image-size",
+                source,
+                "--seed",
+                str(data_seed),
+            ],
+            root,
+        )
     return train, test
 
 
@@ -95,28 +108,71 @@ def peer_split(train: Path, root: Path, seed: int) -> tuple[Path, Path]:
 
 def run_leafsearch(root: Path, train: Path, test: Path, args: argparse.Namespace, seed: int) -> dict:
     results = root / "leafsearch"
-    run = [sys.executable, "-m", "leafsearch", "run", str(SPACE), "--data", str(train), "--results", str(results),
-           "--study", "cnn", "--trials", str(args.trials), "--max-epochs", str(args.max_epochs),
-           "--image-size", str(args.image_size), "--seed", str(seed), "--test", str(test), *shlex.split(args.leafsearch_flags)]
+    run = [
+        sys.executable,
+        "-m",
+        "leafsearch",
+        "run",
+        str(SPACE),
+        "--data",
+        str(train),
+        "--results",
+        str(results),
+        "--study",
+        "cnn",
+        "--trials",
+        str(args.trials),
+        "--max-epochs",
+        str(args.max_epochs),
+        "--image-size",
+        str(args.image_size),
+        "--seed",
+        str(seed),
+        "--test",
+        str(test),
+        *shlex.split(args.leafsearch_flags),
+    ]
     started, wall, _ = timed(run, root)
     study = results / "cnn"
     board = pd.read_csv(study / "leaderboard.csv")
     epochs = []
     for history in sorted((study / "trials").glob("*/history.json")):
-        epochs += [{"ended_at": row["ended_at"], "val_accuracy": row.get("val_accuracy", float("nan"))}
-                   for row in json.loads(history.read_text())]
+        epochs += [
+            {"ended_at": row["ended_at"], "val_accuracy": row.get("val_accuracy", float("nan"))}
+            for row in json.loads(history.read_text())
+        ]
     evaluation = json.loads(next((study / "evaluations").glob("*.json")).read_text())
     complete = board[board["state"] == "COMPLETE"]
-    return {"best_val_accuracy": float(complete["val_accuracy"].max()), "test_accuracy": float(evaluation["accuracy"]),
-            "wall_s": wall, "epochs_trained": len(epochs),
-            "states": board["state"].value_counts().to_dict(), "started_at": started, "epochs": epochs}
+    return {
+        "best_val_accuracy": float(complete["val_accuracy"].max()),
+        "test_accuracy": float(evaluation["accuracy"]),
+        "wall_s": wall,
+        "epochs_trained": len(epochs),
+        "states": board["state"].value_counts().to_dict(),
+        "started_at": started,
+        "epochs": epochs,
+    }
 
 
 def run_peer(name: str, root: Path, train: Path, val: Path, test: Path, args: argparse.Namespace, seed: int) -> dict:
     script = PEERS / f"plain_{name}.py"
-    command = [sys.executable, str(script), str(train), str(val), str(test), "--trials", str(args.trials),
-               "--max-epochs", str(args.max_epochs), "--image-size", str(args.image_size), "--seed", str(seed),
-               "--dir", str(root / name)]
+    command = [
+        sys.executable,
+        str(script),
+        str(train),
+        str(val),
+        str(test),
+        "--trials",
+        str(args.trials),
+        "--max-epochs",
+        str(args.max_epochs),
+        "--image-size",
+        str(args.image_size),
+        "--seed",
+        str(seed),
+        "--dir",
+        str(root / name),
+    ]
     started, wall, stdout = timed(command, root)
     figures = json.loads(stdout.strip().splitlines()[-1])
     figures["started_at"] = started  # the clock of the subprocess's start, as for leafsearch
@@ -153,10 +209,15 @@ def one_seed(args: argparse.Namespace, seed: int, known: dict) -> dict:
         out = {}
         for name in args.contenders:
             log(f"seed {seed}: {name}")
-            out[name] = (run_leafsearch(root, train, test, args, seed) if name == "leafsearch"
-                         else run_peer(name, root, peer_train, peer_val, test, args, seed))
-            log(f"seed {seed}: {name}: val {out[name]['best_val_accuracy']:.3f} test {out[name]['test_accuracy']:.3f} "
-                f"wall {out[name]['wall_s']:.0f} s, {out[name]['epochs_trained']} epochs")
+            out[name] = (
+                run_leafsearch(root, train, test, args, seed)
+                if name == "leafsearch"
+                else run_peer(name, root, peer_train, peer_val, test, args, seed)
+            )
+            log(
+                f"seed {seed}: {name}: val {out[name]['best_val_accuracy']:.3f} test {out[name]['test_accuracy']:.3f} "
+                f"wall {out[name]['wall_s']:.0f} s, {out[name]['epochs_trained']} epochs"
+            )
     peers = [n for n in out if n != "leafsearch"] + [n for n in known if n not in out]
     target = max(((out.get(n) or known[n])["best_val_accuracy"] for n in peers), default=None)
     for figures in out.values():
@@ -174,8 +235,12 @@ def medians(per_seed: dict) -> dict:
     out = {}
     for name in sorted(names):
         rows = [seed[name] for seed in per_seed.values() if name in seed]
-        out[name] = {k: statistics.median(r[k] for r in rows if r.get(k) is not None)
-                     if any(r.get(k) is not None for r in rows) else None for k in keys}
+        out[name] = {
+            k: statistics.median(r[k] for r in rows if r.get(k) is not None)
+            if any(r.get(k) is not None for r in rows)
+            else None
+            for k in keys
+        }
     return out
 
 
@@ -185,9 +250,11 @@ def goal(summary: dict) -> dict | None:
     peers = {n: s for n, s in summary.items() if n != "leafsearch"}
     best = max(peers, key=lambda n: peers[n]["test_accuracy"])
     ours, theirs = summary["leafsearch"], peers[best]
-    checks = {"test_accuracy_delta_points": round(100 * (ours["test_accuracy"] - theirs["test_accuracy"]), 1),
-              "wall_ratio": round(ours["wall_s"] / theirs["wall_s"], 2),
-              "epochs_ratio": round(ours["epochs_trained"] / theirs["epochs_trained"], 2)}
+    checks = {
+        "test_accuracy_delta_points": round(100 * (ours["test_accuracy"] - theirs["test_accuracy"]), 1),
+        "wall_ratio": round(ours["wall_s"] / theirs["wall_s"], 2),
+        "epochs_ratio": round(ours["epochs_trained"] / theirs["epochs_trained"], 2),
+    }
     met = checks["test_accuracy_delta_points"] >= -0.5 and checks["wall_ratio"] <= 0.5 and checks["epochs_ratio"] <= 0.5
     return {"best_peer": best, **checks, "met": met}
 
@@ -202,13 +269,24 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--leafsearch-flags", default="", help="extra flags for `leafsearch run` (default: none)")
-    parser.add_argument("--peers", nargs="*", type=Path, default=[],
-                        help="earlier outputs of this script whose peers' figures to reuse (same data and budget)")
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="earlier outputs of this script whose peers' figures to reuse (same data and budget)",
+    )
     args = parser.parse_args()
     known = earlier_peers(args.peers, args)
     per_seed = {str(seed): one_seed(args, seed, known.get(str(seed), {})) for seed in args.seeds}
     summary = medians(per_seed)
-    print(json.dumps({"config": vars(args), "per_seed": per_seed, "median": summary, "goal": goal(summary)}, indent=1, default=str))
+    print(
+        json.dumps(
+            {"config": vars(args), "per_seed": per_seed, "median": summary, "goal": goal(summary)},
+            indent=1,
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -31,20 +31,23 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from cli_run import REPO, leafsearch
 
 sys.path.insert(0, str(REPO))
 
-SPACE = '''from search import Choice, Fixed, Float, Space, Study
+SPACE = """from search import Choice, Fixed, Float, Space, Study
 SPACE = Space(learning_rate=Float(3e-4, 3e-3, log=True, default=1e-3), dense_units=Choice([256, 512], default=512),
               batch_size=Fixed(32), image_size=Fixed({size}), patience=Fixed({patience}), epochs=Fixed({epochs}),
               aug_background={background}, leaf_mask=Fixed({leaf_mask}))
 STUDY = Study(pipeline="cnn", metric="{metric}", trials={trials}, max_epochs={epochs})
-'''
+"""
 SEARCHED = "Float(0.0, 1.0, default=0.0)"
-CONFIGS = {"baseline": ("Fixed(0.0)", "val_accuracy", False), "replaced": (SEARCHED, "val_accuracy", False),
-           "selected": (SEARCHED, "val_wild_accuracy", False), "masked": (SEARCHED, "val_wild_accuracy", True)}
+CONFIGS = {
+    "baseline": ("Fixed(0.0)", "val_accuracy", False),
+    "replaced": (SEARCHED, "val_accuracy", False),
+    "selected": (SEARCHED, "val_wild_accuracy", False),
+    "masked": (SEARCHED, "val_wild_accuracy", True),
+}
 
 
 def photo_subset(clean: Path, out: Path, seed: int) -> None:
@@ -56,7 +59,18 @@ def photo_subset(clean: Path, out: Path, seed: int) -> None:
 
     rng = np.random.default_rng(seed)
     photos = []
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass", "gravel", "rough_wall", "cell", "camera"):
+    for name in (
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "brick",
+        "grass",
+        "gravel",
+        "rough_wall",
+        "cell",
+        "camera",
+    ):
         try:
             photo = np.asarray(getattr(skimage.data, name)())
         except Exception:  # noqa: BLE001 - some samples need a download: use the bundled ones
@@ -68,7 +82,11 @@ def photo_subset(clean: Path, out: Path, seed: int) -> None:
         photo = photos[rng.integers(len(photos))]
         side = int(min(photo.shape[:2]) * rng.uniform(0.3, 1.0))
         y, x = rng.integers(0, photo.shape[0] - side + 1), rng.integers(0, photo.shape[1] - side + 1)
-        crop = np.asarray(Image.fromarray(photo[y:y + side, x:x + side].astype(np.uint8)).resize(image.shape[:2][::-1], Image.BILINEAR))
+        crop = np.asarray(
+            Image.fromarray(photo[y : y + side, x : x + side].astype(np.uint8)).resize(
+                image.shape[:2][::-1], Image.BILINEAR
+            )
+        )
         composite = np.where(masks[0][..., None] | ~usable[0], image, crop)
         target = out / path.parent.name / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -79,8 +97,18 @@ def draw_data(root: Path, args) -> tuple[Path, Path]:
     """`root/train` (clean leaves) and `root/test` in its three subsets (clean, wild, photos)."""
     train, test = root / "train", root / "test"
     leafsearch("demo-data", str(train), "--images", str(args.images), "--image-size", str(args.image_size), cwd=root)
-    leafsearch("demo-data", str(test), "--subsets", "--images", str(args.test_images), "--image-size", str(args.image_size),
-               "--seed", "100", cwd=root)
+    leafsearch(
+        "demo-data",
+        str(test),
+        "--subsets",
+        "--images",
+        str(args.test_images),
+        "--image-size",
+        str(args.image_size),
+        "--seed",
+        "100",
+        cwd=root,
+    )
     photo_subset(test / "clean", test / "photos", seed=101)
     return train, test
 
@@ -90,18 +118,42 @@ def one_seed(root: Path, train: Path, test: Path, seed: int, args) -> dict:
     for name in args.configs:
         background, metric, leaf_mask = CONFIGS[name]
         space = root / f"{name}.py"
-        space.write_text(SPACE.format(size=args.image_size, epochs=args.epochs, patience=max(5, args.epochs // 3), trials=args.trials,
-                                      background=background, metric=metric, leaf_mask=leaf_mask))
+        space.write_text(
+            SPACE.format(
+                size=args.image_size,
+                epochs=args.epochs,
+                patience=max(5, args.epochs // 3),
+                trials=args.trials,
+                background=background,
+                metric=metric,
+                leaf_mask=leaf_mask,
+            )
+        )
         print(f"seed {seed}: {name} ...", file=sys.stderr)
         wall = leafsearch("run", str(space), "--data", str(train), "--seed", str(seed), "--pruner", "none", cwd=root)
         leafsearch("evaluate", "--study", name, "--data", str(test), cwd=root)
-        [record] = [json.loads(Path(p).read_text()) for p in glob.glob(str(root / "results" / name / "evaluations" / "*.json"))]
+        [record] = [
+            json.loads(Path(p).read_text()) for p in glob.glob(str(root / "results" / name / "evaluations" / "*.json"))
+        ]
         scores = {subset: round(s["accuracy"], 4) for subset, s in record["subsets"].items()}
-        board = json.loads(subprocess.run([sys.executable, "-m", "leafsearch", "report", "--study", name, "--format", "json"],
-                                          cwd=root, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}).stdout)
+        board = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "leafsearch", "report", "--study", name, "--format", "json"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            ).stdout
+        )
         best = max((r for r in board if r["state"] == "COMPLETE"), key=lambda r: r[metric])
-        out[name] = {"wall_s": wall, "trial": best["trial"], "aug_background": best.get("param_aug_background"), **scores,
-                     "wild_gap": round(scores["clean"] - scores["wild"], 4), "photos_gap": round(scores["clean"] - scores["photos"], 4)}
+        out[name] = {
+            "wall_s": wall,
+            "trial": best["trial"],
+            "aug_background": best.get("param_aug_background"),
+            **scores,
+            "wild_gap": round(scores["clean"] - scores["wild"], 4),
+            "photos_gap": round(scores["clean"] - scores["photos"], 4),
+        }
     return out
 
 
@@ -115,8 +167,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = parser.parse_args()
-    results = {"images": args.images, "test_images": args.test_images, "image_size": args.image_size, "trials": args.trials,
-               "epochs": args.epochs, "seeds": {}}
+    results = {
+        "images": args.images,
+        "test_images": args.test_images,
+        "image_size": args.image_size,
+        "trials": args.trials,
+        "epochs": args.epochs,
+        "seeds": {},
+    }
     with tempfile.TemporaryDirectory(prefix="wild-") as tmp:
         root = Path(tmp)
         train, test = draw_data(root, args)

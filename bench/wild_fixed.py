@@ -23,13 +23,17 @@ from pathlib import Path
 from cli_run import leafsearch
 from wild import draw_data
 
-SPACE = '''from search import Fixed, Space, Study
+SPACE = """from search import Fixed, Space, Study
 SPACE = Space(learning_rate=Fixed(1e-3), dense_units=Fixed(512), batch_size=Fixed(32), image_size=Fixed({size}),
               patience=Fixed(10), epochs=Fixed({epochs}), {extra})
 STUDY = Study(pipeline="cnn", metric="val_accuracy", trials=1, max_epochs={epochs})
-'''
-CONFIGS = {"baseline": "aug_background=Fixed(0.0)", "replaced": "aug_background=Fixed(0.5)",
-           "masked": "aug_background=Fixed(0.5), leaf_mask=Fixed(True)", "all_replaced": "aug_background=Fixed(1.0), leaf_mask=Fixed(True)"}
+"""
+CONFIGS = {
+    "baseline": "aug_background=Fixed(0.0)",
+    "replaced": "aug_background=Fixed(0.5)",
+    "masked": "aug_background=Fixed(0.5), leaf_mask=Fixed(True)",
+    "all_replaced": "aug_background=Fixed(1.0), leaf_mask=Fixed(True)",
+}
 
 
 def gate_scores(results: Path, test: Path, twins: Path) -> dict:
@@ -38,8 +42,8 @@ def gate_scores(results: Path, test: Path, twins: Path) -> dict:
     px the model takes off each); the classifier is the model's layers after its gate (the CNN's)."""
     import keras
     import numpy as np
-
     from leaf_mask_head import eroded, iou, read_folder
+
     from leafsearch.data.masks import leaf_masks
     from leafsearch.models import leaf_mask
     from leafsearch.trained import checkpoint
@@ -50,26 +54,38 @@ def gate_scores(results: Path, test: Path, twins: Path) -> dict:
     head = keras.Model(model.input, model.get_layer("mask_up" if "mask_up" in layers else "mask_logit").output)
     gated = keras.Input(model.input.shape[1:])
     x = gated
-    for layer in model.layers[layers.index("mask_apply") + 1:]:
+    for layer in model.layers[layers.index("mask_apply") + 1 :]:
         x = layer(x)
     classifier = keras.Model(gated, x)
     clean = read_folder(test / "clean", names)
     labels = np.concatenate([[i] * len(list((test / "clean" / n).glob("*.png"))) for i, n in enumerate(names)])
     clean_masks = leaf_masks(clean)[0]  # the photos subset is the clean leaves pasted onto photographs
     truths = {"clean": clean_masks, "wild": leaf_masks(read_folder(twins, names))[0], "photos": clean_masks}
-    flips = ((slice(None), slice(None)), (slice(None, None, -1), slice(None)), (slice(None), slice(None, None, -1)),
-             (slice(None, None, -1), slice(None, None, -1)))
+    flips = (
+        (slice(None), slice(None)),
+        (slice(None, None, -1), slice(None)),
+        (slice(None), slice(None, None, -1)),
+        (slice(None, None, -1), slice(None, None, -1)),
+    )
     out = {}
     for subset, truth in truths.items():
         images = read_folder(test / subset, names).astype(np.float32)
         true = eroded(truth, leaf_mask.ERODE)
         proposed = head.predict(images, batch_size=64, verbose=0)[..., 0]
-        averaged = np.mean([head.predict(images[:, fy, fx], batch_size=64, verbose=0)[:, fy, fx, 0] for fy, fx in flips], axis=0)
-        gates = {"head": eroded(proposed > 0.5, leaf_mask.ERODE + leaf_mask.HALO),
-                 "flip_averaged": eroded(averaged > 0.5, leaf_mask.ERODE + leaf_mask.HALO), "true": true}
+        averaged = np.mean(
+            [head.predict(images[:, fy, fx], batch_size=64, verbose=0)[:, fy, fx, 0] for fy, fx in flips], axis=0
+        )
+        gates = {
+            "head": eroded(proposed > 0.5, leaf_mask.ERODE + leaf_mask.HALO),
+            "flip_averaged": eroded(averaged > 0.5, leaf_mask.ERODE + leaf_mask.HALO),
+            "true": true,
+        }
         for gate_name, gate in gates.items():
             predicted = classifier.predict(images * gate[..., None], batch_size=64, verbose=0).argmax(1)
-            out[f"{subset}_{gate_name}"] = {"accuracy": round(float((predicted == labels).mean()), 3), "iou": iou(gate, true)}
+            out[f"{subset}_{gate_name}"] = {
+                "accuracy": round(float((predicted == labels).mean()), 3),
+                "iou": iou(gate, true),
+            }
     return out
 
 
@@ -81,7 +97,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["baseline", "replaced", "masked"])
-    parser.add_argument("--gates", action="store_true", help="also score leaf-mask trials with the true masks and flip-averaged masks")
+    parser.add_argument(
+        "--gates", action="store_true", help="also score leaf-mask trials with the true masks and flip-averaged masks"
+    )
     args = parser.parse_args()
     results: dict = {"images": args.images, "image_size": args.image_size, "epochs": args.epochs, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="wild-fixed-") as tmp:
@@ -89,16 +107,33 @@ def main() -> None:
         train, test = draw_data(root, args)
         twins = root / "twins"  # the wild subset's leaves on black: demo-data --subsets drew it with --seed 101
         if args.gates:
-            leafsearch("demo-data", str(twins), "--images", str(args.test_images), "--image-size", str(args.image_size), "--seed", "101", cwd=root)
+            leafsearch(
+                "demo-data",
+                str(twins),
+                "--images",
+                str(args.test_images),
+                "--image-size",
+                str(args.image_size),
+                "--seed",
+                "101",
+                cwd=root,
+            )
         for name in args.configs:
             for seed in args.seeds:
                 run = root / f"{name}-{seed}"
                 run.mkdir()
-                (run / "fixed.py").write_text(SPACE.format(size=args.image_size, epochs=args.epochs, extra=CONFIGS[name]))
+                (run / "fixed.py").write_text(
+                    SPACE.format(size=args.image_size, epochs=args.epochs, extra=CONFIGS[name])
+                )
                 print(f"{name}, seed {seed} ...", file=sys.stderr)
-                wall = leafsearch("run", str(run / "fixed.py"), "--data", str(train), "--seed", str(seed), "--pruner", "none", cwd=run)
+                wall = leafsearch(
+                    "run", str(run / "fixed.py"), "--data", str(train), "--seed", str(seed), "--pruner", "none", cwd=run
+                )
                 leafsearch("evaluate", "--study", "fixed", "--data", str(test), cwd=run)
-                [record] = [json.loads(Path(p).read_text()) for p in glob.glob(str(run / "results" / "fixed" / "evaluations" / "*.json"))]
+                [record] = [
+                    json.loads(Path(p).read_text())
+                    for p in glob.glob(str(run / "results" / "fixed" / "evaluations" / "*.json"))
+                ]
                 scores = {subset: round(s["accuracy"], 3) for subset, s in record["subsets"].items()}
                 if args.gates and "leaf_mask" in CONFIGS[name]:
                     scores["gates"] = gate_scores(run / "results", test, twins)

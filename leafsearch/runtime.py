@@ -65,8 +65,13 @@ def versions() -> dict[str, str]:
     import numpy
     import optuna
 
-    out = {"python": platform.python_version(), "keras": keras.__version__, "keras_backend": keras.backend.backend(),
-           "numpy": numpy.__version__, "optuna": optuna.__version__}
+    out = {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "numpy": numpy.__version__,
+        "optuna": optuna.__version__,
+    }
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 

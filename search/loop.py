@@ -15,7 +15,8 @@ import math
 import os
 import platform
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -77,8 +78,11 @@ def identity_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) 
             changed = [n for n in value if n in old and old[n] != value[n]]
             added = [n for n in value if n not in old]
             removed = [n for n in old if n not in value]
-            parts = [f"{label} {', '.join(names)}" for label, names in
-                     (("changed", changed), ("added", added), ("removed", removed)) if names]
+            parts = [
+                f"{label} {', '.join(names)}"
+                for label, names in (("changed", changed), ("added", added), ("removed", removed))
+                if names
+            ]
             out.append("space " + "; ".join(parts))
         else:
             out.append(f"{key} {old!r} -> {value!r}")
@@ -89,8 +93,15 @@ class StudyLoop:
     """`open()` checks and opens the study (read only until it is known to match); `run()` runs
     trials until the target, the timeout, or too many failures in a row."""
 
-    def __init__(self, space: Space, spec: Study, objective: Objective, options: RunOptions, display: Display,
-                 engine: Engine | None = None):
+    def __init__(
+        self,
+        space: Space,
+        spec: Study,
+        objective: Objective,
+        options: RunOptions,
+        display: Display,
+        engine: Engine | None = None,
+    ):
         if options.algorithm is None:
             options = dataclasses.replace(options, algorithm=default_algorithm(options.backend))
         self.space, self.spec, self.objective, self.options, self.display = space, spec, objective, options, display
@@ -101,17 +112,26 @@ class StudyLoop:
     # -- opening
     def identity(self) -> dict[str, Any]:
         """What must match for a run to continue a stored study."""
-        return {"metric": self.spec.metric, "direction": self.spec.direction, "pipeline": self.spec.pipeline,
-                "objectives": dict(self.spec.objectives), "constraints": dict(self.spec.constraints),
-                "space": self.space.to_dict(), **self.options.identity, **self.engine.extra_identity()}
+        return {
+            "metric": self.spec.metric,
+            "direction": self.spec.direction,
+            "pipeline": self.spec.pipeline,
+            "objectives": dict(self.spec.objectives),
+            "constraints": dict(self.spec.constraints),
+            "space": self.space.to_dict(),
+            **self.options.identity,
+            **self.engine.extra_identity(),
+        }
 
     def open(self) -> None:
         options, engine = self.options, self.engine
         engine.check_options()
         stored_backend = (read_json(options.study_dir / "study.json", {}) or {}).get("backend", engine.backend)
         if options.storage is None and stored_backend != engine.backend:
-            raise UsageError(f"study {options.study_name!r} was run with the {stored_backend} backend; "
-                             f"pass --backend {stored_backend}, or a new --study NAME")
+            raise UsageError(
+                f"study {options.study_name!r} was run with the {stored_backend} backend; "
+                f"pass --backend {stored_backend}, or a new --study NAME"
+            )
         identity = self.identity()
         stored = engine.stored_identity()
         differences = identity_differences(stored, identity) if stored is not None else []
@@ -127,24 +147,39 @@ class StudyLoop:
         origin = (stored or {}).get("warm_start") or (self._warm_record(warm) if warm and warm.trials else None)
         engine.start({**identity, **({"warm_start": origin} if origin else {})}, self.first_trials(warm))
         self._requeue_orphans()
-        write_json_atomic(options.study_dir / "study.json", {
-            "study": options.study_name, "metric": self.spec.metric, "direction": self.spec.direction,
-            "pipeline": self.spec.pipeline, "backend": engine.backend, "algorithm": options.algorithm,
-            "pruner": options.pruner, "storage": engine.storage(), "params": self.space.names,
-            "objectives": dict(self.spec.objectives), "constraints": dict(self.spec.constraints),
-            **({"warm_start": origin} if origin else {})})
+        write_json_atomic(
+            options.study_dir / "study.json",
+            {
+                "study": options.study_name,
+                "metric": self.spec.metric,
+                "direction": self.spec.direction,
+                "pipeline": self.spec.pipeline,
+                "backend": engine.backend,
+                "algorithm": options.algorithm,
+                "pruner": options.pruner,
+                "storage": engine.storage(),
+                "params": self.space.names,
+                "objectives": dict(self.spec.objectives),
+                "constraints": dict(self.spec.constraints),
+                **({"warm_start": origin} if origin else {}),
+            },
+        )
         self._opened = True
         if warm is not None and warm.note:
             self.display.note(warm.note[0].upper() + warm.note[1:] + ".")
         elif options.warm_start is not None and not created and options.worker_index == 0:
-            self.display.note(f"--warm-start {options.warm_start.source}: study {options.study_name!r} exists, so it resumes; "
-                              f"a warm start queues its trials only when a study is created.")
+            self.display.note(
+                f"--warm-start {options.warm_start.source}: study {options.study_name!r} exists, so it resumes; "
+                f"a warm start queues its trials only when a study is created."
+            )
 
     def first_trials(self, warm: WarmStart | None) -> list[FirstTrial]:
         """What a new study runs first: a warm start's trials, then the baseline (the space's
         defaults, unless a parameter has none or it is one of those trials)."""
-        first = [FirstTrial(dict(params), {"warm_start": f"{warm.source} trial {number}"})
-                 for number, params in (warm.trials if warm else ())]
+        first = [
+            FirstTrial(dict(params), {"warm_start": f"{warm.source} trial {number}"})
+            for number, params in (warm.trials if warm else ())
+        ]
         baseline = self.space.defaults()
         if baseline and None not in baseline.values() and all(trial.params != baseline for trial in first):
             first.append(FirstTrial(baseline, {"baseline": True}))
@@ -163,8 +198,13 @@ class StudyLoop:
         options, engine = self.options, self.engine
         storage = engine.storage()
         self.write_leaderboard()  # and the compute spent so far, for the first line
-        self.display.study_started(options.study_name, engine.finished(), options.trials, engine.describe(),
-                                   storage if "://" in storage else str(options.study_dir / storage))
+        self.display.study_started(
+            options.study_name,
+            engine.finished(),
+            options.trials,
+            engine.describe(),
+            storage if "://" in storage else str(options.study_dir / storage),
+        )
         if engine.serve(self.display.note):
             self.write_leaderboard()
             return self.best
@@ -185,7 +225,9 @@ class StudyLoop:
             if engine.target_met():
                 return
             if options.timeout_s is not None and time.monotonic() - started >= options.timeout_s:
-                self.display.note(f"Timeout of {options.timeout_s:.0f}s reached: no new trial started; run again to continue.")
+                self.display.note(
+                    f"Timeout of {options.timeout_s:.0f}s reached: no new trial started; run again to continue."
+                )
                 return
             ticket = engine.ask()
             if isinstance(ticket, Stop):
@@ -222,11 +264,21 @@ class StudyLoop:
         self._take_checkpoints(ticket, folder)
         params = dict(ticket.params)
         write_json_atomic(folder / trial_files.PARAMS, params)
-        info = {"trial": ticket.number, "seed": ticket.seed, "backend": self.engine.backend, "algorithm": options.algorithm,
-                **ticket.info, "resumed_from": ticket.resumes if ticket.resumes is not None else ticket.extends,
-                "python": platform.python_version(), **self.engine.versions, **options.run_info}
+        info = {
+            "trial": ticket.number,
+            "seed": ticket.seed,
+            "backend": self.engine.backend,
+            "algorithm": options.algorithm,
+            **ticket.info,
+            "resumed_from": ticket.resumes if ticket.resumes is not None else ticket.extends,
+            "python": platform.python_version(),
+            **self.engine.versions,
+            **options.run_info,
+        }
         write_json_atomic(folder / trial_files.RUN, info)
-        reporter = EngineReporter(self.engine, ticket, trial_dir=folder, metric=metric, listener=self.display.epoch_finished)
+        reporter = EngineReporter(
+            self.engine, ticket, trial_dir=folder, metric=metric, listener=self.display.epoch_finished
+        )
         reporter.constraints = dict(self.spec.constraints)
         reporter.costs_first = bool(self.spec.constraints or self.spec.objectives)
         self.display.trial_started(ticket.number, params)
@@ -237,7 +289,11 @@ class StudyLoop:
             with self.engine.training(ticket):
                 metrics, trained = executor.run(self.objective, params, reporter, on_retry=self.display.note)
             if trained != params:
-                error = "out of memory at " + ", ".join(f"{k}={params[k]}" for k in params if trained[k] != params[k]) + "; trained with smaller"
+                error = (
+                    "out of memory at "
+                    + ", ".join(f"{k}={params[k]}" for k in params if trained[k] != params[k])
+                    + "; trained with smaller"
+                )
             value = metrics.get(metric)
             if value is None or not math.isfinite(value):
                 raise TrialFailed(f"the objective returned no finite {metric!r}: {metrics}")
@@ -247,7 +303,9 @@ class StudyLoop:
             if state is None:  # no way for a trial to end: a bug, raised as it is
                 raise
             if state == TrialState.PRUNED and ticket.taken_over:
-                self.display.note(f"Trial {ticket.number} was taken over by another worker (its heartbeat looked stale): left to it.")
+                self.display.note(
+                    f"Trial {ticket.number} was taken over by another worker (its heartbeat looked stale): left to it."
+                )
                 return None
             if state == TrialState.PRUNED:
                 value = summarise(reporter.history, metric, self.spec.direction).get(metric)
@@ -278,27 +336,47 @@ class StudyLoop:
             where = f"after epoch {latest[1]['epoch'] + 1}" if latest else "from epoch 1 (it had no checkpoint yet)"
             self.display.note(f"Trial {ticket.number} continues trial {ticket.resumes} {where}.")
         elif ticket.resumes is not None:
-            self.display.note(f"Trial {ticket.number} was stopped before it finished: it runs again from its last checkpoint.")
+            self.display.note(
+                f"Trial {ticket.number} was stopped before it finished: it runs again from its last checkpoint."
+            )
         if ticket.extends is not None:
             if not any((folder / "checkpoints").glob("*")):  # not over its own, when it runs again
                 copy_checkpoints(trial_files.trial_dir(study_dir, ticket.extends), folder)
-            self.display.note(f"Trial {ticket.number} continues trial {ticket.extends} "
-                              f"(from epoch {ticket.info.get('initial_epoch', 0)} to {ticket.epoch_budget}).")
+            self.display.note(
+                f"Trial {ticket.number} continues trial {ticket.extends} "
+                f"(from epoch {ticket.info.get('initial_epoch', 0)} to {ticket.epoch_budget})."
+            )
 
-    def _end(self, ticket: Ticket, reporter: Reporter, info: dict, state: TrialState, value: float | None,
-             trained: Mapping[str, Any], started: float, error: str) -> None:
+    def _end(
+        self,
+        ticket: Ticket,
+        reporter: Reporter,
+        info: dict,
+        state: TrialState,
+        value: float | None,
+        trained: Mapping[str, Any],
+        started: float,
+        error: str,
+    ) -> None:
         duration = time.monotonic() - started
         if trained != ticket.params:
             write_json_atomic(reporter.trial_dir / trial_files.PARAMS, dict(trained))
         shown_state = state.shown
-        write_json_atomic(reporter.trial_dir / trial_files.RUN,
-                          {**info, "state": shown_state, "duration_s": round(duration, 2), "error": error})
+        write_json_atomic(
+            reporter.trial_dir / trial_files.RUN,
+            {**info, "state": shown_state, "duration_s": round(duration, 2), "error": error},
+        )
         summary = summarise(reporter.history, self.spec.metric, self.spec.direction)
         self.engine.tell(ticket, Outcome(state, value, summary, dict(trained), error, costs.read(reporter.trial_dir)))
         self.write_leaderboard()  # and the best so far, for the line below
         if state != TrialState.INTERRUPTED:
-            self.display.trial_finished(ticket.number, shown_state, value if value is not None else summary.get(self.spec.metric),
-                                        duration, error)
+            self.display.trial_finished(
+                ticket.number,
+                shown_state,
+                value if value is not None else summary.get(self.spec.metric),
+                duration,
+                error,
+            )
 
     def write_leaderboard(self) -> None:
         rows = self.engine.rows()
@@ -308,18 +386,30 @@ class StudyLoop:
         self.display.set_budget(self.engine.finished(), self.options.trials, float(durations.sum()), len(durations))
         best = leaderboard.best_trial(frame, self.spec.metric, self.spec.direction)
         if best is not None:
-            params = next(row["params"] for row in rows if row["trial"] == best["trial"])  # as trained, not as the CSV types them
+            params = next(
+                row["params"] for row in rows if row["trial"] == best["trial"]
+            )  # as trained, not as the CSV types them
             self.best = {"trial": int(best["trial"]), "value": float(best[self.spec.metric]), "params": params}
             self.display.set_best(self.best["value"], self.best["trial"])
 
 
-def run_study(space: Space, spec: Study, objective: Objective, options: RunOptions, display: Display) -> dict[str, Any] | None:
+def run_study(
+    space: Space, spec: Study, objective: Objective, options: RunOptions, display: Display
+) -> dict[str, Any] | None:
     """Run (or resume) a study to its target; returns its best complete trial, or None."""
     return StudyLoop(space, spec, objective, options, display).run()
 
 
-def run_with_workers(space: Space, spec: Study, objective: Objective, options: RunOptions, display: Display,
-                     command: list[str], count: int, env: Callable[[int], Mapping[str, str]]) -> tuple[dict[str, Any] | None, list[int]]:
+def run_with_workers(
+    space: Space,
+    spec: Study,
+    objective: Objective,
+    options: RunOptions,
+    display: Display,
+    command: list[str],
+    count: int,
+    env: Callable[[int], Mapping[str, str]],
+) -> tuple[dict[str, Any] | None, list[int]]:
     """`--workers N`: `command` (this run's command line without --workers) run as more workers
     of the same study, each with `env(index)` added. Returns the best trial and the exit codes of
     the workers that failed (their trials were continued by the others)."""

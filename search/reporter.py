@@ -18,8 +18,9 @@ from __future__ import annotations
 import abc
 import math
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from search.errors import ConstraintViolated
 from search.records.files import write_json_atomic
@@ -115,4 +116,9 @@ def summarise(history: list[dict[str, float]], metric: str, direction: str) -> d
         return {"epochs": len(history)}
     pick = max if direction == "maximize" else min
     best = pick(scored, key=lambda row: row[metric])
-    return {metric: best[metric], "val_loss": best.get("val_loss"), "best_epoch": int(best["epoch"]) + 1, "epochs": len(history)}
+    return {
+        metric: best[metric],
+        "val_loss": best.get("val_loss"),
+        "best_epoch": int(best["epoch"]) + 1,
+        "epochs": len(history),
+    }

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from search.errors import UsageError
 
@@ -160,7 +161,9 @@ class Int(Param):
     def problems(self) -> list[str]:
         ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high, self.step))
         if not ints:
-            return [f"low, high and step must be integers. Received: low={self.low!r}, high={self.high!r}, step={self.step!r}"]
+            return [
+                f"low, high and step must be integers. Received: low={self.low!r}, high={self.high!r}, step={self.step!r}"
+            ]
         out = []
         if self.low >= self.high:
             out.append(f"low must be < high. Received: low={self.low}, high={self.high}")
@@ -373,7 +376,7 @@ class Space:
                 out.append(str(exc))
         return out
 
-    def validate(self, source: str = "space", known_names: set[str] | None = None) -> "Space":
+    def validate(self, source: str = "space", known_names: set[str] | None = None) -> Space:
         problems = self.problems(known_names)
         if problems:
             raise UsageError(f"{source}: invalid space: " + "; ".join(problems))
@@ -442,10 +445,12 @@ class Space:
         return {name: projected[name] for name in self._params if name in projected}, dropped
 
     # -- changes
-    def pin(self, name: str, text: str) -> "Space":
+    def pin(self, name: str, text: str) -> Space:
         """A copy with `name` fixed to the value `text` stands for (the `--set` flag)."""
         if name not in self._params:
-            raise UsageError(f"--set {name}={text}: unknown parameter `{name}`; this space has {', '.join(self._params)}")
+            raise UsageError(
+                f"--set {name}={text}: unknown parameter `{name}`; this space has {', '.join(self._params)}"
+            )
         param = self._params[name]
         try:
             value = param.parse(text)
@@ -462,7 +467,7 @@ class Space:
         return {name: param.to_dict() for name, param in self._params.items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, dict[str, Any]]) -> "Space":
+    def from_dict(cls, data: dict[str, dict[str, Any]]) -> Space:
         """The inverse of `to_dict`: a worker joining a study takes its space from the storage."""
         kinds = {kind.kind: kind for kind in (Float, Int, Choice, Bool, Fixed)}
         params = {}

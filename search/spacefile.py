@@ -41,7 +41,9 @@ def load_space_file(
     study = namespace.get("STUDY")
     if not isinstance(space, Space):
         found = "defines no SPACE" if space is None else f"SPACE is a {type(space).__name__}, not a search.Space"
-        raise UsageError(f"{path}: {found}; add `SPACE = Space(name=Float(...), ...)` built with `from search import ...`")
+        raise UsageError(
+            f"{path}: {found}; add `SPACE = Space(name=Float(...), ...)` built with `from search import ...`"
+        )
     if not isinstance(study, Study):
         found = "defines no STUDY" if study is None else f"STUDY is a {type(study).__name__}, not a search.Study"
         raise UsageError(f"{path}: {found}; add `STUDY = Study(pipeline='cnn', metric='val_accuracy', trials=20)`")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from search.records.costs import COLUMNS as COST_COLUMNS
 
@@ -65,28 +66,38 @@ class Study:
 
 def objective_problems(objectives: Any) -> list[str]:
     if not isinstance(objectives, Mapping):
-        return [f"STUDY objectives must be a dict of cost column to direction, e.g. {{'infer_ms': 'minimize'}}. Received: {objectives!r}"]
+        return [
+            f"STUDY objectives must be a dict of cost column to direction, e.g. {{'infer_ms': 'minimize'}}. Received: {objectives!r}"
+        ]
     out = []
     for name, direction in objectives.items():
         if name not in COST_COLUMNS:
             out.append(f"STUDY objectives: {name!r} is not a cost column; use one of {', '.join(COST_COLUMNS)}")
         if direction not in DIRECTIONS:
-            out.append(f"STUDY objectives: the direction of {name} must be 'maximize' or 'minimize'. Received: {direction!r}")
+            out.append(
+                f"STUDY objectives: the direction of {name} must be 'maximize' or 'minimize'. Received: {direction!r}"
+            )
     return out
 
 
 def constraint_problems(constraints: Any, metric: str) -> list[str]:
     if not isinstance(constraints, Mapping):
-        return [f"STUDY constraints must be a dict of cost column to upper bound, e.g. {{'infer_ms': 10}}. Received: {constraints!r}"]
+        return [
+            f"STUDY constraints must be a dict of cost column to upper bound, e.g. {{'infer_ms': 10}}. Received: {constraints!r}"
+        ]
     out = []
     for name, bound in constraints.items():
         if name == metric:
-            out.append(f"STUDY constraints: {name} is the metric the study optimises; constraints bound cost columns "
-                       f"({', '.join(COST_COLUMNS)}), from above")
+            out.append(
+                f"STUDY constraints: {name} is the metric the study optimises; constraints bound cost columns "
+                f"({', '.join(COST_COLUMNS)}), from above"
+            )
         elif name not in COST_COLUMNS:
             out.append(f"STUDY constraints: {name!r} is not a cost column; use one of {', '.join(COST_COLUMNS)}")
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
-            out.append(f"STUDY constraints: the bound of {name} must be a number > 0 (an upper bound). Received: {bound!r}")
+            out.append(
+                f"STUDY constraints: the bound of {name} must be a number > 0 (an upper bound). Received: {bound!r}"
+            )
     return out
 
 
@@ -106,5 +117,8 @@ def parse_constraint(text: str) -> tuple[str, float]:
 
 def violated(constraints: Mapping[str, float], costs: Mapping[str, Any]) -> list[str]:
     """The bounds `costs` break, as 'infer_ms 14.2 > 10'; a cost not measured breaks nothing."""
-    return [f"{name} {costs[name]:.4g} > {bound:.4g}" for name, bound in constraints.items()
-            if isinstance(costs.get(name), (int, float)) and costs[name] > bound]
+    return [
+        f"{name} {costs[name]:.4g} > {bound:.4g}"
+        for name, bound in constraints.items()
+        if isinstance(costs.get(name), (int, float)) and costs[name] > bound
+    ]

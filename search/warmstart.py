@@ -9,8 +9,9 @@ Nothing here prints: the note is returned for the command line to show.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -43,7 +44,9 @@ def _storage_studies(results: Path, storage: str) -> list[str]:
 
     from search.engines.optuna.storage import make_storage
 
-    return [s.study_name for s in optuna.get_all_study_summaries(make_storage(results, storage), include_best_trial=False)]
+    return [
+        s.study_name for s in optuna.get_all_study_summaries(make_storage(results, storage), include_best_trial=False)
+    ]
 
 
 def read_best(results: Path, source: str, storage: str | None, count: int) -> list[tuple[int, dict[str, Any]]]:
@@ -51,20 +54,32 @@ def read_best(results: Path, source: str, storage: str | None, count: int) -> li
     (trial number, parameters by bare name). One UsageError when there is no such study or no
     complete trial in it."""
     where = f"the storage {mask_url(storage)}" if storage else f"{results}/"
-    listing = "leafsearch studies" + (" --storage URL" if storage else "" if results == Path("results") else f" --results {results}")
+    listing = "leafsearch studies" + (
+        " --storage URL" if storage else "" if results == Path("results") else f" --results {results}"
+    )
     known = _storage_studies(results, storage) if storage else None
-    if (known is not None and source not in known) or (known is None and not (results / source / "leaderboard.csv").is_file()):
+    if (known is not None and source not in known) or (
+        known is None and not (results / source / "leaderboard.csv").is_file()
+    ):
         raise UsageError(f"--warm-start: no study {source!r} in {where} ({listing} lists them)")
     frame, meta = load_study_rows(results, source, storage)
     metric = meta["metric"]
-    done = frame[(frame["state"] == "COMPLETE") & pd.to_numeric(frame[metric], errors="coerce").notna()] if metric in frame else frame.iloc[0:0]
+    done = (
+        frame[(frame["state"] == "COMPLETE") & pd.to_numeric(frame[metric], errors="coerce").notna()]
+        if metric in frame
+        else frame.iloc[0:0]
+    )
     if done.empty:
-        raise UsageError(f"--warm-start: study {source!r} has no complete trial yet; run it first, or start without --warm-start")
+        raise UsageError(
+            f"--warm-start: study {source!r} has no complete trial yet; run it first, or start without --warm-start"
+        )
     best = leaderboard.sort_best_first(done, metric, meta["direction"]).head(count)
     return [(int(row["trial"]), leaderboard.params_of(row)) for _, row in best.iterrows()]
 
 
-def project_trials(space: Space, earlier: list[tuple[int, Mapping[str, Any]]]) -> tuple[list[tuple[int, dict]], dict, set, int]:
+def project_trials(
+    space: Space, earlier: list[tuple[int, Mapping[str, Any]]]
+) -> tuple[list[tuple[int, dict]], dict, set, int]:
     """Each earlier trial projected onto `space`, duplicates left out (the first, better one kept).
     Returns (trials, {name: [values outside the new space]}, names the new space lacks, duplicates)."""
     kept: list[tuple[int, dict]] = []
@@ -90,20 +105,33 @@ def _value_text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def describe(source: str, space: Space, kept: list[tuple[int, dict]], outside: Mapping[str, list[Any]],
-             missing: set[str], duplicates: int) -> str:
+def describe(
+    source: str,
+    space: Space,
+    kept: list[tuple[int, dict]],
+    outside: Mapping[str, list[Any]],
+    missing: set[str],
+    duplicates: int,
+) -> str:
     """The one line the user reads: what was queued, from which trials, and what did not carry."""
     numbers = ", ".join(str(n) for n, _ in kept)
-    parts = [f"warm start from {source}: {len(kept)} trial{'s' if len(kept) != 1 else ''} queued first (its trial"
-             f"{'s' if len(kept) != 1 else ''} {numbers}, projected onto this space)"]
+    parts = [
+        f"warm start from {source}: {len(kept)} trial{'s' if len(kept) != 1 else ''} queued first (its trial"
+        f"{'s' if len(kept) != 1 else ''} {numbers}, projected onto this space)"
+    ]
     baseline = space.defaults()
     if baseline and None not in baseline.values():
-        parts.append("the baseline (the space's defaults) is one of them" if any(p == baseline for _, p in kept)
-                     else "then the baseline (the space's defaults)")
+        parts.append(
+            "the baseline (the space's defaults) is one of them"
+            if any(p == baseline for _, p in kept)
+            else "then the baseline (the space's defaults)"
+        )
     if duplicates:
         parts.append(f"{duplicates} duplicate{'s' if duplicates != 1 else ''} left out")
-    dropped = [f"{name}={'/'.join(_value_text(v) for v in values)} (new space: {_param_text(space, name)})"
-               for name, values in outside.items()]
+    dropped = [
+        f"{name}={'/'.join(_value_text(v) for v in values)} (new space: {_param_text(space, name)})"
+        for name, values in outside.items()
+    ]
     dropped += [f"{name} (not in the new space)" for name in sorted(missing)]
     if dropped:
         parts.append("dropped " + ", ".join(dropped))
@@ -119,12 +147,16 @@ def _param_text(space: Space, name: str) -> str:
     return text
 
 
-def plan(results: Path, source: str, new_study: str, space: Space, target: int, storage: str | None = None) -> WarmStart:
+def plan(
+    results: Path, source: str, new_study: str, space: Space, target: int, storage: str | None = None
+) -> WarmStart:
     """The warm start of the study `new_study` from `source`; every bad input is one UsageError,
     raised before anything is written. When `new_study` exists already nothing is read: the
     trials were queued when it was created (or it was created without them)."""
     if source == new_study:
-        raise UsageError(f"--warm-start {source}: that is the study being run; name an earlier study (leafsearch studies lists them)")
+        raise UsageError(
+            f"--warm-start {source}: that is the study being run; name an earlier study (leafsearch studies lists them)"
+        )
     if study_exists(results, new_study, storage):
         return WarmStart(source)
     earlier = read_best(results, source, storage, how_many(target))

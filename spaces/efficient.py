@@ -20,8 +20,19 @@ with pretrained features and no network; or pass `--weights none`.
 from search import Choice, Fixed, Float, Int, Space, Study
 
 SPACE = Space(
-    backbone=Choice(["efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
-                     "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"], default="efficientnet_b4"),
+    backbone=Choice(
+        [
+            "efficientnet_b0",
+            "efficientnet_b1",
+            "efficientnet_b2",
+            "efficientnet_b3",
+            "efficientnet_b4",
+            "efficientnet_lite0",
+            "efficientnet_lite1",
+            "efficientnet_lite2",
+        ],
+        default="efficientnet_b4",
+    ),
     weights=Fixed("imagenet"),
     image_size=Choice([224, 256, 300, 380], default=256),
     batch_size=Fixed(32),
@@ -36,5 +47,11 @@ SPACE = Space(
     aug_zoom=Fixed(0.1),
 )
 
-STUDY = Study(pipeline="efficientnet", metric="val_accuracy", direction="maximize", trials=40, max_epochs=20,
-              objectives={"infer_ms": "minimize"})
+STUDY = Study(
+    pipeline="efficientnet",
+    metric="val_accuracy",
+    direction="maximize",
+    trials=40,
+    max_epochs=20,
+    objectives={"infer_ms": "minimize"},
+)

@@ -46,7 +46,9 @@ def batched(train, val, batch_size: int, seed: int):
     return train, val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def build_cnn(size: int, classes: int, learning_rate: float, dropout: float, dense_units: int, seed: int) -> keras.Model:
+def build_cnn(
+    size: int, classes: int, learning_rate: float, dropout: float, dense_units: int, seed: int
+) -> keras.Model:
     inputs = keras.Input((size, size, 3))
     x = keras.layers.RandomFlip("horizontal_and_vertical", seed=seed)(inputs)
     x = keras.layers.RandomRotation(0.1, fill_mode="constant", seed=seed + 1)(x)
@@ -75,6 +77,16 @@ class EpochLog(keras.callbacks.Callback):
 
 def finish(best_val: float, test_accuracy: float, **extra) -> None:
     """The peer's figures as one JSON line on stdout (the benchmark adds the wall time)."""
-    print(json.dumps({"best_val_accuracy": best_val, "test_accuracy": test_accuracy, "epochs_trained": len(EPOCHS),
-                      "started_at": STARTED, "epochs": EPOCHS, **extra}))
+    print(
+        json.dumps(
+            {
+                "best_val_accuracy": best_val,
+                "test_accuracy": test_accuracy,
+                "epochs_trained": len(EPOCHS),
+                "started_at": STARTED,
+                "epochs": EPOCHS,
+                **extra,
+            }
+        )
+    )
     sys.stdout.flush()

@@ -15,16 +15,29 @@ train, val, test, classes = datasets(args.train, args.val, args.test, args.image
 
 class LeafModel(kt.HyperModel):
     def build(self, hp):
-        return build_cnn(args.image_size, classes, hp.Float("learning_rate", 1e-4, 1e-2, sampling="log"),
-                         hp.Float("dropout", 0.0, 0.5), hp.Int("dense_units", 128, 1024, step=128), args.seed)
+        return build_cnn(
+            args.image_size,
+            classes,
+            hp.Float("learning_rate", 1e-4, 1e-2, sampling="log"),
+            hp.Float("dropout", 0.0, 0.5),
+            hp.Int("dense_units", 128, 1024, step=128),
+            args.seed,
+        )
 
     def fit(self, hp, model, x, validation_data=None, **kwargs):
         x, validation_data = batched(x, validation_data, hp.Choice("batch_size", [8, 16, 32, 64, 128]), args.seed)
         return model.fit(x, validation_data=validation_data, **kwargs)
 
 
-tuner = kt.RandomSearch(LeafModel(), objective="val_accuracy", max_trials=args.trials, seed=args.seed,
-                        directory=args.dir, project_name="plain", overwrite=True)
+tuner = kt.RandomSearch(
+    LeafModel(),
+    objective="val_accuracy",
+    max_trials=args.trials,
+    seed=args.seed,
+    directory=args.dir,
+    project_name="plain",
+    overwrite=True,
+)
 tuner.search(train, validation_data=val, epochs=args.max_epochs, callbacks=[early_stopping(), EpochLog()], verbose=0)
 best = tuner.oracle.get_best_trials(1)[0]
 _, test_accuracy = tuner.get_best_models(1)[0].evaluate(test, verbose=0)

@@ -7,10 +7,9 @@ on the test folder.
 
 import os
 
-from common import EpochLog, arguments, batched, build_cnn, datasets, early_stopping, finish  # noqa: I001 (first: its clock)
-
 import keras
 import optuna
+from common import EpochLog, arguments, batched, build_cnn, datasets, early_stopping, finish
 
 args = arguments()
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -33,11 +32,22 @@ class Pruning(keras.callbacks.Callback):
 
 
 def objective(trial):
-    model = build_cnn(args.image_size, classes, trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
-                      trial.suggest_float("dropout", 0.0, 0.5), trial.suggest_int("dense_units", 128, 1024, step=128), args.seed)
+    model = build_cnn(
+        args.image_size,
+        classes,
+        trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+        trial.suggest_float("dropout", 0.0, 0.5),
+        trial.suggest_int("dense_units", 128, 1024, step=128),
+        args.seed,
+    )
     x, v = batched(train, val, trial.suggest_categorical("batch_size", [8, 16, 32, 64, 128]), args.seed)
-    history = model.fit(x, validation_data=v, epochs=args.max_epochs, verbose=0,
-                        callbacks=[early_stopping(), EpochLog(), Pruning(trial)])
+    history = model.fit(
+        x,
+        validation_data=v,
+        epochs=args.max_epochs,
+        verbose=0,
+        callbacks=[early_stopping(), EpochLog(), Pruning(trial)],
+    )
     if trial.user_attrs.get("pruned"):
         raise optuna.TrialPruned()
     score = max(history.history["val_accuracy"])
@@ -46,8 +56,9 @@ def objective(trial):
     return score
 
 
-study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed),
-                            pruner=optuna.pruners.MedianPruner())
+study = optuna.create_study(
+    direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed), pruner=optuna.pruners.MedianPruner()
+)
 study.optimize(objective, n_trials=args.trials)
 _, test_accuracy = keras.models.load_model(best_model).evaluate(test, verbose=0)
 finish(float(study.best_value), float(test_accuracy), trials=len(study.trials))

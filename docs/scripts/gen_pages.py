@@ -82,8 +82,11 @@ def cli_page() -> str:
 
     parser = cli.build_parser()
     commands = [(path, sub, help_) for path, sub, help_ in subcommands(parser)]
-    leaves = [(path, sub, help_) for path, sub, help_ in commands
-              if not any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)]
+    leaves = [
+        (path, sub, help_)
+        for path, sub, help_ in commands
+        if not any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
+    ]
     out = [
         "# Command line",
         "",
@@ -96,7 +99,7 @@ def cli_page() -> str:
         "| command | what it does |",
         "| --- | --- |",
     ]
-    for path, sub, help_ in leaves:
+    for path, _sub, help_ in leaves:
         name = " ".join(path)
         out.append(f"| [`{parser.prog} {name}`](#{slugify(parser.prog + ' ' + name, '-')}) | {escape(help_ or '')} |")
     out += [
@@ -118,8 +121,11 @@ def cli_page() -> str:
             out += [escape(sub.description or help_), ""]
         out += ["```text", sub.format_usage().strip(), "```", ""]
         positionals = [a for a in sub._actions if not a.option_strings and a.help != argparse.SUPPRESS]
-        options = [a for a in sub._actions
-                   if a.option_strings and a.help != argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)]
+        options = [
+            a
+            for a in sub._actions
+            if a.option_strings and a.help != argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)
+        ]
         if positionals:
             out += ["**Arguments**", ""] + [describe_action(sub, a) for a in positionals] + [""]
         if options:
@@ -150,8 +156,9 @@ def recipe_page() -> str:
         "| --- | --- | " + " | ".join("---" for _ in recipe.PIPELINE_DEFAULTS) + " | --- |",
     ]
     for name, value in recipe.DEFAULTS.items():
-        per_pipeline = [f"`{overrides[name]!r}`" if name in overrides else ""
-                        for overrides in recipe.PIPELINE_DEFAULTS.values()]
+        per_pipeline = [
+            f"`{overrides[name]!r}`" if name in overrides else "" for overrides in recipe.PIPELINE_DEFAULTS.values()
+        ]
         allowed = ", ".join(f"`{v}`" for v in choices.get(name, ()))
         out.append(f"| `{name}` | `{value!r}` | " + " | ".join(per_pipeline) + f" | {allowed} |")
     out += [
@@ -198,8 +205,14 @@ def modules_page() -> str:
 def blame_dates(path: Path) -> dict[int, str]:
     """Line number (1-based) -> the date its line was last written, from git blame; {} without git."""
     try:
-        text = subprocess.run(["git", "blame", "--line-porcelain", "--", str(path.relative_to(ROOT))], cwd=ROOT,
-                              capture_output=True, text=True, check=True, timeout=60).stdout
+        text = subprocess.run(
+            ["git", "blame", "--line-porcelain", "--", str(path.relative_to(ROOT))],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
     except (OSError, subprocess.SubprocessError, ValueError):
         return {}
     dates, line, stamp, uncommitted = {}, 0, None, False
@@ -210,8 +223,11 @@ def blame_dates(path: Path) -> dict[int, str]:
         elif row.startswith("author-time "):
             stamp = int(row.split()[1])
         elif row.startswith("\t"):
-            dates[line] = "not committed yet" if uncommitted else datetime.datetime.fromtimestamp(
-                stamp, datetime.timezone.utc).strftime("%Y-%m-%d")
+            dates[line] = (
+                "not committed yet"
+                if uncommitted
+                else datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%d")
+            )
     return dates
 
 
@@ -236,8 +252,9 @@ def benchmarks_page() -> str:
             entries.append((dates.get(number, ""), number, title, slug, commit.group(1) if commit else ""))
     # GitHub needs `a\|b` for a pipe in a table's code span; Python-Markdown takes `a|b` there and
     # would print the backslash.
-    lines = [re.sub(r"`[^`]*`", lambda span: span.group(0).replace("\\|", "|"), t) if t.startswith("|") else t
-             for t in lines]
+    lines = [
+        re.sub(r"`[^`]*`", lambda span: span.group(0).replace("\\|", "|"), t) if t.startswith("|") else t for t in lines
+    ]
     first_h1 = next((i for i, t in enumerate(lines) if t.startswith("# ")), -1)
     index = [
         "",
@@ -253,7 +270,7 @@ def benchmarks_page() -> str:
     for date, _, title, slug, commit in newest_first:
         index.append(f"| {date or '?'} | [{escape(title)}](#{slug}) | {f'`{commit}`' if commit else ''} |")
     index.append("")
-    return "\n".join(lines[: first_h1 + 1] + index + lines[first_h1 + 1:]) + "\n"
+    return "\n".join(lines[: first_h1 + 1] + index + lines[first_h1 + 1 :]) + "\n"
 
 
 # --- the leaderboard page's check ---------------------------------------------------------------
@@ -267,8 +284,10 @@ def check_leaderboard_page() -> None:
     wanted = [*base_columns("val_accuracy"), "pareto", "param_<name>"] + [s.upper() for s in STATES if s != "all"]
     missing = [name for name in wanted if f"`{name}`" not in page]
     if missing:
-        raise SystemExit(f"docs/reference/leaderboard.md does not describe {', '.join(missing)}, which the code writes "
-                         f"(search/records/leaderboard.py, search/report/summary.py)")
+        raise SystemExit(
+            f"docs/reference/leaderboard.md does not describe {', '.join(missing)}, which the code writes "
+            f"(search/records/leaderboard.py, search/report/summary.py)"
+        )
 
 
 def check_architecture_page() -> None:
@@ -288,12 +307,17 @@ def check_architecture_page() -> None:
         if not line.startswith(" "):
             top = ROOT / names[0]
     if missing:
-        raise SystemExit(f"docs/architecture.md's layout names {', '.join(missing)}, "
-                         f"which the repository does not have")
+        raise SystemExit(
+            f"docs/architecture.md's layout names {', '.join(missing)}, which the repository does not have"
+        )
 
 
-PAGES = {"reference/cli.md": cli_page, "reference/recipe.md": recipe_page, "reference/modules.md": modules_page,
-         "benchmarks.md": benchmarks_page}
+PAGES = {
+    "reference/cli.md": cli_page,
+    "reference/recipe.md": recipe_page,
+    "reference/modules.md": modules_page,
+    "benchmarks.md": benchmarks_page,
+}
 for name, page in PAGES.items():
     with mkdocs_gen_files.open(name, "w") as handle:
         handle.write(page())

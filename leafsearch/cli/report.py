@@ -9,7 +9,8 @@ import sys
 from search.errors import UsageError
 from search.records import leaderboard
 from search.records.files import write_text_atomic
-from search.report import studies as stored, summary
+from search.report import studies as stored
+from search.report import summary
 from search.report.display import leaderboard_table
 from search.urls import mask_url
 
@@ -24,7 +25,10 @@ def report(args: argparse.Namespace) -> int:
     if args.sort:
         shown, order = summary.sort_by(shown, args.sort, metric, direction), f"sorted by {args.sort}"
     else:
-        shown, order = leaderboard.sort_best_first(shown, metric, direction), "the Pareto front, best first" if args.pareto else "best first"
+        shown, order = (
+            leaderboard.sort_best_first(shown, metric, direction),
+            "the Pareto front, best first" if args.pareto else "best first",
+        )
     if args.top:
         shown = shown.head(args.top)
     header = summary.header(frame, meta)
@@ -38,8 +42,11 @@ def report(args: argparse.Namespace) -> int:
             from search.report import html
 
             images = (drawn.written if drawn else []) + stored.confusion_images(evaluations, study_dir)
-            sections = [("Leaderboard", shown), ("Pareto front of " + ", ".join(stored.front_objectives(meta)), stored.pareto_front(frame, meta)),
-                        ("Test-set evaluations", evaluations[summary.EVALUATION_COLUMNS])]
+            sections = [
+                ("Leaderboard", shown),
+                ("Pareto front of " + ", ".join(stored.front_objectives(meta)), stored.pareto_front(frame, meta)),
+                ("Test-set evaluations", evaluations[summary.EVALUATION_COLUMNS]),
+            ]
             text = html.document(f"Study {name}", header, sections, images)
         else:
             text = summary.compose(args.format, f"Study {name}", shown, header, evaluations)
@@ -80,14 +87,23 @@ def _print_report(title: str, header, shown, evaluations, caption: str) -> None:
 
 def studies(args: argparse.Namespace) -> int:
     """Every study of a results folder (or of an Optuna storage URL), the most recently active first."""
-    rows = stored.studies_in_storage(args.results, args.storage) if args.storage else stored.studies_in_folder(args.results)
+    rows = (
+        stored.studies_in_storage(args.results, args.storage)
+        if args.storage
+        else stored.studies_in_folder(args.results)
+    )
     where = mask_url(args.storage) if args.storage else f"{args.results}/"
     if not rows:
-        print(f"No studies in {where}; start one with `leafsearch run spaces/cnn.py`" + ("" if args.storage else " or pass --results DIR"))
+        print(
+            f"No studies in {where}; start one with `leafsearch run spaces/cnn.py`"
+            + ("" if args.storage else " or pass --results DIR")
+        )
         return 0
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} {'study' if len(rows) == 1 else 'studies'} in {mask_url(args.storage) if args.storage else args.results}")
+    table = Table(
+        title=f"{len(rows)} {'study' if len(rows) == 1 else 'studies'} in {mask_url(args.storage) if args.storage else args.results}"
+    )
     for column in rows[0]:
         table.add_column(column, no_wrap=True)
     for row in sorted(rows, key=lambda r: r["last activity"], reverse=True):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from leafsearch.cli.environment import STORAGE_VARIABLE, WORKER_INDEX
 from leafsearch.runtime import import_keras_quietly
@@ -22,14 +23,30 @@ from search.report.display import Display, format_params
 
 def request(args: argparse.Namespace) -> study.Request:
     return study.Request(
-        space_file=args.space, results=args.results, data=args.data, study=args.study,
-        backend=getattr(args, "backend", "optuna"), algorithm=getattr(args, "algorithm", None),
-        pruner=getattr(args, "pruner", None), no_prune=getattr(args, "no_prune", False), trials=args.trials,
-        max_epochs=args.max_epochs, seed=getattr(args, "seed", 0), timeout_s=getattr(args, "timeout", None),
-        storage=args.storage, in_process=args.in_process, precision=args.precision,
-        worker_index=int(os.environ.get(WORKER_INDEX, "0")), pins=args.pins, warm_start=getattr(args, "warm_start", None),
-        overrides={"image_size": args.image_size, "backbone": args.backbone, "weights": args.weights,
-                   "backgrounds": None if args.backgrounds is None else str(Path(args.backgrounds).expanduser().resolve())},
+        space_file=args.space,
+        results=args.results,
+        data=args.data,
+        study=args.study,
+        backend=getattr(args, "backend", "optuna"),
+        algorithm=getattr(args, "algorithm", None),
+        pruner=getattr(args, "pruner", None),
+        no_prune=getattr(args, "no_prune", False),
+        trials=args.trials,
+        max_epochs=args.max_epochs,
+        seed=getattr(args, "seed", 0),
+        timeout_s=getattr(args, "timeout", None),
+        storage=args.storage,
+        in_process=args.in_process,
+        precision=args.precision,
+        worker_index=int(os.environ.get(WORKER_INDEX, "0")),
+        pins=args.pins,
+        warm_start=getattr(args, "warm_start", None),
+        overrides={
+            "image_size": args.image_size,
+            "backbone": args.backbone,
+            "weights": args.weights,
+            "backgrounds": None if args.backgrounds is None else str(Path(args.backgrounds).expanduser().resolve()),
+        },
     )
 
 
@@ -54,13 +71,16 @@ def _search(args: argparse.Namespace, asked: study.Request, space, spec, workers
         check_classes(parts, test, prepared.class_names, flag="--test")  # before the study is touched
     display = Display(spec.metric, prefix=f"worker {index} | " if index else "")
     if index is None:
-        display.note(f"Data: {prepared.images} images in {len(prepared.class_names)} classes; device: {prepared.device}, "
-                     f"precision {prepared.precision}")
+        display.note(
+            f"Data: {prepared.images} images in {len(prepared.class_names)} classes; device: {prepared.device}, "
+            f"precision {prepared.precision}"
+        )
         # Once per study, what no trial line shows: the defaults (the leaves' flips, rotation, zoom) too.
         fixed = fixed_part(space, spec.pipeline, prepared.options.settings["max_epochs"])
         display.note(f"Fixed recipe (every trial; the space searches the rest): {format_params(fixed)}")
     workers = args.workers if workers is None else workers
     if workers > 1:
+
         def env(worker_index: int) -> dict[str, str]:
             added = {WORKER_INDEX: str(worker_index)}
             if asked.storage is not None:
@@ -72,10 +92,15 @@ def _search(args: argparse.Namespace, asked: study.Request, space, spec, workers
         if prepared.gpus:
             os.environ["CUDA_VISIBLE_DEVICES"] = "0"  # this process's trials run on the first GPU
         command = python_command("leafsearch", without_flags(args.argv, ("--workers", "--storage")))
-        best, failed = run_with_workers(space, spec, prepared.objective, prepared.options, display, command, workers, env)
+        best, failed = run_with_workers(
+            space, spec, prepared.objective, prepared.options, display, command, workers, env
+        )
         if failed:
-            print(f"{len(failed)} of the other workers exited with codes {sorted(set(failed))}; "
-                  f"their trials were continued by the others", file=sys.stderr)
+            print(
+                f"{len(failed)} of the other workers exited with codes {sorted(set(failed))}; "
+                f"their trials were continued by the others",
+                file=sys.stderr,
+            )
     else:
         best = run_study(space, spec, prepared.objective, prepared.options, display)
     if index is None:
@@ -105,8 +130,10 @@ def score_on_test(request: study.Request, prepared: study.Prepared, test: Path, 
     try:
         return TrialProcesses.call(summary_lines, *where).result()
     except RuntimeError as exc:  # the child's error, in one line
-        raise SearchAborted(f"--test {test}: {exc}; the study itself is done: score it with `leafsearch evaluate "
-                            f"--study {prepared.options.study_name} --data {test}`") from None
+        raise SearchAborted(
+            f"--test {test}: {exc}; the study itself is done: score it with `leafsearch evaluate "
+            f"--study {prepared.options.study_name} --data {test}`"
+        ) from None
 
 
 def print_outcome(best: dict | None, metric: str, options) -> None:

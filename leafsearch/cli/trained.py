@@ -25,12 +25,15 @@ def export(args: argparse.Namespace) -> int:
     if args.output.suffix != ".keras":
         raise UsageError(f"--output {args.output}: a Keras model file ends in .keras; pass e.g. --output model.keras")
     import_keras_quietly()
-    from leafsearch.trained import checkpoint, export as exported
+    from leafsearch.trained import checkpoint
+    from leafsearch.trained import export as exported
 
     trained = checkpoint.load(args.results, args.study, args.trial)
     labels = exported.export(trained, args.output)
-    print(f"Exported study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}, "
-          f"{len(trained.class_names)} classes, {trained.image_size} px) to {args.output}; class names in {labels}")
+    print(
+        f"Exported study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}, "
+        f"{len(trained.class_names)} classes, {trained.image_size} px) to {args.output}; class names in {labels}"
+    )
     return 0
 
 
@@ -63,8 +66,14 @@ def demo_data(args: argparse.Namespace) -> int:
     parts = {"clean": False, "wild": True} if args.subsets else {"": args.wild}
     try:
         for offset, (subset, wild) in enumerate(parts.items()):
-            counts = synthetic.generate(args.dir / subset, total=args.images, image_size=args.image_size,
-                                        seed=args.seed + offset, wild=wild, workers=2)
+            counts = synthetic.generate(
+                args.dir / subset,
+                total=args.images,
+                image_size=args.image_size,
+                seed=args.seed + offset,
+                wild=wild,
+                workers=2,
+            )
             print(f"Wrote {sum(counts.values())} images of {len(counts)} species to {args.dir / subset}")
     except ValueError as exc:
         raise UsageError(f"demo-data: {exc}") from None
@@ -81,7 +90,9 @@ def weights(args: argparse.Namespace) -> int:
         done = lite_weights.convert_file(args.checkpoint, args.backbone, args.output)
     else:
         done = backbone_weights.convert_checkpoint(args.checkpoint, args.backbone, args.output, args.normalization)
-    print(f"Wrote {args.output}: {done['variables']} weights of {done['scope']}"
-          f"{' (its ExponentialMovingAverage copies)' if done['ema'] else ''}, inputs normalised as {done['normalization']}; "
-          f"use it with leafsearch run SPACE --weights {args.output}")
+    print(
+        f"Wrote {args.output}: {done['variables']} weights of {done['scope']}"
+        f"{' (its ExponentialMovingAverage copies)' if done['ema'] else ''}, inputs normalised as {done['normalization']}; "
+        f"use it with leafsearch run SPACE --weights {args.output}"
+    )
     return 0

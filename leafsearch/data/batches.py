@@ -13,7 +13,7 @@ epoch is filled up with the epoch's first images, so that XLA compiles one train
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -71,9 +71,7 @@ def make_tf_dataset(
 
     @tf.autograph.experimental.do_not_convert  # plain Python around numpy_function; nothing to convert
     def gather_tf(positions):
-        batch_images, batch_labels = tf.numpy_function(
-            gather, [positions], (image_dtype, tf.float32), stateful=False
-        )
+        batch_images, batch_labels = tf.numpy_function(gather, [positions], (image_dtype, tf.float32), stateful=False)
         batch_images.set_shape((None, *image_shape))
         batch_labels.set_shape((None, num_classes))
         return batch_images, batch_labels
@@ -134,7 +132,7 @@ class CachedBatches(keras.utils.PyDataset):
             # again for each new batch shape, which costs minutes for an EfficientNet on a GPU.
             positions = np.take(self._order, np.arange(start, start + self.batch_size), mode="wrap")
         else:
-            positions = self._order[start:start + self.batch_size]
+            positions = self._order[start : start + self.batch_size]
         rows = self.indices[positions]
         # Sorted reads touch a memmap's pages in order; the batch keeps the drawn order.
         order = np.argsort(rows, kind="stable")

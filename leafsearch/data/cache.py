@@ -112,9 +112,7 @@ def decode_image(path: Path, size: int) -> np.ndarray | str:
     return arr
 
 
-def _decode_all(
-    paths: Sequence[Path], size: int, workers: int | None
-) -> Iterator[tuple[int, np.ndarray | str]]:
+def _decode_all(paths: Sequence[Path], size: int, workers: int | None) -> Iterator[tuple[int, np.ndarray | str]]:
     """Yield ``(index, array-or-reason)`` in order, decoding in a thread pool.
 
     Pillow releases the GIL while decoding and resizing, so threads scale with cores.
@@ -135,8 +133,11 @@ def _decode_all(
 
 def _npy_header(count: int, size: int) -> dict:
     """The ``.npy`` header fields of ``count`` C-order uint8 images of ``size x size x 3``."""
-    return {"descr": npy_format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
-            "shape": (count, size, size, 3)}
+    return {
+        "descr": npy_format.dtype_to_descr(np.dtype(np.uint8)),
+        "fortran_order": False,
+        "shape": (count, size, size, 3),
+    }
 
 
 @contextlib.contextmanager
@@ -155,9 +156,7 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _try_load_cache(
-    npy: Path, meta_path: Path, folder: ImageFolder, key: str, size: int
-) -> LoadedImages | None:
+def _try_load_cache(npy: Path, meta_path: Path, folder: ImageFolder, key: str, size: int) -> LoadedImages | None:
     if not (npy.is_file() and meta_path.is_file()):
         return None
     try:
@@ -215,7 +214,11 @@ def load_images(
     if cached is not None:
         log.info(
             "using %d decoded images of %s at %dpx from cache %s (%d files skipped when decoded)",
-            len(cached.kept), folder.root, size, npy, len(cached.skipped),
+            len(cached.kept),
+            folder.root,
+            size,
+            npy,
+            len(cached.skipped),
         )
         return cached
     with _locked(cache_dir / f"{stem}.lock"):
@@ -382,7 +385,7 @@ def prepare(
 
 
 def class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> dict[int, float]:
-    """"Balanced" weights ``n_samples / (num_classes * count_c)`` for Keras ``fit(class_weight=)``.
+    """ "Balanced" weights ``n_samples / (num_classes * count_c)`` for Keras ``fit(class_weight=)``.
 
     Same formula as scikit-learn's ``compute_class_weight("balanced")``. A class with no samples
     gets 1.0 (it never contributes to the loss anyway) so the dict always covers every class.

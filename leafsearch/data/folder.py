@@ -67,13 +67,10 @@ def scan_folder(root: str | os.PathLike[str]) -> ImageFolder:
             key=lambda e: e.name,
         )
     except OSError as exc:
-        raise UsageError(
-            f"data folder {root} cannot be read ({exc.strerror or exc}); check its permissions"
-        ) from exc
+        raise UsageError(f"data folder {root} cannot be read ({exc.strerror or exc}); check its permissions") from exc
     if not class_dirs:
         raise UsageError(
-            f"data folder {root} has no class sub-folders; expected one sub-folder per class, "
-            f"e.g. {root}/Apple/*.jpg"
+            f"data folder {root} has no class sub-folders; expected one sub-folder per class, e.g. {root}/Apple/*.jpg"
         )
 
     class_names: list[str] = []
@@ -124,7 +121,6 @@ def _walk_files(folder: Path) -> list[Path]:
     return found
 
 
-
 def content_id(folder: ImageFolder) -> str:
     """What a study remembers of its data, the same on every machine that has a copy of it:
     counts and a hash of every image's class, name and size (not its path or time stamp)."""
@@ -133,7 +129,6 @@ def content_id(folder: ImageFolder) -> str:
         rel = path.relative_to(folder.root).as_posix()
         digest.update(f"{rel}\0{path.stat().st_size}\n".encode("utf-8", "surrogateescape"))
     return f"{len(folder.paths)} images in {folder.num_classes} classes, sha256 {digest.hexdigest()[:16]}"
-
 
 
 def stratified_split(

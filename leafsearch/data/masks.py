@@ -61,8 +61,11 @@ class MarkedImages:
         self.masks, self.usable = leaf_masks(images)
         self.shape, self.dtype, self.ndim = images.shape, images.dtype, images.ndim
         if not self.usable.all():  # once, not per batch: they are left as they are, none is dropped
-            log.warning("%d of %d images have no black background: background replacement leaves them as they are",
-                        int((~self.usable).sum()), len(self.usable))
+            log.warning(
+                "%d of %d images have no black background: background replacement leaves them as they are",
+                int((~self.usable).sum()),
+                len(self.usable),
+            )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -92,7 +95,9 @@ def procedural_backgrounds(count: int, size: int, seed: int) -> np.ndarray:
         index = np.minimum((grid * cells).astype(int), cells - 1)
         blobs = coarse[index][:, index]
         angle, freq = rng.uniform(0, np.pi), rng.uniform(2, 12)
-        wave = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + rng.uniform(0, 2 * np.pi))
+        wave = 0.5 + 0.5 * np.sin(
+            2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + rng.uniform(0, 2 * np.pi)
+        )
         stripes = wave[..., None] * rng.uniform(0, 255, 3)
         weights = rng.dirichlet([1.0, 1.0, 1.0])
         image = weights[0] * field + weights[1] * blobs + weights[2] * stripes + rng.normal(0, GRAIN, (size, size, 3))
@@ -117,12 +122,12 @@ def with_clutter(backgrounds: np.ndarray, images: np.ndarray, masks: np.ndarray,
         j = (i + 1) % len(images)
         leaf = np.where(masks[j][..., None], images[j], 0).astype(np.float32)
         y, x = half * rng.integers(2), half * rng.integers(2)
-        fragment = np.repeat(np.repeat(leaf[y:y + half, x:x + half], 2, axis=0), 2, axis=1)[:size, :size]
+        fragment = np.repeat(np.repeat(leaf[y : y + half, x : x + half], 2, axis=0), 2, axis=1)[:size, :size]
         fragment = np.pad(fragment, ((0, size - fragment.shape[0]), (0, size - fragment.shape[1]), (0, 0)))
         if rng.random() < 0.5:
             fragment = fragment[::-1]
         padded = np.pad(fragment, ((1, 1), (1, 1), (0, 0)), mode="edge")
-        fragment = sum(padded[dy:dy + size, dx:dx + size] for dy in range(3) for dx in range(3)) / 9.0
+        fragment = sum(padded[dy : dy + size, dx : dx + size] for dy in range(3) for dx in range(3)) / 9.0
         present = fragment.max(axis=-1) > 16.0
         out[i][present] = (fragment[present] * rng.uniform(0.5, 1.0)).astype(np.uint8)
     return out
@@ -162,7 +167,9 @@ def with_backgrounds(images: np.ndarray, seed: int) -> np.ndarray:
     images without a black background stay as they are."""
     images = np.asarray(images)
     masks, usable = leaf_masks(images)
-    backgrounds = with_clutter(procedural_backgrounds(len(images), images.shape[1], seed), images, masks & usable[:, None, None], seed)
+    backgrounds = with_clutter(
+        procedural_backgrounds(len(images), images.shape[1], seed), images, masks & usable[:, None, None], seed
+    )
     background = ~masks & usable[:, None, None]
     behind = (1.0 - rim_opacity(images, background))[..., None] * backgrounds
     composite = np.where(background[..., None], backgrounds, np.clip(images + behind, 0, 255))

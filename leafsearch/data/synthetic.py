@@ -75,50 +75,165 @@ _LESIONS: dict[str, dict] = {
 # base/tip exponents of the width profile t**a * (1-t)**b (a<b: ovate, a>b: obovate,
 # b<1: blunt tip). teeth = (count per side, depth). size = leaf diameter / image side.
 _TABLE: dict[str, dict] = {
-    "Apple": dict(form="simple", shape=(0.8, 1.2), aspect=(1.7, 0.15), teeth=(30, 0.06), veins=7,
-                  hsv=((98, 6), (0.55, 0.08), (0.50, 0.08)), vein_tone=0.25, size=(0.7, 0.95),
-                  disease=(0.6, ("scab", "black_rot", "rust"))),
-    "Blueberry": dict(form="simple", shape=(0.9, 0.9), aspect=(2.0, 0.2), teeth=(0, 0), veins=6,
-                      hsv=((112, 8), (0.45, 0.08), (0.45, 0.08)), vein_tone=0.15, size=(0.5, 0.75),
-                      disease=(0.25, ("reddening",))),
-    "Cherry": dict(form="simple", shape=(1.1, 0.9), aspect=(2.1, 0.2), teeth=(34, 0.05), veins=8,
-                   hsv=((105, 6), (0.62, 0.08), (0.42, 0.08)), vein_tone=0.3, size=(0.7, 0.95),
-                   disease=(0.5, ("powdery",))),
-    "Corn": dict(form="blade", shape=(0.12, 0.35), aspect=(11.0, 1.5), teeth=(0, 0), veins=3,
-                 hsv=((85, 6), (0.50, 0.08), (0.58, 0.08)), vein_tone=0.3, size=(1.3, 1.7),
-                 disease=(0.75, ("leaf_blight", "corn_rust", "gray_spot"))),
-    "Grape": dict(form="palmate", lobes=(5, 2.3, 0.45, 0.8), aspect=(0.95, 0.08), teeth=(40, 0.08), veins=5,
-                  hsv=((95, 6), (0.60, 0.08), (0.42, 0.08)), vein_tone=0.25, size=(0.75, 0.95),
-                  disease=(0.8, ("black_rot", "esca", "late_blight"))),
-    "Orange": dict(form="simple", shape=(0.8, 0.8), aspect=(2.0, 0.2), teeth=(20, 0.02), veins=8,
-                   hsv=((80, 6), (0.65, 0.08), (0.52, 0.08)), vein_tone=0.3, size=(0.65, 0.9),
-                   disease=(0.95, ("greening",))),
-    "Peach": dict(form="simple", shape=(0.7, 1.6), aspect=(3.6, 0.4), teeth=(40, 0.04), veins=10,
-                  hsv=((100, 6), (0.60, 0.08), (0.50, 0.08)), vein_tone=0.3, size=(0.75, 0.95),
-                  disease=(0.7, ("bacterial",))),
-    "Pepper": dict(form="simple", shape=(0.8, 1.4), aspect=(2.0, 0.2), teeth=(0, 0), veins=6,
-                   hsv=((95, 6), (0.68, 0.08), (0.52, 0.08)), vein_tone=0.2, size=(0.65, 0.9),
-                   disease=(0.4, ("bacterial",))),
-    "Potato": dict(form="simple", shape=(0.7, 1.1), aspect=(1.6, 0.15), teeth=(0, 0), veins=6,
-                   hsv=((100, 6), (0.55, 0.08), (0.45, 0.08)), vein_tone=0.15, size=(0.65, 0.9),
-                   disease=(0.9, ("target", "late_blight"))),
-    "Raspberry": dict(form="trifoliate", shape=(0.7, 1.5), aspect=(1.5, 0.15), teeth=(30, 0.09), veins=7,
-                      hsv=((108, 6), (0.55, 0.08), (0.45, 0.08)), vein_tone=0.2, size=(0.75, 0.95),
-                      double_teeth=True, five=0.4, disease=(0.0, ())),
-    "Soybean": dict(form="simple", shape=(0.9, 1.0), aspect=(1.6, 0.15), teeth=(0, 0), veins=6,
-                    hsv=((95, 6), (0.60, 0.08), (0.50, 0.08)), vein_tone=0.2, size=(0.6, 0.9),
-                    disease=(0.0, ())),
-    "Squash": dict(form="palmate", lobes=(5, 2.2, 0.25, 0.6), aspect=(0.9, 0.08), teeth=(26, 0.04), veins=5,
-                   hsv=((100, 6), (0.55, 0.08), (0.50, 0.08)), vein_tone=0.35, size=(0.75, 0.95),
-                   disease=(0.95, ("powdery",))),
-    "Strawberry": dict(form="trifoliate", shape=(1.0, 0.7), aspect=(1.4, 0.12), teeth=(18, 0.12), veins=8,
-                       hsv=((110, 6), (0.65, 0.08), (0.38, 0.08)), vein_tone=-0.25, size=(0.75, 0.95),
-                       five=0.0, disease=(0.6, ("scorch",))),
-    "Tomato": dict(form="pinnate", shape=(0.8, 1.2), aspect=(1.7, 0.2), teeth=(14, 0.06), veins=6,
-                   hsv=((95, 12), (0.60, 0.1), (0.50, 0.1)), vein_tone=0.25, size=(0.7, 0.95),
-                   lobing=0.15, single=0.35,
-                   disease=(0.85, ("leaf_spot", "target", "late_blight", "mosaic", "yellowing", "mold",
-                                   "bacterial"))),
+    "Apple": dict(
+        form="simple",
+        shape=(0.8, 1.2),
+        aspect=(1.7, 0.15),
+        teeth=(30, 0.06),
+        veins=7,
+        hsv=((98, 6), (0.55, 0.08), (0.50, 0.08)),
+        vein_tone=0.25,
+        size=(0.7, 0.95),
+        disease=(0.6, ("scab", "black_rot", "rust")),
+    ),
+    "Blueberry": dict(
+        form="simple",
+        shape=(0.9, 0.9),
+        aspect=(2.0, 0.2),
+        teeth=(0, 0),
+        veins=6,
+        hsv=((112, 8), (0.45, 0.08), (0.45, 0.08)),
+        vein_tone=0.15,
+        size=(0.5, 0.75),
+        disease=(0.25, ("reddening",)),
+    ),
+    "Cherry": dict(
+        form="simple",
+        shape=(1.1, 0.9),
+        aspect=(2.1, 0.2),
+        teeth=(34, 0.05),
+        veins=8,
+        hsv=((105, 6), (0.62, 0.08), (0.42, 0.08)),
+        vein_tone=0.3,
+        size=(0.7, 0.95),
+        disease=(0.5, ("powdery",)),
+    ),
+    "Corn": dict(
+        form="blade",
+        shape=(0.12, 0.35),
+        aspect=(11.0, 1.5),
+        teeth=(0, 0),
+        veins=3,
+        hsv=((85, 6), (0.50, 0.08), (0.58, 0.08)),
+        vein_tone=0.3,
+        size=(1.3, 1.7),
+        disease=(0.75, ("leaf_blight", "corn_rust", "gray_spot")),
+    ),
+    "Grape": dict(
+        form="palmate",
+        lobes=(5, 2.3, 0.45, 0.8),
+        aspect=(0.95, 0.08),
+        teeth=(40, 0.08),
+        veins=5,
+        hsv=((95, 6), (0.60, 0.08), (0.42, 0.08)),
+        vein_tone=0.25,
+        size=(0.75, 0.95),
+        disease=(0.8, ("black_rot", "esca", "late_blight")),
+    ),
+    "Orange": dict(
+        form="simple",
+        shape=(0.8, 0.8),
+        aspect=(2.0, 0.2),
+        teeth=(20, 0.02),
+        veins=8,
+        hsv=((80, 6), (0.65, 0.08), (0.52, 0.08)),
+        vein_tone=0.3,
+        size=(0.65, 0.9),
+        disease=(0.95, ("greening",)),
+    ),
+    "Peach": dict(
+        form="simple",
+        shape=(0.7, 1.6),
+        aspect=(3.6, 0.4),
+        teeth=(40, 0.04),
+        veins=10,
+        hsv=((100, 6), (0.60, 0.08), (0.50, 0.08)),
+        vein_tone=0.3,
+        size=(0.75, 0.95),
+        disease=(0.7, ("bacterial",)),
+    ),
+    "Pepper": dict(
+        form="simple",
+        shape=(0.8, 1.4),
+        aspect=(2.0, 0.2),
+        teeth=(0, 0),
+        veins=6,
+        hsv=((95, 6), (0.68, 0.08), (0.52, 0.08)),
+        vein_tone=0.2,
+        size=(0.65, 0.9),
+        disease=(0.4, ("bacterial",)),
+    ),
+    "Potato": dict(
+        form="simple",
+        shape=(0.7, 1.1),
+        aspect=(1.6, 0.15),
+        teeth=(0, 0),
+        veins=6,
+        hsv=((100, 6), (0.55, 0.08), (0.45, 0.08)),
+        vein_tone=0.15,
+        size=(0.65, 0.9),
+        disease=(0.9, ("target", "late_blight")),
+    ),
+    "Raspberry": dict(
+        form="trifoliate",
+        shape=(0.7, 1.5),
+        aspect=(1.5, 0.15),
+        teeth=(30, 0.09),
+        veins=7,
+        hsv=((108, 6), (0.55, 0.08), (0.45, 0.08)),
+        vein_tone=0.2,
+        size=(0.75, 0.95),
+        double_teeth=True,
+        five=0.4,
+        disease=(0.0, ()),
+    ),
+    "Soybean": dict(
+        form="simple",
+        shape=(0.9, 1.0),
+        aspect=(1.6, 0.15),
+        teeth=(0, 0),
+        veins=6,
+        hsv=((95, 6), (0.60, 0.08), (0.50, 0.08)),
+        vein_tone=0.2,
+        size=(0.6, 0.9),
+        disease=(0.0, ()),
+    ),
+    "Squash": dict(
+        form="palmate",
+        lobes=(5, 2.2, 0.25, 0.6),
+        aspect=(0.9, 0.08),
+        teeth=(26, 0.04),
+        veins=5,
+        hsv=((100, 6), (0.55, 0.08), (0.50, 0.08)),
+        vein_tone=0.35,
+        size=(0.75, 0.95),
+        disease=(0.95, ("powdery",)),
+    ),
+    "Strawberry": dict(
+        form="trifoliate",
+        shape=(1.0, 0.7),
+        aspect=(1.4, 0.12),
+        teeth=(18, 0.12),
+        veins=8,
+        hsv=((110, 6), (0.65, 0.08), (0.38, 0.08)),
+        vein_tone=-0.25,
+        size=(0.75, 0.95),
+        five=0.0,
+        disease=(0.6, ("scorch",)),
+    ),
+    "Tomato": dict(
+        form="pinnate",
+        shape=(0.8, 1.2),
+        aspect=(1.7, 0.2),
+        teeth=(14, 0.06),
+        veins=6,
+        hsv=((95, 12), (0.60, 0.1), (0.50, 0.1)),
+        vein_tone=0.25,
+        size=(0.7, 0.95),
+        lobing=0.15,
+        single=0.35,
+        disease=(0.85, ("leaf_spot", "target", "late_blight", "mosaic", "yellowing", "mold", "bacterial")),
+    ),
 }
 
 
@@ -278,8 +393,15 @@ def _compound(rng, spec, pinnate: bool) -> _Shape:
     out = _Shape(stems=[(np.array([(0, -0.3), (0, rachis)]), 0.025)])
 
     def leaflet(size, angle, at):
-        leaf = _leaflet(rng, spec["shape"], aspect * rng.normal(1, 0.05), teeth, spec["veins"],
-                        spec.get("double_teeth", False), spec.get("lobing", 0.0))
+        leaf = _leaflet(
+            rng,
+            spec["shape"],
+            aspect * rng.normal(1, 0.05),
+            teeth,
+            spec["veins"],
+            spec.get("double_teeth", False),
+            spec.get("lobing", 0.0),
+        )
         stalk = 0.12 * size * np.array([-math.sin(angle), math.cos(angle)])  # short petiolule
         out.stems.append((np.array([at, at + stalk]), 0.015))
         return leaf.affine(_rotation(angle, size), np.asarray(at) + stalk, size)
@@ -313,8 +435,15 @@ def _leaf_shape(species: str, rng: np.random.Generator) -> _Shape:
     else:
         teeth = (spec["teeth"][0] * rng.uniform(0.85, 1.15), spec["teeth"][1])
         shape = tuple(x * rng.normal(1, 0.08) for x in spec["shape"])
-        leaf = _leaflet(rng, shape, _jitter(rng, spec["aspect"], 1.0), teeth, spec["veins"],
-                        lobing=spec.get("lobing", 0.0), parallel=form == "blade")
+        leaf = _leaflet(
+            rng,
+            shape,
+            _jitter(rng, spec["aspect"], 1.0),
+            teeth,
+            spec["veins"],
+            lobing=spec.get("lobing", 0.0),
+            parallel=form == "blade",
+        )
         if form == "blade":
             return leaf
     leaf.stems.append((np.array([(0, -rng.uniform(0.1, 0.25)), (0, 0.02)]), 0.022))
@@ -453,6 +582,7 @@ def _paint_leaf(species: str, rng, canvas: int) -> tuple[Image.Image, Image.Imag
 
 def _wild_background(rng, size: int) -> Image.Image:
     """Cluttered natural-looking backdrop: gradient, blurred blobs and stray leaf fragments."""
+
     def earthy():
         return _rgb((rng.uniform(20, 150), rng.uniform(0.15, 0.7), rng.uniform(0.25, 0.85)))
 
@@ -562,7 +692,9 @@ def generate(
         # spawn, not fork: safe even when the caller already runs TensorFlow threads. Each worker
         # holds this process's lifeline, so a kill of the caller ends them too.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=lifeline.watch, initargs=(lifeline.end(),)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=lifeline.watch, initargs=(lifeline.end(),)
+        ) as pool:
             list(pool.map(_write_one, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
     else:
         for job in jobs:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import keras
 
 from leafsearch.data.masks import CLUTTER, GRAIN, RIM
 from leafsearch.models import leaf_mask
-
 
 PREFIX = "aug_"  # every augmentation layer's name starts so: an exported model drops them by it
 BACKGROUND = "aug_background"  # the background replacement layer (first when present)
@@ -50,15 +50,25 @@ def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -
     if FLIP_MODES[flip]:
         layers.append(keras.layers.RandomFlip(FLIP_MODES[flip], seed=seed, name="aug_flip"))
     if recipe["aug_rotation"] > 0:
-        layers.append(keras.layers.RandomRotation(recipe["aug_rotation"], fill_mode="constant", seed=seed + 1, name="aug_rotation"))
+        layers.append(
+            keras.layers.RandomRotation(
+                recipe["aug_rotation"], fill_mode="constant", seed=seed + 1, name="aug_rotation"
+            )
+        )
     if recipe["aug_zoom"] > 0:
         layers.append(keras.layers.RandomZoom(recipe["aug_zoom"], fill_mode="constant", seed=seed + 2, name="aug_zoom"))
     if recipe["aug_crop"] > 0:
         layers.append(RandomCropResize(recipe["aug_crop"], seed=seed + 4, name="aug_crop"))
     if recipe["aug_background"] > 0:  # it finds the background by its pixels being exactly 0
-        layers.append(BackgroundReplace(recipe["aug_background"], photos=recipe["backgrounds"], seed=seed + 6, name=BACKGROUND))
+        layers.append(
+            BackgroundReplace(recipe["aug_background"], photos=recipe["backgrounds"], seed=seed + 6, name=BACKGROUND)
+        )
     if recipe["aug_contrast"] > 0:
-        layers.append(keras.layers.RandomContrast(recipe["aug_contrast"], value_range=(0, 255), seed=seed + 3, name="aug_contrast"))
+        layers.append(
+            keras.layers.RandomContrast(
+                recipe["aug_contrast"], value_range=(0, 255), seed=seed + 3, name="aug_contrast"
+            )
+        )
     if recipe["aug_noise"] > 0:
         # Keras' GaussianNoise takes a stddev in [0, 1]: add it on the 0-1 scale.
         layers.append(keras.layers.Rescaling(1.0 / 255.0, name="aug_noise_scale_down"))
@@ -110,11 +120,19 @@ class RandomCropResize(keras.layers.Layer):
         offset_x = ops.floor(offset[:, 1] * (width - crop_w + 1))
         scale_y, scale_x = crop_h / height, crop_w / width
         zeros, ones = ops.zeros((batch,)), ops.ones((batch,))
-        transform = ops.stack([
-            ones * scale_x, zeros, offset_x + 0.5 * scale_x - 0.5,
-            zeros, ones * scale_y, offset_y + 0.5 * scale_y - 0.5,
-            zeros, zeros,
-        ], axis=1)
+        transform = ops.stack(
+            [
+                ones * scale_x,
+                zeros,
+                offset_x + 0.5 * scale_x - 0.5,
+                zeros,
+                ones * scale_y,
+                offset_y + 0.5 * scale_y - 0.5,
+                zeros,
+                zeros,
+            ],
+            axis=1,
+        )
         images = ops.cast(inputs, "float32")
         out = ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="nearest")
         return ops.cast(out, inputs.dtype)
@@ -144,7 +162,9 @@ class BackgroundReplace(keras.layers.Layer):
     as the black did (`_opacity`), so that no leaf keeps the dark outline of its photo.
     """
 
-    def __init__(self, share: float, photos: str | None = None, seed: int | None = None, clutter: float = CLUTTER, **kwargs):
+    def __init__(
+        self, share: float, photos: str | None = None, seed: int | None = None, clutter: float = CLUTTER, **kwargs
+    ):
         super().__init__(**kwargs)
         if not 0.0 < share <= 1.0:
             raise ValueError(f"Argument `share` must be in (0, 1]. Received: share={share}")
@@ -167,7 +187,11 @@ class BackgroundReplace(keras.layers.Layer):
         ops = keras.ops
         images = ops.cast(inputs, "float32")
         batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
-        new = self._photos(batch, height, width) if self._bank is not None else self._procedural(images, batch, height, width)
+        new = (
+            self._photos(batch, height, width)
+            if self._bank is not None
+            else self._procedural(images, batch, height, width)
+        )
         if self.clutter > 0:
             new = self._cluttered(new, images, batch, height, width)
         behind = (1.0 - self._opacity(images)) * new  # 1 on the background, 0 inside the leaf
@@ -183,7 +207,9 @@ class BackgroundReplace(keras.layers.Layer):
         background = ops.cast(ops.all(ops.equal(images, 0.0), axis=-1, keepdims=True), "float32")
         brightness = ops.max(images, axis=-1, keepdims=True)
         rim = ops.max_pool(background, window, strides=1, padding="same") * (1.0 - background)
-        opacity = ops.clip(brightness / ops.maximum(ops.max_pool(brightness, window, strides=1, padding="same"), 1.0), 0.0, 1.0)
+        opacity = ops.clip(
+            brightness / ops.maximum(ops.max_pool(brightness, window, strides=1, padding="same"), 1.0), 0.0, 1.0
+        )
         return (1.0 - background) * (rim * opacity + (1.0 - rim))
 
     def _uniform(self, shape, low=0.0, high=1.0):
@@ -235,7 +261,9 @@ class BackgroundReplace(keras.layers.Layer):
         for cells in (2, 4, 8, 16, 32):
             if cells > height:
                 break
-            octave = ops.image.resize(self._uniform((batch, cells, cells, 1)), (height, width), interpolation="bilinear")
+            octave = ops.image.resize(
+                self._uniform((batch, cells, cells, 1)), (height, width), interpolation="bilinear"
+            )
             total = total + octave * ops.power(float(cells), -beta)
         low, high = ops.min(total, axis=(1, 2, 3), keepdims=True), ops.max(total, axis=(1, 2, 3), keepdims=True)
         return (total - low) / ops.maximum(high - low, 1e-6)
@@ -247,7 +275,7 @@ class BackgroundReplace(keras.layers.Layer):
         others = ops.roll(images, 1, axis=0)
         half_h, half_w = height // 2, width // 2
         # Four same-sized corner windows; one is chosen per image before the single resize.
-        corners = [others[:, y:y + half_h, x:x + half_w] for y in (0, height - half_h) for x in (0, width - half_w)]
+        corners = [others[:, y : y + half_h, x : x + half_w] for y in (0, height - half_h) for x in (0, width - half_w)]
         pick = ops.floor(self._uniform((batch, 1, 1, 1), 0.0, 4.0))
         quarter = corners[0]
         for k, corner in enumerate(corners[1:], start=1):
@@ -271,7 +299,13 @@ class BackgroundReplace(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "share": self.share, "photos": self.photos, "seed": self.seed, "clutter": self.clutter}
+        return {
+            **super().get_config(),
+            "share": self.share,
+            "photos": self.photos,
+            "seed": self.seed,
+            "clutter": self.clutter,
+        }
 
 
 BANK = 256  # background crops kept on the device, at the model's image size
@@ -306,7 +340,9 @@ def photo_bank(folder: str, size: int, seed: int = 0):
             continue
         scale = limit / min(photo.size)
         if scale < 1.0:
-            photo = photo.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))), Image.BILINEAR)
+            photo = photo.resize(
+                (max(1, round(photo.width * scale)), max(1, round(photo.height * scale))), Image.BILINEAR
+            )
         photos.append(photo)
     if not photos:
         raise ValueError(f"backgrounds {folder}: no readable image in it; pass a folder of background photos")

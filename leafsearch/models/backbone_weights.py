@@ -33,12 +33,19 @@ from leafsearch.models import efficientnet_lite
 from search.errors import UsageError
 
 BACKBONES = {
-    **{f"efficientnet_b{i}": getattr(keras.applications, f"EfficientNetB{i}") for i in range(8)},  # Keras' variants, by our names
-    **{variant: efficientnet_lite.constructor(variant) for variant in efficientnet_lite.LITE_PARAMS},  # ours, from Keras layers
+    **{
+        f"efficientnet_b{i}": getattr(keras.applications, f"EfficientNetB{i}") for i in range(8)
+    },  # Keras' variants, by our names
+    **{
+        variant: efficientnet_lite.constructor(variant) for variant in efficientnet_lite.LITE_PARAMS
+    },  # ours, from Keras layers
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the original code's MEAN_RGB / 255
 IMAGENET_STD = (0.229, 0.224, 0.225)  # its STDDEV_RGB / 255
-NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "advprop": ((0.5,) * 3, (0.5,) * 3)}  # AdvProp: x*2/255 - 1
+NORMALIZATIONS = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "advprop": ((0.5,) * 3, (0.5,) * 3),
+}  # AdvProp: x*2/255 - 1
 
 
 def is_lite(name: str) -> bool:
@@ -86,11 +93,24 @@ def _block_names(stage_one: bool) -> dict[str, str]:
     names = {"dwconv": "depthwise_conv2d", "se_reduce": "se/conv2d", "se_expand": "se/conv2d_1"}
     if stage_one:
         return {**names, "bn": bn[0], "project_conv": "conv2d", "project_bn": bn[1]}
-    return {**names, "expand_conv": "conv2d", "expand_bn": bn[0], "bn": bn[1], "project_conv": "conv2d_1", "project_bn": bn[2]}
+    return {
+        **names,
+        "expand_conv": "conv2d",
+        "expand_bn": bn[0],
+        "bn": bn[1],
+        "project_conv": "conv2d_1",
+        "project_bn": bn[2],
+    }
 
 
-_WEIGHT = {"kernel": "kernel", "bias": "bias", "gamma": "gamma", "beta": "beta", "moving_mean": "moving_mean",
-           "moving_variance": "moving_variance"}
+_WEIGHT = {
+    "kernel": "kernel",
+    "bias": "bias",
+    "gamma": "gamma",
+    "beta": "beta",
+    "moving_mean": "moving_mean",
+    "moving_variance": "moving_variance",
+}
 
 
 def original_names(backbone: keras.Model, scope: str) -> dict[str, str]:
@@ -98,8 +118,12 @@ def original_names(backbone: keras.Model, scope: str) -> dict[str, str]:
     every weight of the backbone but its Normalization layer's."""
     blocks = sorted({layer.name.split("_")[0] for layer in backbone.layers if layer.name.startswith("block")})
     index = {block: k for k, block in enumerate(blocks)}  # block1a < block2a < ... is execution order
-    fixed = {"stem_conv": "stem/conv2d", "stem_bn": "stem/tpu_batch_normalization",
-             "top_conv": "head/conv2d", "top_bn": "head/tpu_batch_normalization"}
+    fixed = {
+        "stem_conv": "stem/conv2d",
+        "stem_bn": "stem/tpu_batch_normalization",
+        "top_conv": "head/conv2d",
+        "top_bn": "head/tpu_batch_normalization",
+    }
     out = {}
     for weight in backbone.weights:
         layer, _, leaf = weight.path.rpartition("/")
@@ -124,15 +148,21 @@ def _checkpoint_prefix(checkpoint: Path) -> str:
         if found is None and len(indexes) == 1:
             found = str(indexes[0].with_suffix(""))
         if found is None:
-            raise UsageError(f"{checkpoint}: no TensorFlow checkpoint in this folder (no `checkpoint` file and "
-                             f"{len(indexes)} *.index files); pass the folder of an unpacked EfficientNet checkpoint")
+            raise UsageError(
+                f"{checkpoint}: no TensorFlow checkpoint in this folder (no `checkpoint` file and "
+                f"{len(indexes)} *.index files); pass the folder of an unpacked EfficientNet checkpoint"
+            )
         return found
     if Path(f"{path}.index").is_file():
         return str(path)
-    raise UsageError(f"{checkpoint}: no such checkpoint folder or prefix; pass the folder of an unpacked EfficientNet checkpoint")
+    raise UsageError(
+        f"{checkpoint}: no such checkpoint folder or prefix; pass the folder of an unpacked EfficientNet checkpoint"
+    )
 
 
-def convert_checkpoint(checkpoint: Path, backbone: str, output: Path, normalization: str = "imagenet") -> dict[str, Any]:
+def convert_checkpoint(
+    checkpoint: Path, backbone: str, output: Path, normalization: str = "imagenet"
+) -> dict[str, Any]:
     """Write the backbone weights of an original EfficientNet checkpoint as a Keras
     `.weights.h5` file that `--weights FILE` loads; returns what was converted. Every name and
     shape is checked first: nothing is written unless all of them match."""
@@ -141,33 +171,47 @@ def convert_checkpoint(checkpoint: Path, backbone: str, output: Path, normalizat
     if backbone not in BACKBONES:
         raise UsageError(f"--backbone {backbone}: not one of {', '.join(BACKBONES)}")
     if not str(output).endswith(".weights.h5"):
-        raise UsageError(f"--output {output}: Keras weights files end in .weights.h5; pass e.g. --output {backbone}.weights.h5")
+        raise UsageError(
+            f"--output {output}: Keras weights files end in .weights.h5; pass e.g. --output {backbone}.weights.h5"
+        )
     prefix = _checkpoint_prefix(checkpoint)
     try:
         reader = tf.train.load_checkpoint(prefix)
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is bad input
-        raise UsageError(f"{checkpoint}: cannot read the checkpoint ({type(exc).__name__}); pass an unpacked EfficientNet checkpoint") from None
+        raise UsageError(
+            f"{checkpoint}: cannot read the checkpoint ({type(exc).__name__}); pass an unpacked EfficientNet checkpoint"
+        ) from None
     shapes = reader.get_variable_to_shape_map()
     scopes = sorted({name.split("/")[0] for name in shapes if name.startswith(("efficientnet-b", "efficientnet-lite"))})
     scope = backbone.replace("efficientnet_", "efficientnet-")
     if not scopes:
-        raise UsageError(f"{checkpoint}: not an EfficientNet checkpoint of the original code (no efficientnet-bN/ or efficientnet-liteN/ variables)")
+        raise UsageError(
+            f"{checkpoint}: not an EfficientNet checkpoint of the original code (no efficientnet-bN/ or efficientnet-liteN/ variables)"
+        )
     if scope not in scopes:
-        raise UsageError(f"{checkpoint}: it holds {', '.join(scopes)}, not {scope}; pass --backbone {scopes[0].replace('-', '_')}")
+        raise UsageError(
+            f"{checkpoint}: it holds {', '.join(scopes)}, not {scope}; pass --backbone {scopes[0].replace('-', '_')}"
+        )
     model = BACKBONES[backbone](include_top=False, weights=None, input_shape=(32, 32, 3))
     values = []
     for path, name in original_names(model, scope).items():
         source = f"{name}/ExponentialMovingAverage" if f"{name}/ExponentialMovingAverage" in shapes else name
         if source not in shapes:
-            raise UsageError(f"{checkpoint}: the checkpoint lacks {name} (Keras' {path}); is it a full {scope} checkpoint?")
+            raise UsageError(
+                f"{checkpoint}: the checkpoint lacks {name} (Keras' {path}); is it a full {scope} checkpoint?"
+            )
         weight = next(w for w in model.weights if w.path == path)
         if tuple(shapes[source]) != tuple(weight.shape):
-            raise UsageError(f"{checkpoint}: {source} has shape {tuple(shapes[source])}, {scope} needs {tuple(weight.shape)} for {path}")
+            raise UsageError(
+                f"{checkpoint}: {source} has shape {tuple(shapes[source])}, {scope} needs {tuple(weight.shape)} for {path}"
+            )
         values.append((weight, reader.get_tensor(source)))
     for weight, value in values:
         weight.assign(value)
     if is_lite(backbone):
-        normalization = efficientnet_lite.NORMALIZATION  # fixed in the architecture, as the Lite checkpoints were trained
+        normalization = (
+            efficientnet_lite.NORMALIZATION
+        )  # fixed in the architecture, as the Lite checkpoints were trained
     else:
         set_normalization(model, *NORMALIZATIONS[normalization])
     output = Path(output)
@@ -181,5 +225,9 @@ def convert_checkpoint(checkpoint: Path, backbone: str, output: Path, normalizat
         os.replace(temporary, output)  # whole or not at all
     finally:
         Path(temporary).unlink(missing_ok=True)
-    return {"variables": len(values), "ema": any(f"{n}/ExponentialMovingAverage" in shapes for n in original_names(model, scope).values()),
-            "scope": scope, "normalization": normalization}
+    return {
+        "variables": len(values),
+        "ema": any(f"{n}/ExponentialMovingAverage" in shapes for n in original_names(model, scope).values()),
+        "scope": scope,
+        "normalization": normalization,
+    }

@@ -45,14 +45,23 @@ def flops_per_image(model: keras.Model) -> int | None:
     import tensorflow as tf
 
     shape = [1, *model.input_shape[1:]]
-    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec(shape, model.inputs[0].dtype)).graph
-    options = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
-               .with_empty_output().build())
+    graph = (
+        tf.function(lambda x: model(x, training=False))
+        .get_concrete_function(tf.TensorSpec(shape, model.inputs[0].dtype))
+        .graph
+    )
+    options = (
+        tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel(logging.ERROR)  # the profiler is a TF1 API: silence its deprecation notice
     try:
-        profile = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options)
+        profile = tf.compat.v1.profiler.profile(
+            graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options
+        )
     finally:
         logger.setLevel(level)
     return int(profile.total_float_ops) or None
@@ -86,10 +95,22 @@ def architecture_key(model: keras.Model) -> str:
     """Identifies what the costs depend on: each top-level layer's kind, output shape, weight count
     and activation, the dtype policy, the backend and the GPUs in view. Dropout rates, seeds and learning rates do
     not change them, so trials that differ only in those share one measurement."""
-    layers = [(type(layer).__name__, _output_shape(layer), layer.count_params() if layer.built else 0,
-               getattr(getattr(layer, "activation", None), "__name__", "")) for layer in model.layers]
-    described = {"input": str(model.input_shape), "layers": layers, "policy": keras.config.dtype_policy().name,
-                 "backend": keras.backend.backend(), "gpus": len(gpus())}  # infer_ms is the device's
+    layers = [
+        (
+            type(layer).__name__,
+            _output_shape(layer),
+            layer.count_params() if layer.built else 0,
+            getattr(getattr(layer, "activation", None), "__name__", ""),
+        )
+        for layer in model.layers
+    ]
+    described = {
+        "input": str(model.input_shape),
+        "layers": layers,
+        "policy": keras.config.dtype_policy().name,
+        "backend": keras.backend.backend(),
+        "gpus": len(gpus()),
+    }  # infer_ms is the device's
     return hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -10,22 +10,30 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import keras
 
 from leafsearch.models import backbone_weights, efficientnet_lite, lite_weights
-from leafsearch.models.backbone_weights import BACKBONES, is_lite
 from leafsearch.models.augment import augmented
+from leafsearch.models.backbone_weights import BACKBONES, is_lite
 from leafsearch.models.cnn import BN_MOMENTUM
 from search.errors import UsageError
 
-
 # The resolution each variant was trained at (the seed went 256 -> 380 for B4 for this reason).
-_NATIVE_SIZES = {"efficientnet_b0": 224, "efficientnet_b1": 240, "efficientnet_b2": 260, "efficientnet_b3": 300,
-                 "efficientnet_b4": 380, "efficientnet_b5": 456, "efficientnet_b6": 528, "efficientnet_b7": 600,
-                 **{name: params[2] for name, params in efficientnet_lite.LITE_PARAMS.items()}}
+_NATIVE_SIZES = {
+    "efficientnet_b0": 224,
+    "efficientnet_b1": 240,
+    "efficientnet_b2": 260,
+    "efficientnet_b3": 300,
+    "efficientnet_b4": 380,
+    "efficientnet_b5": 456,
+    "efficientnet_b6": 528,
+    "efficientnet_b7": 600,
+    **{name: params[2] for name, params in efficientnet_lite.LITE_PARAMS.items()},
+}
 
 # Copied from keras/src/applications/efficientnet.py (BASE_WEIGHTS_PATH, the "_notop" half of
 # WEIGHTS_HASHES), so the file we fetch is the very file Keras then finds in its cache.
@@ -94,8 +102,10 @@ def check_weights_available(backbone: str, weights: str) -> None:
     if resolved == "imagenet":
         file_name = f"efficientnet{backbone.removeprefix('efficientnet_')}_notop.h5"
         try:
-            keras.utils.get_file(file_name, _WEIGHTS_URL + file_name, cache_subdir="models", file_hash=_NOTOP_HASHES[backbone])
-        except Exception as error:  # offline, a proxy, a corrupt cache: Keras raises a bare Exception
+            keras.utils.get_file(
+                file_name, _WEIGHTS_URL + file_name, cache_subdir="models", file_hash=_NOTOP_HASHES[backbone]
+            )
+        except Exception as error:  # noqa: BLE001 - offline, a proxy, a corrupt cache: Keras raises a bare Exception
             raise UsageError(
                 f"--weights imagenet: cannot download the ImageNet weights of {backbone} "
                 f"(no network? {_one_line(error)}); pass --weights PATH to a weights file "
@@ -107,7 +117,7 @@ def check_weights_available(backbone: str, weights: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras warns once per skipped layer before it raises
             model.load_weights(resolved)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any reason a file does not load is bad input
         raise UsageError(
             f"--weights {weights}: cannot load it into {backbone} without its top: {_one_line(error)}"
         ) from None
@@ -118,8 +128,12 @@ def imagenet_origin(backbone: str) -> dict[str, str]:
     if is_lite(backbone):
         return lite_weights.origin(backbone)
     file_name = f"efficientnet{backbone.removeprefix('efficientnet_')}_notop.h5"
-    return {"weights": "imagenet", "origin": _WEIGHTS_URL + file_name, "md5": _NOTOP_HASHES[backbone],
-            "normalization": "(x / 255 - imagenet mean) / imagenet std, stored in the file"}
+    return {
+        "weights": "imagenet",
+        "origin": _WEIGHTS_URL + file_name,
+        "md5": _NOTOP_HASHES[backbone],
+        "normalization": "(x / 255 - imagenet mean) / imagenet std, stored in the file",
+    }
 
 
 def load_weights(backbone: keras.Model, name: str, weights: str) -> str:
@@ -133,7 +147,9 @@ def load_weights(backbone: keras.Model, name: str, weights: str) -> str:
         return efficientnet_lite.NORMALIZATION
     if resolved == "imagenet":
         file_name = f"efficientnet{name.removeprefix('efficientnet_')}_notop.h5"
-        resolved = keras.utils.get_file(file_name, _WEIGHTS_URL + file_name, cache_subdir="models", file_hash=_NOTOP_HASHES[name])
+        resolved = keras.utils.get_file(
+            file_name, _WEIGHTS_URL + file_name, cache_subdir="models", file_hash=_NOTOP_HASHES[name]
+        )
     backbone.load_weights(resolved)
     return backbone_weights.normalize_as_trained(backbone, weights)
 
@@ -181,7 +197,9 @@ def freeze_backbone(model: keras.Model) -> None:
 def check_unfreeze_blocks(blocks: int) -> None:
     """A bad `unfreeze_blocks` as a ValueError, before anything trains."""
     if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= MAX_BLOCKS:
-        raise ValueError(f"unfreeze_blocks must be an integer from 1 to {MAX_BLOCKS} (EfficientNet has {MAX_BLOCKS} blocks), got {blocks!r}")
+        raise ValueError(
+            f"unfreeze_blocks must be an integer from 1 to {MAX_BLOCKS} (EfficientNet has {MAX_BLOCKS} blocks), got {blocks!r}"
+        )
 
 
 def unfreeze_top_blocks(model: keras.Model, blocks: int) -> list[str]:

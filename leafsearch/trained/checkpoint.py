@@ -18,9 +18,9 @@ from leafsearch.data import scan_folder
 from leafsearch.training.loop import CLASSES, load_weights_only
 from leafsearch.training.phases import build_model
 from leafsearch.training.recipe import rebuilt
+from search.errors import UsageError
 from search.records import leaderboard
 from search.records.checkpoints import CheckpointStore
-from search.errors import UsageError
 from search.records.files import read_json
 
 
@@ -39,7 +39,11 @@ def study_dir(results: Path, study: str) -> Path:
     folder = Path(results) / study
     if not study or "/" in study or not (folder / "study.json").is_file():
         found = sorted(p.parent.name for p in Path(results).glob("*/study.json"))
-        hint = f"one of: {', '.join(found)}" if found else f"none found in {results}/; run a study first or pass --results DIR"
+        hint = (
+            f"one of: {', '.join(found)}"
+            if found
+            else f"none found in {results}/; run a study first or pass --results DIR"
+        )
         raise UsageError(f"--study {study}: no study at {folder} (no study.json); pass a study name ({hint})")
     return folder
 
@@ -48,12 +52,16 @@ def best_trial(folder: Path) -> int:
     """The best COMPLETE trial of the study's leaderboard."""
     board_path = folder / "leaderboard.csv"
     if not board_path.is_file():
-        raise UsageError(f"--study {folder.name}: no leaderboard at {board_path}; run the study first or pass --trial N")
+        raise UsageError(
+            f"--study {folder.name}: no leaderboard at {board_path}; run the study first or pass --trial N"
+        )
     meta = read_json(folder / "study.json", {}) or {}
     metric, direction = meta.get("metric", "val_accuracy"), meta.get("direction", "maximize")
     best = leaderboard.best_trial(leaderboard.read(board_path), metric, direction)
     if best is None:
-        raise UsageError(f"--study {folder.name}: no complete trial yet; let a trial finish, or pass --trial N of a trial with a checkpoint")
+        raise UsageError(
+            f"--study {folder.name}: no complete trial yet; let a trial finish, or pass --trial N of a trial with a checkpoint"
+        )
     return int(best["trial"])
 
 
@@ -66,8 +74,10 @@ def class_names(trial_dir: Path) -> tuple[str, ...]:
     data = (read_json(trial_dir / "run.json", {}) or {}).get("data")
     if data and Path(data).is_dir():
         return scan_folder(data).class_names
-    raise UsageError(f"{trial_dir}: no classes.json and its data folder {data} is not here; "
-                     f"run the study again (it records the class names) or restore the data folder")
+    raise UsageError(
+        f"{trial_dir}: no classes.json and its data folder {data} is not here; "
+        f"run the study again (it records the class names) or restore the data folder"
+    )
 
 
 def best_checkpoint(trial_dir: Path) -> tuple[Path, int]:
@@ -75,7 +85,9 @@ def best_checkpoint(trial_dir: Path) -> tuple[Path, int]:
     store = CheckpointStore(trial_dir / "checkpoints")
     latest = store.latest()
     if latest is None:
-        raise UsageError(f"trial {trial_dir.name}: no checkpoint in {store.folder}; the trial finished no epoch, pick another --trial")
+        raise UsageError(
+            f"trial {trial_dir.name}: no checkpoint in {store.folder}; the trial finished no epoch, pick another --trial"
+        )
     folder, state = latest
     best = state.get("best")
     if best is not None and store.load(best) is not None:
@@ -91,7 +103,9 @@ def load(results: Path, study: str, trial: int | None = None) -> TrialModel:
     params = read_json(trial_dir / "params.json")
     if params is None:
         numbers = sorted(int(p.name) for p in (folder / "trials").glob("*") if p.name.isdigit())
-        raise UsageError(f"--trial {number}: study {study} has no trial {number} (trials: {', '.join(map(str, numbers)) or 'none'})")
+        raise UsageError(
+            f"--trial {number}: study {study} has no trial {number} (trials: {', '.join(map(str, numbers)) or 'none'})"
+        )
     checkpoint, epoch = best_checkpoint(trial_dir)
     names = class_names(trial_dir)
     pipeline = (read_json(folder / "study.json", {}) or {}).get("pipeline", "cnn")

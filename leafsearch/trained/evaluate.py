@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,11 @@ def scores(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """Accuracy over all images and per class (recall; a class with no test image is left out)."""
     totals = matrix.sum(axis=1)
     per_class = {name: float(matrix[i, i] / totals[i]) for i, name in enumerate(class_names) if totals[i]}
-    return {"images": int(totals.sum()), "accuracy": float(np.trace(matrix) / max(1, totals.sum())), "per_class": per_class}
+    return {
+        "images": int(totals.sum()),
+        "accuracy": float(np.trace(matrix) / max(1, totals.sum())),
+        "per_class": per_class,
+    }
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> None:
@@ -58,8 +63,15 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, t
         axes.set_title(title)
         for (true, guess), count in np.ndenumerate(matrix):
             if count:
-                axes.text(guess, true, str(count), ha="center", va="center", fontsize=7,
-                          color="white" if rows[true, guess] > 0.5 else "black")
+                axes.text(
+                    guess,
+                    true,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if rows[true, guess] > 0.5 else "black",
+                )
         figure.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=120)
@@ -74,8 +86,14 @@ def record_name(trial: int, data: Path) -> str:
     return f"{trial}-{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
 
 
-def store(study_dir: Path, trial: int, data: Path, matrix: np.ndarray, class_names: Sequence[str],
-          subsets: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+def store(
+    study_dir: Path,
+    trial: int,
+    data: Path,
+    matrix: np.ndarray,
+    class_names: Sequence[str],
+    subsets: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Write the evaluation's JSON and PNG into the study folder (replacing only an earlier
     evaluation of the same trial on the same folder); returns the JSON's content. `subsets`: the
     confusion matrix of each subset of a test folder in subsets (their sum is `matrix`)."""
@@ -83,15 +101,22 @@ def store(study_dir: Path, trial: int, data: Path, matrix: np.ndarray, class_nam
     name = record_name(trial, data)
     png = folder / f"{name}-confusion.png"
     result = scores(matrix, class_names)
-    plot_confusion(matrix, class_names, png, f"{study_dir.name} trial {trial}: accuracy {result['accuracy']:.3f} on {result['images']} images")
+    plot_confusion(
+        matrix,
+        class_names,
+        png,
+        f"{study_dir.name} trial {trial}: accuracy {result['accuracy']:.3f} on {result['images']} images",
+    )
     record = {
         "trial": int(trial),
         "data": str(data),
         "images": result["images"],
         "accuracy": result["accuracy"],
         "per_class": result["per_class"],
-        "subsets": {subset: {key: value for key, value in scores(counts, class_names).items() if key != "per_class"}
-                    for subset, counts in (subsets or {}).items()},
+        "subsets": {
+            subset: {key: value for key, value in scores(counts, class_names).items() if key != "per_class"}
+            for subset, counts in (subsets or {}).items()
+        },
         "confusion_png": png.relative_to(study_dir).as_posix(),
         "evaluated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -108,15 +133,18 @@ def test_subsets(data: Path) -> dict[str, Any]:
     root = Path(data).expanduser()
     children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
     nested = children and all(
-        any(c.is_dir() for c in child.iterdir()) and not any(f.suffix.lower() in IMAGE_EXTENSIONS for f in child.iterdir())
-        for child in children)
+        any(c.is_dir() for c in child.iterdir())
+        and not any(f.suffix.lower() in IMAGE_EXTENSIONS for f in child.iterdir())
+        for child in children
+    )
     if not nested:
         return {"": scan_folder(root)}
     return {child.name: scan_folder(child) for child in children}
 
 
-def evaluate_trial(results: Path, study: str, trial: int | None, data: Path,
-                   parts: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any], Path]:
+def evaluate_trial(
+    results: Path, study: str, trial: int | None, data: Path, parts: Mapping[str, Any] | None = None
+) -> tuple[Any, dict[str, Any], Path]:
     """Score a trial's best checkpoint (the best complete trial by default) on a test folder with
     the study's class sub-folders, or with subsets of them (`parts`: `test_subsets(data)`, when
     the caller has it already); store the result. Returns the trained trial, the stored record
@@ -138,15 +166,20 @@ def evaluate_trial(results: Path, study: str, trial: int | None, data: Path,
     return trained, record, trained.study_dir / FOLDER / f"{record_name(trained.trial, Path(data).resolve())}.json"
 
 
-def summary_lines(results: Path, study: str, trial: int | None, data: Path,
-                  parts: Mapping[str, Any] | None = None) -> list[str]:
+def summary_lines(
+    results: Path, study: str, trial: int | None, data: Path, parts: Mapping[str, Any] | None = None
+) -> list[str]:
     """`evaluate_trial`, told as `leafsearch evaluate` prints it: plain text, so that it can come
     back from the trial process that scored it at the end of `leafsearch run --test`."""
     trained, record, written = evaluate_trial(results, study, trial, data, parts)
-    lines = [f"Study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}) on {data}: "
-             f"accuracy {record['accuracy']:.4f} on {record['images']} images"]
-    lines += [f"  {subset}: accuracy {scored['accuracy']:.4f} on {scored['images']} images"
-              for subset, scored in record["subsets"].items()]
+    lines = [
+        f"Study {trained.study} trial {trained.trial} (checkpoint of epoch {trained.epoch + 1}) on {data}: "
+        f"accuracy {record['accuracy']:.4f} on {record['images']} images"
+    ]
+    lines += [
+        f"  {subset}: accuracy {scored['accuracy']:.4f} on {scored['images']} images"
+        for subset, scored in record["subsets"].items()
+    ]
     worst = sorted(record["per_class"].items(), key=lambda item: item[1])[:3]
     lines.append("Lowest per-class accuracy: " + ", ".join(f"{name} {value:.3f}" for name, value in worst))
     lines.append(f"Wrote {written} and {trained.study_dir / record['confusion_png']}")
@@ -160,6 +193,8 @@ def check_classes(parts: Mapping[str, Any], data: Path, class_names: Sequence[st
             missing = sorted(set(class_names) - set(test.class_names))
             extra = sorted(set(test.class_names) - set(class_names))
             where = f"{data}/{subset}" if subset else f"{data}"
-            raise UsageError(f"{flag} {where}: its class folders differ from the study's "
-                             f"(missing: {', '.join(missing) or '-'}; unknown: {', '.join(extra) or '-'}); "
-                             f"pass a test folder with the same {len(class_names)} class sub-folders")
+            raise UsageError(
+                f"{flag} {where}: its class folders differ from the study's "
+                f"(missing: {', '.join(missing) or '-'}; unknown: {', '.join(extra) or '-'}); "
+                f"pass a test folder with the same {len(class_names)} class sub-folders"
+            )

@@ -39,6 +39,7 @@ class Exported:
 def inference_model(model: keras.Model) -> keras.Model:
     """The model with each augmentation layer replaced by an `Identity` of the same name; every
     other layer is the model's own (its weights are shared, not copied)."""
+
     def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
         training_only = layer.name.startswith((augment.PREFIX, leaf_mask.FIT_PREFIX))
         return keras.layers.Identity(name=layer.name) if training_only else layer
@@ -52,8 +53,15 @@ def export(trained: TrialModel, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     inference_model(trained.model).save(path)  # never compiled here: no optimizer state goes in
     labels = labels_path(path)
-    write_json_atomic(labels, {"class_names": list(trained.class_names), "image_size": trained.image_size,
-                               "study": trained.study, "trial": trained.trial})
+    write_json_atomic(
+        labels,
+        {
+            "class_names": list(trained.class_names),
+            "image_size": trained.image_size,
+            "study": trained.study,
+            "trial": trained.trial,
+        },
+    )
     return labels
 
 
@@ -62,15 +70,23 @@ def load(path: Path) -> Exported:
     path = Path(path)
     labels = labels_path(path)
     if not path.is_file() or path.suffix != SUFFIX:
-        raise UsageError(f"{path}: no such {SUFFIX} model file; write one with leafsearch export --study S --output {path.name}")
+        raise UsageError(
+            f"{path}: no such {SUFFIX} model file; write one with leafsearch export --study S --output {path.name}"
+        )
     if not labels.is_file():
-        raise UsageError(f"{path}: its class names file {labels} is missing; export the model again with leafsearch export")
+        raise UsageError(
+            f"{path}: its class names file {labels} is missing; export the model again with leafsearch export"
+        )
     try:
         meta = json.loads(labels.read_text(encoding="utf-8"))
         model = keras.saving.load_model(path, compile=False)
     except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"{path}: cannot load the model ({one_line(exc)[:200]}); export it again with leafsearch export") from None
+        raise UsageError(
+            f"{path}: cannot load the model ({one_line(exc)[:200]}); export it again with leafsearch export"
+        ) from None
     names = tuple(meta["class_names"])
     if model.output_shape[-1] != len(names):
-        raise UsageError(f"{labels}: names {len(names)} classes, the model has {model.output_shape[-1]} outputs; export the model again")
+        raise UsageError(
+            f"{labels}: names {len(names)} classes, the model has {model.output_shape[-1]} outputs; export the model again"
+        )
     return Exported(model, names, int(model.input_shape[1]))

@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,14 +32,21 @@ def image_paths(items: Iterable[os.PathLike[str] | str]) -> list[Path]:
     paths: list[Path] = []
     for item in map(Path, items):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                           and not any(part.startswith(".") for part in p.relative_to(item).parts))
+            found = sorted(
+                p
+                for p in item.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(item).parts)
+            )
             if not found:
                 raise UsageError(f"{item}: folder has no images ({' '.join(sorted(IMAGE_EXTENSIONS))})")
             paths.extend(found)
         elif item.is_file():
             if item.suffix.lower() not in IMAGE_EXTENSIONS:
-                raise UsageError(f"{item}: not an image file ({' '.join(sorted(IMAGE_EXTENSIONS))}); pass image files or folders of images")
+                raise UsageError(
+                    f"{item}: not an image file ({' '.join(sorted(IMAGE_EXTENSIONS))}); pass image files or folders of images"
+                )
             paths.append(item)
         else:
             raise UsageError(f"{item}: no such file or folder; pass image files or folders of images")
@@ -64,7 +72,7 @@ def probabilities(model: keras.Model, paths: Sequence[Path], size: int, batch_si
 
 def _decoded_chunks(paths: Sequence[Path], size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(paths), CHUNK):
-        yield decode(paths[start:start + CHUNK], size)
+        yield decode(paths[start : start + CHUNK], size)
 
 
 def predict_files(model_path: Path, paths: Sequence[Path]) -> list[tuple[str, str, float]]:

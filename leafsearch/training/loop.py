@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -30,9 +31,9 @@ from leafsearch.training.optimizers import make_optimizer
 from leafsearch.training.phases import Phase
 from leafsearch.training.precise_bn import PreciseBatchNorm
 from leafsearch.training.tensorboard_log import HParamsLogger
+from search.errors import TrialFailed, TrialPruned
 from search.records import costs as cost_record
 from search.records.checkpoints import CheckpointStore
-from search.errors import TrialFailed, TrialPruned
 from search.records.files import write_json_atomic
 from search.reporter import Reporter
 
@@ -112,7 +113,7 @@ class WildValidation(keras.callbacks.Callback):
         self.images, self.labels, self.batch_size = images, labels, batch_size
 
     @classmethod
-    def of(cls, data: LeafData, batch_size: int, seed: int) -> "WildValidation":
+    def of(cls, data: LeafData, batch_size: int, seed: int) -> WildValidation:
         return cls(with_backgrounds(data.images[data.val_idx], seed), data.labels[data.val_idx], batch_size)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -135,17 +136,24 @@ class CheckpointCallback(keras.callbacks.Callback):
             self.save(epoch + 1, bool(self.model.stop_training))
 
 
-def phase_callbacks(recipe: Mapping[str, Any], monitor: str, mode: str, state: Mapping[str, Any] | None = None) -> list[keras.callbacks.Callback]:
+def phase_callbacks(
+    recipe: Mapping[str, Any], monitor: str, mode: str, state: Mapping[str, Any] | None = None
+) -> list[keras.callbacks.Callback]:
     """Early stopping (and the plateau schedule), with their counters from `state` on a resume.
     The best weights of a phase are restored from its best checkpoint, not kept in memory."""
     state = state or {}
     callbacks: list[keras.callbacks.Callback] = [
-        ResumableEarlyStopping(monitor=monitor, mode=mode, patience=recipe["patience"], state=state.get("early_stopping")),
+        ResumableEarlyStopping(
+            monitor=monitor, mode=mode, patience=recipe["patience"], state=state.get("early_stopping")
+        ),
     ]
     if recipe["lr_schedule"] == "reduce_on_plateau":
         callbacks.append(
             ResumableReduceLROnPlateau(
-                monitor=monitor, mode=mode, factor=recipe["plateau_factor"], patience=recipe["plateau_patience"],
+                monitor=monitor,
+                mode=mode,
+                factor=recipe["plateau_factor"],
+                patience=recipe["plateau_patience"],
                 state=state.get("plateau"),
             )
         )
@@ -207,8 +215,13 @@ class TrialTraining:
     """One trial's training: phase after phase, checkpointing every epoch, continuing from the
     checkpoint it finds."""
 
-    def __init__(self, objective: TrialSetup, recipe: Mapping[str, Any], reporter: Reporter,
-                 tensorboard: HParamsLogger | None = None):
+    def __init__(
+        self,
+        objective: TrialSetup,
+        recipe: Mapping[str, Any],
+        reporter: Reporter,
+        tensorboard: HParamsLogger | None = None,
+    ):
         self.objective = objective
         self.recipe = recipe
         self.reporter = reporter
@@ -253,8 +266,14 @@ class TrialTraining:
         # Background replacement finds the background in-band: the training images go marked.
         marked = recipe["aug_background"] > 0 or recipe["leaf_mask"]
         train_images = MarkedImages(data.images) if marked else data.images
-        train = make_batches(train_images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done)
-        wild = WildValidation.of(data, batch_size, self.objective.split_seed) if self.objective.metric == WildValidation.METRIC else None
+        train = make_batches(
+            train_images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done
+        )
+        wild = (
+            WildValidation.of(data, batch_size, self.objective.split_seed)
+            if self.objective.metric == WildValidation.METRIC
+            else None
+        )
         val = make_batches(data.images, data.labels, data.val_idx, num_classes, batch_size, shuffle=False, seed=seed)
         precise = PreciseBatchNorm(train_images, data.train_idx, batch_size, seed) if recipe["precise_bn"] else None
         class_weight = class_weights(data.labels[data.train_idx], num_classes) if recipe["class_weights"] else None
@@ -295,7 +314,9 @@ class TrialTraining:
                 self.tensorboard.epoch_offset = phase_start
                 others.append(self.tensorboard)
 
-            def save(phase_epochs_done: int, stopping: bool, index=index, phase=phase, phase_start=phase_start, others=others):
+            def save(
+                phase_epochs_done: int, stopping: bool, index=index, phase=phase, phase_start=phase_start, others=others
+            ):
                 self.save(model, index, phase, phase_start, phase_epochs_done, stopping, others)
 
             model.fit(
@@ -305,8 +326,13 @@ class TrialTraining:
                 epochs=last_epoch,
                 class_weight=class_weight,
                 shuffle=False,  # the dataset shuffles itself, seeded
-                callbacks=[*([precise] if precise else []), *([wild] if wild else []), reporting, *others,
-                           CheckpointCallback(save, reporting)],
+                callbacks=[
+                    *([precise] if precise else []),
+                    *([wild] if wild else []),
+                    reporting,
+                    *others,
+                    CheckpointCallback(save, reporting),
+                ],
                 verbose=0,
             )
             done += reporting.epochs_done
@@ -342,8 +368,16 @@ class TrialTraining:
             sample = data.images[sorted(data.val_idx[: costs.BATCH])]
             cost_record.write(trial_dir, costs.measure_cached(model, sample, self.objective.cache_dir))
 
-    def save(self, model: keras.Model, index: int, phase: Phase, phase_start: int, phase_epochs_done: int,
-             stopping: bool, callbacks: list[keras.callbacks.Callback]) -> None:
+    def save(
+        self,
+        model: keras.Model,
+        index: int,
+        phase: Phase,
+        phase_start: int,
+        phase_epochs_done: int,
+        stopping: bool,
+        callbacks: list[keras.callbacks.Callback],
+    ) -> None:
         epoch = len(self.reporter.history) - 1
         best, phase_best = self.best_epoch(), self.best_epoch(since=phase_start)
         state = {

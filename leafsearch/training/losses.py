@@ -55,14 +55,9 @@ class SigmoidFocalCrossEntropy(keras.losses.Loss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise ValueError(
-                "Argument `alpha` must be in [0, 1] or None. "
-                f"Received: alpha={alpha}"
-            )
+            raise ValueError(f"Argument `alpha` must be in [0, 1] or None. Received: alpha={alpha}")
         if not gamma >= 0.0:
-            raise ValueError(
-                f"Argument `gamma` must be >= 0. Received: gamma={gamma}"
-            )
+            raise ValueError(f"Argument `gamma` must be >= 0. Received: gamma={gamma}")
         self.alpha = alpha
         self.gamma = gamma
         self.from_logits = from_logits
@@ -83,9 +78,7 @@ class SigmoidFocalCrossEntropy(keras.losses.Loss):
         p_t = y_true * p + (1.0 - y_true) * (1.0 - p)
         loss = ops.power(1.0 - p_t, self.gamma) * bce
         if self.alpha is not None:
-            loss = (
-                y_true * self.alpha + (1.0 - y_true) * (1.0 - self.alpha)
-            ) * loss
+            loss = (y_true * self.alpha + (1.0 - y_true) * (1.0 - self.alpha)) * loss
         return ops.sum(loss, axis=-1)
 
     def get_config(self):
@@ -119,15 +112,9 @@ def make_loss(name, label_smoothing=0.0, focal_gamma=2.0, focal_alpha=0.25):
     if name == "ce":
         return keras.losses.CategoricalCrossentropy()
     if name == "ce_smooth":
-        return keras.losses.CategoricalCrossentropy(
-            label_smoothing=label_smoothing
-        )
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     if name == "focal":
-        return keras.losses.CategoricalFocalCrossentropy(
-            alpha=focal_alpha, gamma=focal_gamma
-        )
+        return keras.losses.CategoricalFocalCrossentropy(alpha=focal_alpha, gamma=focal_gamma)
     if name == "sigmoid_focal":
         return SigmoidFocalCrossEntropy(alpha=focal_alpha, gamma=focal_gamma)
-    raise ValueError(
-        f"Argument `name` must be one of {LOSS_NAMES}. Received: name={name!r}"
-    )
+    raise ValueError(f"Argument `name` must be one of {LOSS_NAMES}. Received: name={name!r}")

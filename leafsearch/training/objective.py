@@ -7,8 +7,9 @@ server, which has them loaded already), and the study process need not import Ke
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from leafsearch.data import LeafData, prepare
 from leafsearch.training.recipe import resolve

@@ -9,12 +9,18 @@ rate). The model is built once per trial, so the second phase starts from the fi
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import keras
 
 from leafsearch.models.cnn import build_cnn
-from leafsearch.models.efficientnet import build_efficientnet, check_unfreeze_blocks, freeze_backbone, unfreeze_top_blocks
+from leafsearch.models.efficientnet import (
+    build_efficientnet,
+    check_unfreeze_blocks,
+    freeze_backbone,
+    unfreeze_top_blocks,
+)
 
 
 @dataclasses.dataclass
@@ -34,13 +40,18 @@ def efficientnet_phases(recipe: Mapping[str, Any], max_epochs: int) -> list[Phas
     check_unfreeze_blocks(blocks)
     return [
         Phase("transfer", recipe["transfer_lr"], min(recipe["transfer_epochs"], max_epochs), prepare=freeze_backbone),
-        Phase("finetune", recipe["finetune_lr"], min(recipe["finetune_epochs"], max_epochs),
-              prepare=lambda model: unfreeze_top_blocks(model, blocks)),
+        Phase(
+            "finetune",
+            recipe["finetune_lr"],
+            min(recipe["finetune_epochs"], max_epochs),
+            prepare=lambda model: unfreeze_top_blocks(model, blocks),
+        ),
     ]
 
 
-def build_model(pipeline: str, recipe: Mapping[str, Any], num_classes: int, seed: int,
-                max_epochs: int) -> tuple[keras.Model, list[Phase]]:
+def build_model(
+    pipeline: str, recipe: Mapping[str, Any], num_classes: int, seed: int, max_epochs: int
+) -> tuple[keras.Model, list[Phase]]:
     """The model of `pipeline` ("cnn" or "efficientnet") for a resolved recipe, and its phases."""
     if pipeline == "efficientnet":
         return build_efficientnet(recipe, num_classes, seed), efficientnet_phases(recipe, max_epochs)

@@ -53,8 +53,13 @@ def as_validated(model: keras.Model) -> keras.Model:
     """The model with every augmentation but background replacement made an `Identity` (the same
     layers and weights otherwise): training-mode passes through it see the images as validation
     does, with the new backgrounds training gives them (and the leaf mask head's gate)."""
+
     def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
-        return keras.layers.Identity(name=layer.name) if layer.name.startswith(PREFIX) and layer.name != BACKGROUND else layer
+        return (
+            keras.layers.Identity(name=layer.name)
+            if layer.name.startswith(PREFIX) and layer.name != BACKGROUND
+            else layer
+        )
 
     if not any(layer.name.startswith(PREFIX) for layer in model.layers):
         return model
@@ -74,7 +79,7 @@ def recalibrate(model: keras.Model, images: np.ndarray, batch_size: int, forward
         for i in range(math.ceil(len(images) / batch_size)):
             for layer in layers:  # moving = moving * i/(i+1) + batch/(i+1): the running mean of the batches'
                 layer.momentum = i / (i + 1)
-            forward(images[i * batch_size:(i + 1) * batch_size].astype("float32"), training=True)
+            forward(images[i * batch_size : (i + 1) * batch_size].astype("float32"), training=True)
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum

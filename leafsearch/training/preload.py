@@ -12,7 +12,7 @@ from leafsearch.runtime import import_keras_quietly
 
 import_keras_quietly()
 
-import leafsearch.training.loop  # noqa: E402,F401 - imported for the fork server's children
+import leafsearch.training.loop  # noqa: E402 - imported for the fork server's children
 import leafsearch.training.objective  # noqa: E402,F401
 
 gc.freeze()

@@ -112,30 +112,15 @@ class Ranger(keras.optimizers.Optimizer):
             **kwargs,
         )
         if not 0.0 <= beta_1 < 1.0:
-            raise ValueError(
-                "Argument `beta_1` must be in [0, 1). "
-                f"Received: beta_1={beta_1}"
-            )
+            raise ValueError(f"Argument `beta_1` must be in [0, 1). Received: beta_1={beta_1}")
         if not 0.0 <= beta_2 < 1.0:
-            raise ValueError(
-                "Argument `beta_2` must be in [0, 1). "
-                f"Received: beta_2={beta_2}"
-            )
+            raise ValueError(f"Argument `beta_2` must be in [0, 1). Received: beta_2={beta_2}")
         if isinstance(sync_period, bool) or not isinstance(sync_period, int):
-            raise ValueError(
-                "Argument `sync_period` must be an integer. "
-                f"Received: sync_period={sync_period}"
-            )
+            raise ValueError(f"Argument `sync_period` must be an integer. Received: sync_period={sync_period}")
         if sync_period < 1:
-            raise ValueError(
-                "Argument `sync_period` must be >= 1. "
-                f"Received: sync_period={sync_period}"
-            )
+            raise ValueError(f"Argument `sync_period` must be >= 1. Received: sync_period={sync_period}")
         if not 0.0 <= slow_step_size <= 1.0:
-            raise ValueError(
-                "Argument `slow_step_size` must be in [0, 1]. "
-                f"Received: slow_step_size={slow_step_size}"
-            )
+            raise ValueError(f"Argument `slow_step_size` must be in [0, 1]. Received: slow_step_size={slow_step_size}")
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -155,9 +140,7 @@ class Ranger(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        self._momentums, self._velocities = self.add_optimizer_variables(
-            var_list, ["momentum", "velocity"]
-        )
+        self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
         self._slow_weights = []
         for var in var_list:
             if self._overwrite_variable_with_gradient(var):
@@ -202,18 +185,11 @@ class Ranger(keras.optimizers.Optimizer):
         # Clamped at 0 so that the branch not taken holds no NaN.
         r_t = ops.sqrt(
             ops.maximum(
-                (sma_t - 4.0)
-                / (sma_inf - 4.0)
-                * (sma_t - 2.0)
-                / (sma_inf - 2.0)
-                * sma_inf
-                / sma_t,
+                (sma_t - 4.0) / (sma_inf - 4.0) * (sma_t - 2.0) / (sma_inf - 2.0) * sma_inf / sma_t,
                 0.0,
             )
         )
-        rectified = ops.greater_equal(
-            sma_t, ops.cast(self.sma_threshold, dtype)
-        )
+        rectified = ops.greater_equal(sma_t, ops.cast(self.sma_threshold, dtype))
         step = ops.where(
             rectified,
             ops.divide(ops.multiply(r_t, m_hat), ops.add(v_hat, self.epsilon)),
@@ -225,9 +201,7 @@ class Ranger(keras.optimizers.Optimizer):
         # and the fast weights restart from the slow ones.
         sync = ops.equal(ops.mod(self.iterations + 1, self.sync_period), 0)
         slow_step_size = ops.cast(self.slow_step_size, dtype)
-        synced = ops.add(
-            slow, ops.multiply(slow_step_size, ops.subtract(fast, slow))
-        )
+        synced = ops.add(slow, ops.multiply(slow_step_size, ops.subtract(fast, slow)))
         self.assign(slow, ops.where(sync, synced, slow))
         self.assign(variable, ops.where(sync, synced, fast))
 

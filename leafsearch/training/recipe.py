@@ -7,7 +7,8 @@ scripts.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from search.errors import UsageError
 from search.space import Choice, Fixed, Space
@@ -83,10 +84,20 @@ REBUILD: dict[str, Any] = {"weights": "none", "backgrounds": None}
 
 # Knobs only one pipeline reads, and knobs read only under some values of another: the recipe a
 # run prints leaves out what none of its trials reads.
-_EFFICIENTNET_ONLY = ("backbone", "weights", "transfer_lr", "transfer_epochs", "finetune_lr", "finetune_epochs", "unfreeze_blocks")
+_EFFICIENTNET_ONLY = (
+    "backbone",
+    "weights",
+    "transfer_lr",
+    "transfer_epochs",
+    "finetune_lr",
+    "finetune_epochs",
+    "unfreeze_blocks",
+)
 PIPELINE_ONLY = {"learning_rate": "cnn", "epochs": "cnn", **dict.fromkeys(_EFFICIENTNET_ONLY, "efficientnet")}
 _FOCAL, _CYCLICAL = ("focal", "sigmoid_focal"), ("triangular", "triangular2")
-READ_WHEN: dict[str, tuple[str, Callable[[Any], bool]]] = {  # knob: (the knob it depends on, which of its values read it)
+READ_WHEN: dict[
+    str, tuple[str, Callable[[Any], bool]]
+] = {  # knob: (the knob it depends on, which of its values read it)
     "label_smoothing": ("loss", lambda loss: loss == "ce_smooth"),
     "focal_gamma": ("loss", lambda loss: loss in _FOCAL),
     "focal_alpha": ("loss", lambda loss: loss in _FOCAL),
@@ -159,15 +170,22 @@ def fixed_part(space: Space, pipeline: str, max_epochs: int) -> dict[str, Any]:
         offered = getattr(space[parent], "values", None)  # a range (None) may give any value
         return offered is None or any(reads(value) for value in offered)
 
-    return {name: min(value, max_epochs) if name in EPOCH_KNOBS else value
-            for name, value in fixed.items() if name not in searched and read_by_some_trial(name)}
+    return {
+        name: min(value, max_epochs) if name in EPOCH_KNOBS else value
+        for name, value in fixed.items()
+        if name not in searched and read_by_some_trial(name)
+    }
 
 
 def space_problems(space: Space, pipeline: str) -> list[str]:
     """Values a space offers for a categorical knob that the pipeline does not have."""
     out = []
     if "backbone" in space:
-        offered = space["backbone"].values if isinstance(space["backbone"], Choice) else (getattr(space["backbone"], "value", None),)
+        offered = (
+            space["backbone"].values
+            if isinstance(space["backbone"], Choice)
+            else (getattr(space["backbone"], "value", None),)
+        )
         for value in offered:
             if value in BACKBONES and (value == "cnn") != (pipeline == "cnn"):
                 out.append(f"parameter `backbone`: {value!r} does not fit the {pipeline!r} pipeline")

@@ -36,8 +36,7 @@ class _CyclicalLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         super().__init__()
         if not initial_learning_rate > 0:
             raise ValueError(
-                "Argument `initial_learning_rate` must be > 0. "
-                f"Received: initial_learning_rate={initial_learning_rate}"
+                f"Argument `initial_learning_rate` must be > 0. Received: initial_learning_rate={initial_learning_rate}"
             )
         if not maximal_learning_rate >= initial_learning_rate:
             raise ValueError(
@@ -47,10 +46,7 @@ class _CyclicalLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                 f"initial_learning_rate={initial_learning_rate}"
             )
         if not step_size > 0:
-            raise ValueError(
-                "Argument `step_size` must be > 0. "
-                f"Received: step_size={step_size}"
-            )
+            raise ValueError(f"Argument `step_size` must be > 0. Received: step_size={step_size}")
         self.initial_learning_rate = initial_learning_rate
         self.maximal_learning_rate = maximal_learning_rate
         self.step_size = step_size
@@ -61,18 +57,16 @@ class _CyclicalLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         with keras.name_scope(self.name):
-            initial_learning_rate = ops.convert_to_tensor(
-                self.initial_learning_rate
-            )
+            initial_learning_rate = ops.convert_to_tensor(self.initial_learning_rate)
             dtype = initial_learning_rate.dtype
             maximal_learning_rate = ops.cast(self.maximal_learning_rate, dtype)
             step_size = ops.cast(self.step_size, dtype)
             step = ops.cast(step, dtype)
             cycle = ops.floor(1.0 + step / (2.0 * step_size))
             x = ops.abs(step / step_size - 2.0 * cycle + 1.0)
-            return initial_learning_rate + (
-                maximal_learning_rate - initial_learning_rate
-            ) * ops.maximum(0.0, 1.0 - x) * self.scale(cycle)
+            return initial_learning_rate + (maximal_learning_rate - initial_learning_rate) * ops.maximum(
+                0.0, 1.0 - x
+            ) * self.scale(cycle)
 
     def get_config(self):
         return {

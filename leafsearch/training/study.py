@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from leafsearch import runtime
 from leafsearch.data import IMAGE_EXTENSIONS, content_id, scan_folder
@@ -71,13 +72,19 @@ class Prepared:
     gpus: int
 
 
-def load_space(path: str, pins: Sequence[tuple[str, str]] = (), overrides: Mapping[str, Any] | None = None,
-               objectives: Sequence[str] = (), constraints: Sequence[str] = ()) -> tuple[Space, Study]:
+def load_space(
+    path: str,
+    pins: Sequence[tuple[str, str]] = (),
+    overrides: Mapping[str, Any] | None = None,
+    objectives: Sequence[str] = (),
+    constraints: Sequence[str] = (),
+) -> tuple[Space, Study]:
     """The space file's SPACE (with --set pins and explicit overrides, which may leave the space's
     own values: a smaller image, offline weights) and STUDY (with --objective, which replaces its
     cost objectives, and --constraint, which adds to or tightens its bounds)."""
-    space, spec = load_space_file(path, known_names=set(recipe.KNOWN_NAMES), pipelines=set(recipe.PIPELINES),
-                                  metrics=set(recipe.METRICS))
+    space, spec = load_space_file(
+        path, known_names=set(recipe.KNOWN_NAMES), pipelines=set(recipe.PIPELINES), metrics=set(recipe.METRICS)
+    )
     spec = with_objectives(spec, objectives, constraints)
     for name, value in pins:
         space = space.pin(name, value)
@@ -106,7 +113,12 @@ def with_objectives(spec: Study, objectives: Sequence[str], constraints: Sequenc
         bounds[name] = bound
     problems = objective_problems(wanted) + constraint_problems(bounds, spec.metric)
     if problems:
-        raise UsageError("; ".join(p.replace("STUDY objectives", "--objective").replace("STUDY constraints", "--constraint") for p in problems))
+        raise UsageError(
+            "; ".join(
+                p.replace("STUDY objectives", "--objective").replace("STUDY constraints", "--constraint")
+                for p in problems
+            )
+        )
     return dataclasses.replace(spec, objectives=wanted, constraints=bounds)
 
 
@@ -143,8 +155,10 @@ def check_backgrounds(folder: Any, flag: str | None, space_file: str | None) -> 
     problem = "no images in it" if path.is_dir() else "no such folder"
     if flag:
         raise UsageError(f"{flag} {folder}: {problem}; pass a folder of background photos (without leaves)")
-    raise UsageError(f"parameter `backgrounds` {folder!r}: {problem}; set it in {space_file or 'the space file'} to a folder of "
-                     f"background photos (without leaves), or pass --backgrounds DIR")
+    raise UsageError(
+        f"parameter `backgrounds` {folder!r}: {problem}; set it in {space_file or 'the space file'} to a folder of "
+        f"background photos (without leaves), or pass --backgrounds DIR"
+    )
 
 
 def check_study_name(name: str | None) -> str:
@@ -160,7 +174,9 @@ def check_writable(folder: Path) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"--results: cannot write to {folder} ({exc.strerror}); pass --results DIR with a writable folder") from None
+        raise UsageError(
+            f"--results: cannot write to {folder} ({exc.strerror}); pass --results DIR with a writable folder"
+        ) from None
 
 
 def chosen_pruner(backend: str, pruner: str | None, no_prune: bool) -> str:
@@ -183,7 +199,11 @@ def weights_record(weights: str, backbones: list[str]) -> dict[str, Any]:
     if weights == "none":
         return {"weights": weights}
     path = Path(weights).expanduser().resolve()
-    return {"weights": "file", "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None}
+    return {
+        "weights": "file",
+        "path": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None,
+    }
 
 
 def builtin_data(results: Path, note: Note) -> Path:
@@ -205,7 +225,9 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
     backend = request.backend
     pruner = chosen_pruner(backend, request.pruner, request.no_prune)
     algorithm = request.algorithm or engines.default_algorithm(backend)
-    engines.check_options(backend, algorithm, pruner, storage=request.storage, objectives=spec.all_objectives)  # as the engine will
+    engines.check_options(
+        backend, algorithm, pruner, storage=request.storage, objectives=spec.all_objectives
+    )  # as the engine will
     name = check_study_name(request.study or Path(request.space_file or "").stem)
     trials = request.trials or spec.trials
     warm = None
@@ -221,7 +243,10 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
             for weights in recipe_values(space, "weights", spec.pipeline):
                 efficientnet.check_weights_available(backbone, weights)
         backbones = [str(b) for b in recipe_values(space, "backbone", spec.pipeline)]
-        weights_origin = {str(weights): weights_record(weights, backbones) for weights in recipe_values(space, "weights", spec.pipeline)}
+        weights_origin = {
+            str(weights): weights_record(weights, backbones)
+            for weights in recipe_values(space, "weights", spec.pipeline)
+        }
     else:
         weights_origin = None
     flag = "--backgrounds" if (request.overrides or {}).get("backgrounds") is not None else None
@@ -230,7 +255,9 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
     check_writable(request.results)
     if request.data is None:
         data_root = builtin_data(request.results, note)
-        note(f"No --data given: using the built-in synthetic leaf dataset ({data_root}); pass --data DIR for your own images.")
+        note(
+            f"No --data given: using the built-in synthetic leaf dataset ({data_root}); pass --data DIR for your own images."
+        )
     else:
         data_root = request.data
     folder = scan_folder(data_root)  # a bad folder is reported before the study is touched
@@ -240,23 +267,55 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         make_storage(request.results / name, request.storage)
     found = _device(request, backend)
     max_epochs = request.max_epochs or spec.max_epochs
-    objective = LeafObjective(data_root=data_root, pipeline=spec.pipeline, max_epochs=max_epochs, cache_dir=request.results / ".cache",
-                              metric=spec.metric, direction=spec.direction, split_seed=request.seed, precision=request.precision)
+    objective = LeafObjective(
+        data_root=data_root,
+        pipeline=spec.pipeline,
+        max_epochs=max_epochs,
+        cache_dir=request.results / ".cache",
+        metric=spec.metric,
+        direction=spec.direction,
+        split_seed=request.seed,
+        precision=request.precision,
+    )
     for size in recipe_values(space, "image_size", spec.pipeline):  # decode once, and find bad data now
         objective.data(size)
     device = found.result() if isinstance(found, Future) else found
     options = RunOptions(
-        study_name=name, study_dir=request.results / name, trials=trials, backend=backend, storage=request.storage,
-        algorithm=algorithm, pruner=pruner, max_resource=most_epochs_a_trial(space, spec.pipeline, max_epochs),
-        seed=request.seed, timeout_s=request.timeout_s,
+        study_name=name,
+        study_dir=request.results / name,
+        trials=trials,
+        backend=backend,
+        storage=request.storage,
+        algorithm=algorithm,
+        pruner=pruner,
+        max_resource=most_epochs_a_trial(space, spec.pipeline, max_epochs),
+        seed=request.seed,
+        timeout_s=request.timeout_s,
         identity={"data": content_id(folder), "split_seed": request.seed},
         settings={"trials": trials, "max_epochs": max_epochs, "algorithm": algorithm, "pruner": pruner},
-        run_info={**device["versions"], "precision": device["policy"], "data": str(data_root), "classes": len(folder.class_names),
-                  **({"weights_origin": weights_origin} if weights_origin else {})},
-        worker_index=request.worker_index, in_process=request.in_process, preload=PRELOAD, warm_start=warm,
+        run_info={
+            **device["versions"],
+            "precision": device["policy"],
+            "data": str(data_root),
+            "classes": len(folder.class_names),
+            **({"weights_origin": weights_origin} if weights_origin else {}),
+        },
+        worker_index=request.worker_index,
+        in_process=request.in_process,
+        preload=PRELOAD,
+        warm_start=warm,
     )
-    return Prepared(space, spec, objective, options, len(folder.paths), tuple(folder.class_names), device["device"],
-                    device["policy"], device["gpus"])
+    return Prepared(
+        space,
+        spec,
+        objective,
+        options,
+        len(folder.paths),
+        tuple(folder.class_names),
+        device["device"],
+        device["policy"],
+        device["gpus"],
+    )
 
 
 def _device(request: Request, backend: str) -> Future | dict:
@@ -286,11 +345,28 @@ def joined(request: Request) -> tuple[Space, Study, Request]:
         space, spec = load_space(request.space_file, request.pins, request.overrides)
     else:
         space = Space.from_dict(attrs["space"])
-        spec = Study(pipeline=attrs["pipeline"], metric=attrs["metric"], direction=study.directions[0].name.lower(),
-                     trials=settings.get("trials", 1), max_epochs=settings.get("max_epochs", 1),
-                     objectives=attrs.get("objectives") or {}, constraints=attrs.get("constraints") or {})
-    return space, spec, dataclasses.replace(
-        request, backend="optuna", algorithm=settings.get("algorithm"), seed=attrs.get("split_seed", 0),
-        pruner=settings.get("pruner") or ("median" if settings.get("prune", True) else "none"), no_prune=False,
-        max_epochs=request.max_epochs or settings.get("max_epochs"), trials=request.trials or settings.get("trials"),
-        timeout_s=None, worker_index=None)
+        spec = Study(
+            pipeline=attrs["pipeline"],
+            metric=attrs["metric"],
+            direction=study.directions[0].name.lower(),
+            trials=settings.get("trials", 1),
+            max_epochs=settings.get("max_epochs", 1),
+            objectives=attrs.get("objectives") or {},
+            constraints=attrs.get("constraints") or {},
+        )
+    return (
+        space,
+        spec,
+        dataclasses.replace(
+            request,
+            backend="optuna",
+            algorithm=settings.get("algorithm"),
+            seed=attrs.get("split_seed", 0),
+            pruner=settings.get("pruner") or ("median" if settings.get("prune", True) else "none"),
+            no_prune=False,
+            max_epochs=request.max_epochs or settings.get("max_epochs"),
+            trials=request.trials or settings.get("trials"),
+            timeout_s=None,
+            worker_index=None,
+        ),
+    )

@@ -9,8 +9,9 @@ under a Keras backend without TensorFlow installed it logs nothing.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import keras
 
@@ -65,11 +66,14 @@ class HParamsLogger(keras.callbacks.Callback):
         the two apart."""
         if self._writer is not None:
             if outcome is not None:
-                from tensorboard.plugins.hparams import api_pb2, summary as hparams_summary
+                from tensorboard.plugins.hparams import api_pb2
+                from tensorboard.plugins.hparams import summary as hparams_summary
 
                 status = api_pb2.STATUS_SUCCESS if outcome == "complete" else api_pb2.STATUS_FAILURE
                 with self._writer.as_default():
-                    self._tf.summary.experimental.write_raw_pb(hparams_summary.session_end_pb(status).SerializeToString(), step=0)
+                    self._tf.summary.experimental.write_raw_pb(
+                        hparams_summary.session_end_pb(status).SerializeToString(), step=0
+                    )
             self._writer.close()
             self._writer = None
 

@@ -11,8 +11,17 @@ from search.options import RunOptions
 from search.space import Space
 from search.study import Study
 
-__all__ = ["ALGORITHMS", "BACKENDS", "PRUNERS", "Engine", "check_options", "default_algorithm", "default_pruner", "engine_class",
-           "make_engine"]
+__all__ = [
+    "ALGORITHMS",
+    "BACKENDS",
+    "PRUNERS",
+    "Engine",
+    "check_options",
+    "default_algorithm",
+    "default_pruner",
+    "engine_class",
+    "make_engine",
+]
 
 
 def engine_class(backend: str) -> type[Engine]:

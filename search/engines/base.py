@@ -21,7 +21,9 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from typing import Any, Callable, ContextManager, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 from search.engines import choices
 from search.options import RunOptions
@@ -138,7 +140,13 @@ class Engine(abc.ABC):
         """Refuse, as UsageError, options this engine cannot honour (before any file is written):
         the one check the command line makes too (search.engines.choices.check_options)."""
         options = self.options
-        choices.check_options(self.backend, options.algorithm, options.pruner, storage=options.storage, objectives=self.spec.all_objectives)
+        choices.check_options(
+            self.backend,
+            options.algorithm,
+            options.pruner,
+            storage=options.storage,
+            objectives=self.spec.all_objectives,
+        )
 
     def extra_identity(self) -> dict[str, Any]:
         """What else must match to resume, beyond the loop's metric, direction, space and data."""
@@ -152,14 +160,16 @@ class Engine(abc.ABC):
         """Whether the study has its target of finished trials (the loop then starts none)."""
         return self.finished() >= self.options.trials
 
-    def training(self, ticket: Ticket) -> ContextManager[None]:
+    def training(self, ticket: Ticket) -> AbstractContextManager[None]:
         """Held while the trial trains (Optuna: heartbeats to a database storage)."""
         return contextlib.nullcontext()
 
     def describe(self) -> str:
         """The engine as the study's first line names it, e.g. 'optuna/tpe, median pruning'."""
         pruner = self.options.pruner
-        return f"{self.backend}/{self.options.algorithm}, " + ("no pruning" if pruner == "none" else f"{pruner} pruning")
+        return f"{self.backend}/{self.options.algorithm}, " + (
+            "no pruning" if pruner == "none" else f"{pruner} pruning"
+        )
 
     def storage(self) -> str:
         """Where the study is stored, safe to print (no password): a URL, or a path in the study

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+
 import numpy as np
 
 from search.engines.pruning import Curve, PruningRule, Reference, reported
@@ -50,12 +51,16 @@ class CurveRule(PruningRule):
     k: float = 2.0  # sigmas of optimism added to the prediction
     slack: float = 0.02  # never cut a trial whose best so far is this close to the best
     lookahead: float = 1.0  # epochs the recent rise per epoch is extrapolated over
-    min_sigma: float = 0.05  # the least uncertainty of a prediction (metric units): a validation metric's epoch-to-epoch noise
+    min_sigma: float = (
+        0.05  # the least uncertainty of a prediction (metric units): a validation metric's epoch-to-epoch noise
+    )
     n_startup_trials: int = 1  # finished trials before any pruning: the first (trial 0, the baseline) sets the bar
     n_warmup_steps: int = 1  # the 0-based epoch of the first decision: after the second epoch
     min_points: int = 2  # values needed for a fit
     window: int | None = 5  # fit the latest epochs only (None: all of them)
-    peer_band: float | None = None  # keep a trial one finished trial within this of it at this epoch went on to catch up from
+    peer_band: float | None = (
+        None  # keep a trial one finished trial within this of it at this epoch went on to catch up from
+    )
 
     def should_prune(self, curve: Curve, horizon: int, reference: Reference) -> bool:
         """Steps 1 to 6 above; the best value any trial reached is the reference's finished
@@ -67,7 +72,9 @@ class CurveRule(PruningRule):
         values = reported(curve)
         if not values or max(values) < self.n_warmup_steps or len(values) < self.min_points:
             return False
-        reached = [sign * v for c in finished for v in c.values()] + ([] if reference.best is None else [sign * reference.best])
+        reached = [sign * v for c in finished for v in c.values()] + (
+            [] if reference.best is None else [sign * reference.best]
+        )
         if not reached:
             return False
         target = max(reached)
@@ -76,7 +83,10 @@ class CurveRule(PruningRule):
         if int(epochs[-1]) + 1 == horizon:  # its last epoch: stopping saves nothing, so it completes
             return False
         horizon = max(horizon, int(epochs[-1]) + 1)
-        if self.peer_band is not None and float(y[-1]) + self.peer_gain(finished, int(epochs[-1]), float(y[-1]), horizon, sign) >= target:
+        if (
+            self.peer_band is not None
+            and float(y[-1]) + self.peer_gain(finished, int(epochs[-1]), float(y[-1]), horizon, sign) >= target
+        ):
             return False
         return bool(optimistic_bound(epochs + 1.0, y, horizon, self) < target)
 
@@ -98,7 +108,7 @@ def optimistic_bound(t: np.ndarray, y: np.ndarray, horizon: int, rule: CurveRule
         rise = (y[-1] - y[max(0, len(y) - 3)]) / (t[-1] - t[max(0, len(y) - 3)])
         own = max(own, float(y[-1] + max(rise, 0.0) * min(rule.lookahead, horizon - t[-1])))
     if rule.window is not None:  # a late start's flat epochs are no part of the saturating shape
-        t, y = t[-rule.window:], y[-rule.window:]
+        t, y = t[-rule.window :], y[-rule.window :]
     prediction = extrapolate(t, y, horizon)
     spread = [rule.min_sigma, residual_spread(t, y)]
     if len(y) > 3:
@@ -128,7 +138,7 @@ def _families(t: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 def extrapolate(t: np.ndarray, y: np.ndarray, at: float) -> float:
     """The better of the families' best fits, evaluated at 1-based epoch `at`."""
     best = -math.inf
-    for (rates, basis), (_, at_basis) in zip(_families(t), _families(np.array([float(at)]))):
+    for (_rates, basis), (_, at_basis) in zip(_families(t), _families(np.array([float(at)]))):
         a, b, sse = _fit(t, y, basis)
         i = int(np.argmin(sse))
         best = max(best, float(a[i] + b[i] * at_basis[i, 0]))

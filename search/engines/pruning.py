@@ -17,7 +17,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 Curve = Sequence[float | None]
 DIRECTIONS = ("maximize", "minimize")

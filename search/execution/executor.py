@@ -17,17 +17,18 @@ process dies, however it dies (lifeline.py, server_guard.py).
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import Future
-import multiprocessing.forkserver
 import multiprocessing.connection
+import multiprocessing.forkserver
 import os
 import shutil
 import signal
 import threading
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any
 
-from search.execution import lifeline
 from search.errors import OutOfMemory, TrialFailed, one_line
+from search.execution import lifeline
 from search.execution.outcomes import ENDING_TYPES, as_ending
 from search.reporter import Reporter, stamped
 
@@ -102,8 +103,12 @@ def _child_main(conn: multiprocessing.connection.Connection, line: multiprocessi
         os._exit(1)
 
 
-def _call_main(conn: multiprocessing.connection.Connection, line: multiprocessing.connection.Connection,
-               fn: Callable[..., Any], args: tuple) -> None:
+def _call_main(
+    conn: multiprocessing.connection.Connection,
+    line: multiprocessing.connection.Connection,
+    fn: Callable[..., Any],
+    args: tuple,
+) -> None:
     """A one-shot child: compute `fn(*args)`, send the answer, exit (so that nothing it loaded,
     a GPU context say, outlives the answer)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -154,7 +159,7 @@ class TrialProcesses:
             signal.signal(signal.SIGINT, previous)
 
     @staticmethod
-    def call(fn: Callable[..., Any], *args: Any) -> "Future[Any]":
+    def call(fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Start `fn(*args)` in a one-shot child of the fork server and return its future: the
         study process gets what only the preloaded libraries can tell (the device, say) without
         importing them. Call `start_server` first."""
@@ -215,8 +220,9 @@ def _start_ignoring_interrupts(process: multiprocessing.process.BaseProcess) -> 
         signal.signal(signal.SIGINT, previous)
 
 
-def _serve(process: multiprocessing.process.BaseProcess, conn: multiprocessing.connection.Connection,
-           reporter: Reporter) -> dict[str, float]:
+def _serve(
+    process: multiprocessing.process.BaseProcess, conn: multiprocessing.connection.Connection, reporter: Reporter
+) -> dict[str, float]:
     """Answer the child's reporter calls until it finishes, fails or dies."""
     while True:
         ready = multiprocessing.connection.wait([conn, process.sentinel])
@@ -277,8 +283,9 @@ class TrialExecutor:
         except MemoryError as exc:
             raise OutOfMemory(one_line(exc)) from exc
 
-    def run(self, objective: Objective, params: dict, reporter: Reporter,
-            on_retry: Callable[[str], None] | None = None) -> tuple[dict[str, float], dict]:
+    def run(
+        self, objective: Objective, params: dict, reporter: Reporter, on_retry: Callable[[str], None] | None = None
+    ) -> tuple[dict[str, float], dict]:
         tried: list[Any] = []
         while True:
             tried.append(params.get(BATCH_SIZE))
@@ -295,7 +302,7 @@ class TrialExecutor:
                     on_retry(f"out of memory at batch size {batch}: trying again with {batch // 2}")
             except ENDING_TYPES:  # the outcome table's other endings reach the loop as they are
                 raise
-            except Exception as exc:  # noqa: BLE001 - in-process failures, recorded like a child's
+            except Exception as exc:
                 raise TrialFailed(one_line(exc)) from exc
 
     def close(self) -> None:
@@ -307,4 +314,3 @@ def _start_again(reporter: Reporter) -> None:
     shutil.rmtree(reporter.checkpoint_dir, ignore_errors=True)
     reporter.history = []
     reporter.resumed_from_epoch = None
-

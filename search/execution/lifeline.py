@@ -17,7 +17,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 ENV = "LEAFSEARCH_LIFELINE"  # a command-line child's end of its parent's lifeline (a descriptor number)
 FORKSERVER_OWNER = "LEAFSEARCH_FORKSERVER_OWNER"  # the pid of the process that starts the fork server
@@ -29,7 +29,9 @@ def _pair() -> tuple[multiprocessing.connection.Connection, multiprocessing.conn
     global _owner
     with _lock:
         if _owner is None or _owner[0].closed:
-            _owner = multiprocessing.connection.Pipe(duplex=False)  # (read end, write end), held for this process's life
+            _owner = multiprocessing.connection.Pipe(
+                duplex=False
+            )  # (read end, write end), held for this process's life
         return _owner
 
 

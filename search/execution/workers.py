@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from search.errors import SearchAborted
 from search.execution import lifeline
@@ -84,8 +84,10 @@ class WorkerPool:
                 if code in (None, 0):
                     continue
                 if restarts[index] >= RESTARTS:
-                    raise SearchAborted(f"worker {index} failed {RESTARTS + 1} times (last exit code {code}); "
-                                        f"fix the cause (see its lines above) and run again to resume")
+                    raise SearchAborted(
+                        f"worker {index} failed {RESTARTS + 1} times (last exit code {code}); "
+                        f"fix the cause (see its lines above) and run again to resume"
+                    )
                 restarts[index] += 1
                 note(f"Worker {index} exited with code {code}: starting it again.")
                 self.start(index)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from search.records.files import read_json, write_json_atomic
 
@@ -86,7 +87,9 @@ class CheckpointStore:
 
     def _prune(self, keep: set[int]) -> None:
         for folder in self.folder.iterdir():
-            if folder.name.startswith(".tmp-") or (folder.name.startswith("epoch-") and int(folder.name.split("-")[1]) not in keep):
+            if folder.name.startswith(".tmp-") or (
+                folder.name.startswith("epoch-") and int(folder.name.split("-")[1]) not in keep
+            ):
                 shutil.rmtree(folder, ignore_errors=True)
 
 

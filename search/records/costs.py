@@ -9,8 +9,9 @@ objective's business.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from search.records.files import read_json, write_json_atomic
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -18,12 +19,27 @@ def base_columns(metric: str) -> list[str]:
     """The fixed columns, in order; `param_<name>` columns follow. The cost columns (`params`,
     `flops`, `infer_ms`, see search/costs.py) come from a row's `costs` mapping."""
     metric_cols = [metric] if metric == "val_loss" else [metric, "val_loss"]
-    return ["trial", "state", *metric_cols, "best_epoch", "epochs", "duration_s", *costs.COLUMNS, "backend", "algorithm",
-            "resumed_from", "error"]
+    return [
+        "trial",
+        "state",
+        *metric_cols,
+        "best_epoch",
+        "epochs",
+        "duration_s",
+        *costs.COLUMNS,
+        "backend",
+        "algorithm",
+        "resumed_from",
+        "error",
+    ]
 
 
-def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[str],
-          objectives: Mapping[str, str] | None = None) -> pd.DataFrame:
+def build(
+    rows: Iterable[Mapping[str, Any]],
+    metric: str,
+    param_names: Iterable[str],
+    objectives: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """A DataFrame with the schema's columns in order (missing values are NaN / empty). A
     multi-objective study (`objectives`: every objective and its direction, the metric first)
     has a `pareto` column after `error`: whether the trial is on the front."""
@@ -40,7 +56,14 @@ def build(rows: Iterable[Mapping[str, Any]], metric: str, param_names: Iterable[
     multi = objectives is not None and len(objectives) > 1
     columns = base_columns(metric) + (["pareto"] if multi else []) + param_cols
     frame = pd.DataFrame.from_records(records, columns=columns)
-    for column in ("trial", "best_epoch", "epochs", "resumed_from", "params", "flops"):  # stay integers even when some rows are blank
+    for column in (
+        "trial",
+        "best_epoch",
+        "epochs",
+        "resumed_from",
+        "params",
+        "flops",
+    ):  # stay integers even when some rows are blank
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     if multi:
         frame["pareto"] = pareto(frame, objectives)
@@ -52,7 +75,9 @@ def pareto(frame: pd.DataFrame, objectives: Mapping[str, str]) -> pd.Series:
     trial with every objective measured that no other such trial dominates (at least as good in
     every objective, better in one). Equal trials are all on the front."""
     signs = {name: (-1.0 if direction == "maximize" else 1.0) for name, direction in objectives.items()}
-    values = pd.DataFrame({name: pd.to_numeric(frame[name], errors="coerce") * sign for name, sign in signs.items()}, index=frame.index)
+    values = pd.DataFrame(
+        {name: pd.to_numeric(frame[name], errors="coerce") * sign for name, sign in signs.items()}, index=frame.index
+    )
     eligible = (frame["state"] == TrialState.COMPLETE) & values.notna().all(axis=1)
     points = values[eligible].to_numpy(dtype=float)
     on_front = pd.Series(False, index=frame.index)
@@ -66,7 +91,13 @@ def sort_best_first(frame: pd.DataFrame, metric: str, direction: str) -> pd.Data
     """Finished trials by metric (best first), then pruned, then failed and running ones."""
     if frame.empty:
         return frame
-    rank = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.INFEASIBLE: 2, TrialState.RUNNING: 3, TrialState.FAIL: 4}
+    rank = {
+        TrialState.COMPLETE: 0,
+        TrialState.PRUNED: 1,
+        TrialState.INFEASIBLE: 2,
+        TrialState.RUNNING: 3,
+        TrialState.FAIL: 4,
+    }
     ordered = frame.assign(
         _rank=frame["state"].map(rank).fillna(5),
         _value=pd.to_numeric(frame[metric], errors="coerce") * (-1 if direction == "maximize" else 1),
@@ -93,9 +124,21 @@ def best_trial(frame: pd.DataFrame, metric: str, direction: str) -> pd.Series | 
     return sort_best_first(done, metric, direction).iloc[0]
 
 
-def row(number: int, state: TrialState, value: float | None, summary: Mapping[str, Any], *, metric: str,
-        duration_s: float | None, backend: str, algorithm: str, resumed_from: int | None, error: str,
-        params: Mapping[str, Any], costs: Mapping[str, Any] | None) -> dict[str, Any]:
+def row(
+    number: int,
+    state: TrialState,
+    value: float | None,
+    summary: Mapping[str, Any],
+    *,
+    metric: str,
+    duration_s: float | None,
+    backend: str,
+    algorithm: str,
+    resumed_from: int | None,
+    error: str,
+    params: Mapping[str, Any],
+    costs: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     """One trial's leaderboard row, the same whichever engine ran it. `value` is the engine's
     score of a complete trial; other trials show their best epoch's metric (`summary`)."""
     return {
@@ -117,5 +160,8 @@ def row(number: int, state: TrialState, value: float | None, summary: Mapping[st
 
 def params_of(row: Mapping[str, Any]) -> dict[str, Any]:
     """A row's parameters by bare name, inactive (blank) ones left out."""
-    return {column.removeprefix(PARAM_PREFIX): value for column, value in row.items()
-            if column.startswith(PARAM_PREFIX) and not pd.isna(value)}
+    return {
+        column.removeprefix(PARAM_PREFIX): value
+        for column, value in row.items()
+        if column.startswith(PARAM_PREFIX) and not pd.isna(value)
+    }

@@ -6,9 +6,9 @@ messages are user data."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import pandas as pd
 
@@ -27,21 +27,31 @@ figure { display: inline-block; margin: 0.5em; } img { max-width: 100%; }
 """
 
 
-def document(title: str, header: Sequence[tuple[str, str]], sections: Iterable[tuple[str, pd.DataFrame]],
-             images: Iterable[Path] = ()) -> str:
+def document(
+    title: str,
+    header: Sequence[tuple[str, str]],
+    sections: Iterable[tuple[str, pd.DataFrame]],
+    images: Iterable[Path] = (),
+) -> str:
     """The whole page: `header` as a definition list, each (heading, frame) section as a table
     (skipped when empty), then every PNG of `images` inline."""
     body = [f"<h1>{escape(title)}</h1>"]
     if header:
-        body.append("<dl>" + "".join(f"<dt>{escape(label)}</dt><dd>{escape(text)}</dd>" for label, text in header) + "</dl>")
+        body.append(
+            "<dl>" + "".join(f"<dt>{escape(label)}</dt><dd>{escape(text)}</dd>" for label, text in header) + "</dl>"
+        )
     for heading, frame in sections:
         if len(frame):
             body += [f"<h2>{escape(heading)}</h2>", table(frame)]
     figures = [figure(path) for path in images if Path(path).is_file()]
     if figures:
         body += ["<h2>Plots</h2>", *figures]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
 
 
 def table(frame: pd.DataFrame) -> str:

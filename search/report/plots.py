@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -29,9 +30,15 @@ class Plots:
     skipped: list[str] = dataclasses.field(default_factory=list)  # "<plot>: why", for the user
 
 
-def write_plots(frame: pd.DataFrame, metric: str, direction: str, distributions: Mapping[str, Any] | None,
-                histories: Mapping[int, Sequence[Mapping[str, float]]], folder: Path,
-                objectives: Mapping[str, str] | None = None) -> Plots:
+def write_plots(
+    frame: pd.DataFrame,
+    metric: str,
+    direction: str,
+    distributions: Mapping[str, Any] | None,
+    histories: Mapping[int, Sequence[Mapping[str, float]]],
+    folder: Path,
+    objectives: Mapping[str, str] | None = None,
+) -> Plots:
     """Every plot into `folder`. `distributions` are the searched parameters' Optuna
     distributions (None: inferred from the leaderboard's values); `histories` the per-epoch
     metrics by trial number, for the learning curves; `objectives` what the Pareto front is
@@ -61,14 +68,20 @@ def _write_all(frame, metric, direction, distributions, histories, folder: Path)
     vm = optuna.visualization.matplotlib
     searched = sorted({name for trial in finished for name in trial.params})
     if len(finished) < 2:
-        out.skipped.append(f"importance, parallel coordinates, slices: need 2 finished trials, the study has {len(finished)}")
+        out.skipped.append(
+            f"importance, parallel coordinates, slices: need 2 finished trials, the study has {len(finished)}"
+        )
     elif not searched:
         out.skipped.append("importance, parallel coordinates, slices: no parameter is searched")
     else:
         _save(out, folder / "param_importances.png", lambda: vm.plot_param_importances(study, target_name=metric))
         _save(out, folder / "parallel_coordinate.png", lambda: vm.plot_parallel_coordinate(study, target_name=metric))
         for name in searched:
-            _save(out, folder / f"slice_{_safe(name)}.png", lambda name=name: vm.plot_slice(study, params=[name], target_name=metric))
+            _save(
+                out,
+                folder / f"slice_{_safe(name)}.png",
+                lambda name=name: vm.plot_slice(study, params=[name], target_name=metric),
+            )
     _save(out, folder / "learning_curves.png", lambda: learning_curves(frame, metric, direction, histories))
     return out
 
@@ -105,8 +118,11 @@ def study_from_frame(frame: pd.DataFrame, metric: str, direction: str, distribut
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction)
-    states = {"COMPLETE": optuna.trial.TrialState.COMPLETE, "PRUNED": optuna.trial.TrialState.PRUNED,
-              "FAIL": optuna.trial.TrialState.FAIL}
+    states = {
+        "COMPLETE": optuna.trial.TrialState.COMPLETE,
+        "PRUNED": optuna.trial.TrialState.PRUNED,
+        "FAIL": optuna.trial.TrialState.FAIL,
+    }
     for row in frame.to_dict(orient="records"):
         state = states.get(row["state"])
         value = pd.to_numeric(row.get(metric), errors="coerce")
@@ -117,10 +133,15 @@ def study_from_frame(frame: pd.DataFrame, metric: str, direction: str, distribut
             coerced = _coerce(row.get(leaderboard.PARAM_PREFIX + name), distribution)
             if coerced is not _MISSING:
                 params[name], dists[name] = coerced, distribution
-        study.add_trial(optuna.trial.create_trial(
-            state=state, value=float(value) if state == optuna.trial.TrialState.COMPLETE else None,
-            params=params, distributions=dists, user_attrs={"trial": int(row["trial"])},
-        ))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=float(value) if state == optuna.trial.TrialState.COMPLETE else None,
+                params=params,
+                distributions=dists,
+                user_attrs={"trial": int(row["trial"])},
+            )
+        )
     return study
 
 
@@ -188,7 +209,9 @@ def optimization_history(frame: pd.DataFrame, metric: str, direction: str):
     axes.scatter(complete["trial"], complete["_value"], color="tab:blue", label=metric, zorder=3)
     pruned = rows[rows["state"] == "PRUNED"]
     if len(pruned):
-        axes.scatter(pruned["trial"], pruned["_value"], facecolors="none", edgecolors="tab:gray", label="pruned", zorder=2)
+        axes.scatter(
+            pruned["trial"], pruned["_value"], facecolors="none", edgecolors="tab:gray", label="pruned", zorder=2
+        )
     axes.step(complete["trial"], best, where="post", color="tab:red", label="best so far")
     axes.set(title="Optimization history", xlabel="trial", ylabel=metric)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -197,20 +220,28 @@ def optimization_history(frame: pd.DataFrame, metric: str, direction: str):
     return axes
 
 
-def learning_curves(frame: pd.DataFrame, metric: str, direction: str, histories: Mapping[int, Sequence[Mapping[str, float]]]):
+def learning_curves(
+    frame: pd.DataFrame, metric: str, direction: str, histories: Mapping[int, Sequence[Mapping[str, float]]]
+):
     """The metric per epoch of the TOP_CURVES best trials that have a history."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     ranked = leaderboard.sort_best_first(frame, metric, direction)
-    chosen = [int(n) for n in ranked["trial"] if any(metric in epoch for epoch in histories.get(int(n), ()))][:TOP_CURVES]
+    chosen = [int(n) for n in ranked["trial"] if any(metric in epoch for epoch in histories.get(int(n), ()))][
+        :TOP_CURVES
+    ]
     if not chosen:
         raise ValueError(f"no trial has a per-epoch history of {metric}")
     figure, axes = plt.subplots()
     for number in chosen:
         epochs = [row for row in histories[number] if metric in row]
-        axes.plot([int(row.get("epoch", i)) + 1 for i, row in enumerate(epochs)], [row[metric] for row in epochs],
-                  marker="o", label=f"trial {number}")
+        axes.plot(
+            [int(row.get("epoch", i)) + 1 for i, row in enumerate(epochs)],
+            [row[metric] for row in epochs],
+            marker="o",
+            label=f"trial {number}",
+        )
     axes.set(title=f"Learning curves of the {len(chosen)} best trials", xlabel="epoch", ylabel=metric)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.legend()
@@ -225,8 +256,13 @@ def pareto_front(frame: pd.DataFrame, objectives: Mapping[str, str]):
     (metric, _), (cost, _) = list(objectives.items())[:2]
     if cost not in frame or metric not in frame:
         raise ValueError(f"the leaderboard has no {cost} column")
-    done = frame[(frame["state"] == "COMPLETE")].assign(
-        x=lambda f: pd.to_numeric(f[cost], errors="coerce"), y=lambda f: pd.to_numeric(f[metric], errors="coerce")).dropna(subset=["x", "y"])
+    done = (
+        frame[(frame["state"] == "COMPLETE")]
+        .assign(
+            x=lambda f: pd.to_numeric(f[cost], errors="coerce"), y=lambda f: pd.to_numeric(f[metric], errors="coerce")
+        )
+        .dropna(subset=["x", "y"])
+    )
     if done.empty:
         raise ValueError(f"no complete trial has both {metric} and {cost}")
     front = done[leaderboard.pareto(done, objectives)].sort_values("x")

@@ -24,7 +24,9 @@ from search.urls import mask_url
 def latest_study(results: Path) -> str:
     boards = sorted(results.glob("*/leaderboard.csv"), key=lambda p: p.stat().st_mtime) if results.is_dir() else []
     if not boards:
-        raise UsageError(f"no study found in {results}/; run `leafsearch run spaces/cnn.py` first or pass --results DIR")
+        raise UsageError(
+            f"no study found in {results}/; run `leafsearch run spaces/cnn.py` first or pass --results DIR"
+        )
     return boards[-1].parent.name
 
 
@@ -49,24 +51,45 @@ def load_study_rows(results: Path, name: str | None, storage: str | None) -> tup
         space = study.user_attrs.get("space", {})
         direction = study.directions[0].name.lower()
         objectives = study.user_attrs.get("objectives") or {}
-        frame = leaderboard.build(rows_from_study(study, metric, algorithm), metric, list(space), {metric: direction, **objectives})
-        return frame, {"study": name, "metric": metric, "direction": direction, "backend": "optuna",
-                       "algorithm": algorithm, "pruner": settings.get("pruner"), "storage": mask_url(storage),
-                       "space": space or None, "objectives": objectives, "warm_start": study.user_attrs.get("warm_start")}
+        frame = leaderboard.build(
+            rows_from_study(study, metric, algorithm), metric, list(space), {metric: direction, **objectives}
+        )
+        return frame, {
+            "study": name,
+            "metric": metric,
+            "direction": direction,
+            "backend": "optuna",
+            "algorithm": algorithm,
+            "pruner": settings.get("pruner"),
+            "storage": mask_url(storage),
+            "space": space or None,
+            "objectives": objectives,
+            "warm_start": study.user_attrs.get("warm_start"),
+        }
     name = name or latest_study(results)
     study_dir = results / name
     board = study_dir / "leaderboard.csv"
     if not board.is_file():
-        raise UsageError(f"--study {name}: no leaderboard at {board}; run the study first (leafsearch run SPACE --study {name})")
+        raise UsageError(
+            f"--study {name}: no leaderboard at {board}; run the study first (leafsearch run SPACE --study {name})"
+        )
     meta = read_json(study_dir / "study.json", {}) or {}
     frame = leaderboard.read(board)
     stored = meta.get("storage") or "study.journal"
     first = frame.iloc[0] if len(frame) else {}
-    return frame, {"study": name, "metric": meta.get("metric", "val_accuracy"), "direction": meta.get("direction", "maximize"),
-                   "backend": meta.get("backend") or first.get("backend"), "algorithm": meta.get("algorithm") or first.get("algorithm"),
-                   "pruner": meta.get("pruner"), "storage": stored if "://" in stored else str(study_dir / stored), "space": None,
-                   "objectives": meta.get("objectives") or {}, "constraints": meta.get("constraints") or {},
-                   "warm_start": meta.get("warm_start")}
+    return frame, {
+        "study": name,
+        "metric": meta.get("metric", "val_accuracy"),
+        "direction": meta.get("direction", "maximize"),
+        "backend": meta.get("backend") or first.get("backend"),
+        "algorithm": meta.get("algorithm") or first.get("algorithm"),
+        "pruner": meta.get("pruner"),
+        "storage": stored if "://" in stored else str(study_dir / stored),
+        "space": None,
+        "objectives": meta.get("objectives") or {},
+        "constraints": meta.get("constraints") or {},
+        "warm_start": meta.get("warm_start"),
+    }
 
 
 def study_space(study_dir: Path, meta: dict[str, Any]) -> Space | None:
@@ -82,7 +105,9 @@ def study_space(study_dir: Path, meta: dict[str, Any]) -> Space | None:
         from search.engines.optuna.storage import make_storage
 
         try:
-            data = optuna.load_study(study_name=meta["study"], storage=make_storage(study_dir, None)).user_attrs.get("space")
+            data = optuna.load_study(study_name=meta["study"], storage=make_storage(study_dir, None)).user_attrs.get(
+                "space"
+            )
         except KeyError:  # the journal holds no study of that name
             data = None
     return Space.from_dict(data) if data else None
@@ -100,8 +125,15 @@ def write_plots(frame: pd.DataFrame, meta: dict[str, Any], study_dir: Path):
         if history:
             histories[int(number)] = history
     try:
-        return plots.write_plots(frame, meta["metric"], meta["direction"], distributions(space) if space is not None else None,
-                                 histories, study_dir / "plots", front_objectives(meta))
+        return plots.write_plots(
+            frame,
+            meta["metric"],
+            meta["direction"],
+            distributions(space) if space is not None else None,
+            histories,
+            study_dir / "plots",
+            front_objectives(meta),
+        )
     except OSError as exc:
         raise UsageError(f"--plots: cannot write to {study_dir / 'plots'} ({exc.strerror})") from None
 
@@ -126,7 +158,11 @@ def studies_in_folder(results: Path) -> list[dict[str, Any]]:
         if study_dir.name.startswith(".") or not (board.is_file() or (study_dir / "study.json").is_file()):
             continue
         meta = read_json(study_dir / "study.json", {}) or {}
-        frame = leaderboard.read(board) if board.is_file() else leaderboard.build([], meta.get("metric", "val_accuracy"), [])
+        frame = (
+            leaderboard.read(board)
+            if board.is_file()
+            else leaderboard.build([], meta.get("metric", "val_accuracy"), [])
+        )
         last = max(p.stat().st_mtime for p in (board, study_dir / "study.json") if p.is_file())
         rows.append(summary.study_summary(study_dir.name, frame, meta, datetime.datetime.fromtimestamp(last)))
     return rows
@@ -142,8 +178,12 @@ def studies_in_storage(results: Path, storage: str) -> list[dict[str, Any]]:
     rows = []
     for found in optuna.get_all_study_summaries(opened, include_best_trial=False):
         study = optuna.load_study(study_name=found.study_name, storage=opened)
-        meta = {"metric": study.user_attrs.get("metric", "value"), "direction": study.directions[0].name.lower(), "backend": "optuna",
-                "algorithm": study.user_attrs.get("settings", {}).get("algorithm", "tpe")}
+        meta = {
+            "metric": study.user_attrs.get("metric", "value"),
+            "direction": study.directions[0].name.lower(),
+            "backend": "optuna",
+            "algorithm": study.user_attrs.get("settings", {}).get("algorithm", "tpe"),
+        }
         frame = leaderboard.build(rows_from_study(study, meta["metric"], meta["algorithm"]), meta["metric"], [])
         times = [t.datetime_complete or t.datetime_start for t in study.get_trials(deepcopy=False)]
         last = max((t for t in times if t is not None), default=found.datetime_start)

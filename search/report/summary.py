@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
+from search.errors import UsageError
 from search.records import leaderboard
 from search.report import formats
 from search.report.display import duration_text, format_value
-from search.errors import UsageError
 
 STATES = ("complete", "pruned", "infeasible", "fail", "running", "all")
 EVALUATION_COLUMNS = ["trial", "data", "accuracy", "subsets", "images", "evaluated_at"]
@@ -46,8 +47,9 @@ def sort_by(frame: pd.DataFrame, spec: str, metric: str, direction: str) -> pd.D
     values = frame[column]
     numeric = pd.to_numeric(values, errors="coerce")
     key = numeric if numeric.notna().sum() == values.notna().sum() else values.astype("string")
-    ordered = frame.assign(_key=key).sort_values(["_key", "trial"], ascending=[order == "asc", True],
-                                                 na_position="last", kind="stable")
+    ordered = frame.assign(_key=key).sort_values(
+        ["_key", "trial"], ascending=[order == "asc", True], na_position="last", kind="stable"
+    )
     return ordered.drop(columns="_key").reset_index(drop=True)
 
 
@@ -74,9 +76,17 @@ def header(frame: pd.DataFrame, meta: Mapping[str, Any]) -> Header:
         ("Trials", state_counts(frame)),
     ]
     if meta.get("constraints"):
-        lines.insert(3, ("Constraints", ", ".join(f"{name} <= {bound:g}" for name, bound in meta["constraints"].items())))
+        lines.insert(
+            3, ("Constraints", ", ".join(f"{name} <= {bound:g}" for name, bound in meta["constraints"].items()))
+        )
     if meta.get("objectives"):
-        lines.insert(3, ("Objectives", ", ".join(f"{name} ({way})" for name, way in {metric: direction, **meta["objectives"]}.items())))
+        lines.insert(
+            3,
+            (
+                "Objectives",
+                ", ".join(f"{name} ({way})" for name, way in {metric: direction, **meta["objectives"]}.items()),
+            ),
+        )
     warm = meta.get("warm_start")
     if warm:
         numbers = ", ".join(str(n) for n in warm.get("trials", []))
@@ -84,21 +94,29 @@ def header(frame: pd.DataFrame, meta: Mapping[str, Any]) -> Header:
     best = leaderboard.best_trial(frame, metric, direction)
     if best is not None:
         lines.append(("Best", f"trial {best['trial']}: {metric}={format_value(float(best[metric]))}"))
-        lines.append(("Best parameters", " ".join(f"{k}={format_value(v)}" for k, v in leaderboard.params_of(best).items())))
+        lines.append(
+            ("Best parameters", " ".join(f"{k}={format_value(v)}" for k, v in leaderboard.params_of(best).items()))
+        )
     durations = pd.to_numeric(frame["duration_s"], errors="coerce").dropna() if "duration_s" in frame else pd.Series([])
     if len(durations):
-        lines.append(("Trial time", f"{duration_text(durations.sum())} in total, "
-                                    f"{duration_text(durations.mean())} a trial on average ({len(durations)} timed)"))
+        lines.append(
+            (
+                "Trial time",
+                f"{duration_text(durations.sum())} in total, "
+                f"{duration_text(durations.mean())} a trial on average ({len(durations)} timed)",
+            )
+        )
     return lines
 
 
 def state_counts(frame: pd.DataFrame) -> str:
     """'3 complete, 1 pruned, 1 fail', in the leaderboard's state order."""
     counts = frame["state"].value_counts() if len(frame) else pd.Series(dtype=int)
-    order = ["COMPLETE", "PRUNED", "FAIL", "RUNNING"] + sorted(set(counts.index) - {"COMPLETE", "PRUNED", "FAIL", "RUNNING"})
+    order = ["COMPLETE", "PRUNED", "FAIL", "RUNNING"] + sorted(
+        set(counts.index) - {"COMPLETE", "PRUNED", "FAIL", "RUNNING"}
+    )
     text = ", ".join(f"{counts[state]} {str(state).lower()}" for state in order if state in counts)
     return f"{len(frame)} ({text})" if text else "none yet"
-
 
 
 # -- stored test-set evaluations (written by `leafsearch evaluate`)
@@ -127,8 +145,11 @@ def load_evaluations(folder: Path) -> pd.DataFrame:
 
 def subsets_text(subsets: Mapping[str, Any] | None) -> str:
     """'clean 0.8125 (112), wild 0.1071 (112)': each subset's accuracy and images."""
-    return ", ".join(f"{name} {format_value(float(scored['accuracy']))} ({scored['images']})"
-                     for name, scored in (subsets or {}).items() if isinstance(scored, dict) and "accuracy" in scored)
+    return ", ".join(
+        f"{name} {format_value(float(scored['accuracy']))} ({scored['images']})"
+        for name, scored in (subsets or {}).items()
+        if isinstance(scored, dict) and "accuracy" in scored
+    )
 
 
 # -- text formats that carry the header
@@ -150,8 +171,12 @@ def compose(fmt: str, title: str, frame: pd.DataFrame, lines: Header, evaluation
         raise ValueError(f"compose: unknown format {fmt!r}")
     shown = evaluations[EVALUATION_COLUMNS] if len(evaluations) else evaluations
     if fmt == "markdown":
-        parts = [f"# {html.escape(title, quote=False)}\n", header_markdown(lines),
-                 "## Leaderboard\n", formats.render(frame, "markdown")]
+        parts = [
+            f"# {html.escape(title, quote=False)}\n",
+            header_markdown(lines),
+            "## Leaderboard\n",
+            formats.render(frame, "markdown"),
+        ]
         if len(shown):
             parts += ["## Test-set evaluations\n", formats.render(shown, "markdown")]
         return "\n".join(parts)

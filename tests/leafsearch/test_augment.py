@@ -40,7 +40,10 @@ def leaf_on_black(size=32, seed=0):
     ImageDraw.Draw(mask_image).ellipse((size * 0.2, size * 0.3, size * 0.8, size * 0.75), fill=255)
     mask = np.asarray(mask_image) > 0
     image = rng.integers(0, 12, (size, size, 3)).astype(np.uint8)  # black, as a camera sees it
-    leaf = np.stack([rng.integers(40, 90, (size, size)), rng.integers(120, 200, (size, size)), rng.integers(30, 70, (size, size))], -1)
+    leaf = np.stack(
+        [rng.integers(40, 90, (size, size)), rng.integers(120, 200, (size, size)), rng.integers(30, 70, (size, size))],
+        -1,
+    )
     image[mask] = leaf[mask]
     image[mask & (rng.uniform(size=(size, size)) < 0.02)] = 0  # a few pure-black leaf pixels
     return image, mask
@@ -175,7 +178,9 @@ def hard_eroded(mask: np.ndarray, px: int = 2) -> np.ndarray:
     kept = np.clip((1000.0 * mask - 500.0 + 3.0) / 6.0, 0.0, 1.0)
     padded = np.pad(kept, ((0, 0), (px, px), (px, px)), constant_values=1.0)
     window = range(2 * px + 1)
-    return np.min([padded[:, dy:dy + mask.shape[1], dx:dx + mask.shape[2]] for dy in window for dx in window], axis=0)
+    return np.min(
+        [padded[:, dy : dy + mask.shape[1], dx : dx + mask.shape[2]] for dy in window for dx in window], axis=0
+    )
 
 
 def test_the_leaf_mask_head_is_trained_on_the_true_mask_and_gates_at_inference_only():
@@ -185,7 +190,9 @@ def test_the_leaf_mask_head_is_trained_on_the_true_mask_and_gates_at_inference_o
     leaf's one-pixel rim (the head's two)."""
     from leafsearch.models.cnn import build_cnn
 
-    recipe = resolve({"image_size": 16, "leaf_mask": True, "aug_flip": False, "aug_rotation": 0.0, "aug_zoom": 0.0}, "cnn")
+    recipe = resolve(
+        {"image_size": 16, "leaf_mask": True, "aug_flip": False, "aug_rotation": 0.0, "aug_zoom": 0.0}, "cnn"
+    )
     model = build_cnn(recipe, 3, seed=0)
     images = np.zeros((4, 16, 16, 3), "float32")
     images[:, 4:12, 5:10] = [[[60.0, 140.0, 30.0]]]  # a leaf on its marked black background
@@ -201,8 +208,12 @@ def test_the_leaf_mask_head_is_trained_on_the_true_mask_and_gates_at_inference_o
     supervision.own = 0.0  # every image through its true mask
     np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images, training=True)), images * interior[..., None])
     supervision.own = 1.0  # every image through the head's own mask (hard, eroded, as at inference)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images, training=True)), images * hard_eroded(predicted)[..., None],
-                               rtol=1e-3, atol=0.05)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(gate(images, training=True)),
+        images * hard_eroded(predicted)[..., None],
+        rtol=1e-3,
+        atol=0.05,
+    )
     supervision.own = 0.5
     model(images, training=True)
     [loss] = model.losses
@@ -210,4 +221,6 @@ def test_the_leaf_mask_head_is_trained_on_the_true_mask_and_gates_at_inference_o
     model(images, training=False)
     assert model.losses == []
     predicted = keras.ops.convert_to_numpy(head(images))[..., 0]  # moving statistics
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(gate(images)), images * hard_eroded(predicted)[..., None], rtol=1e-3, atol=0.05)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(gate(images)), images * hard_eroded(predicted)[..., None], rtol=1e-3, atol=0.05
+    )

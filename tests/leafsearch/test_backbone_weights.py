@@ -32,16 +32,23 @@ def original_checkpoint_names(model: keras.Model, scope: str) -> dict[str, str]:
             block = layer.name.split("_")[0]
             if block != current:
                 current, block_index, counters = block, block_index + 1, {}
-            kind = {keras.layers.DepthwiseConv2D: "depthwise_conv2d", keras.layers.BatchNormalization: "tpu_batch_normalization",
-                    keras.layers.Conv2D: "conv2d"}[type(layer)]
+            kind = {
+                keras.layers.DepthwiseConv2D: "depthwise_conv2d",
+                keras.layers.BatchNormalization: "tpu_batch_normalization",
+                keras.layers.Conv2D: "conv2d",
+            }[type(layer)]
             sub = "se/" if "_se_" in layer.name else ""
             key = sub + kind
             count = counters.get(key, 0)
             counters[key] = count + 1
             base = f"{scope}/blocks_{block_index}/{sub}{kind}{'' if count == 0 else f'_{count}'}"
         else:
-            part = {"stem_conv": "stem/conv2d", "stem_bn": "stem/tpu_batch_normalization",
-                    "top_conv": "head/conv2d", "top_bn": "head/tpu_batch_normalization"}[layer.name]
+            part = {
+                "stem_conv": "stem/conv2d",
+                "stem_bn": "stem/tpu_batch_normalization",
+                "top_conv": "head/conv2d",
+                "top_bn": "head/tpu_batch_normalization",
+            }[layer.name]
             base = f"{scope}/{part}"
         for weight in layer.weights:
             leaf = "depthwise_kernel" if kind_of(layer) == "depthwise" else weight.path.rpartition("/")[2]
@@ -57,8 +64,12 @@ def save_checkpoint(folder: Path, tensors: dict[str, np.ndarray]) -> None:
     """A TensorFlow checkpoint holding exactly these variable names, as tf.compat.v1's Saver writes."""
     folder.mkdir(parents=True, exist_ok=True)
     names = sorted(tensors)
-    tf.raw_ops.SaveV2(prefix=str(folder / "model.ckpt"), tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(tensors[n]) for n in names])
+    tf.raw_ops.SaveV2(
+        prefix=str(folder / "model.ckpt"),
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(tensors[n]) for n in names],
+    )
     (folder / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n')
 
 
@@ -71,7 +82,9 @@ def source(tmp_path_factory):
     rng = np.random.default_rng(3)
     for weight in model.weights:
         if weight.path.endswith(("moving_mean", "gamma", "beta")):
-            weight.assign(rng.normal(0.0, 0.3, weight.shape).astype("float32") + (1.0 if weight.path.endswith("gamma") else 0.0))
+            weight.assign(
+                rng.normal(0.0, 0.3, weight.shape).astype("float32") + (1.0 if weight.path.endswith("gamma") else 0.0)
+            )
         elif weight.path.endswith("moving_variance"):
             weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
     backbone_weights.set_normalization(model, MEAN, STD)
@@ -89,18 +102,40 @@ def source(tmp_path_factory):
 
 def test_the_converted_backbone_computes_what_the_source_does(source, tmp_path, capsys):
     out = tmp_path / "b0_noisy_student.weights.h5"
-    assert main(["weights", "convert", str(source["folder"]), "--backbone", "efficientnet_b0", "--output", str(out)]) == 0
+    assert (
+        main(["weights", "convert", str(source["folder"]), "--backbone", "efficientnet_b0", "--output", str(out)]) == 0
+    )
     assert "ExponentialMovingAverage" in capsys.readouterr().out and out.is_file()
-    recipe = resolve({"backbone": "efficientnet_b0", "weights": str(out), "image_size": 32, "dense_units": 0}, "efficientnet")
+    recipe = resolve(
+        {"backbone": "efficientnet_b0", "weights": str(out), "image_size": 32, "dense_units": 0}, "efficientnet"
+    )
     backbone = backbone_of(build_efficientnet(recipe, num_classes=3, seed=0))
-    np.testing.assert_allclose(backbone.predict(source["images"], verbose=0), source["model"].predict(source["images"], verbose=0),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        backbone.predict(source["images"], verbose=0),
+        source["model"].predict(source["images"], verbose=0),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_advprop_checkpoints_get_their_own_normalisation(source, tmp_path):
     out = tmp_path / "advprop.weights.h5"
-    assert main(["weights", "convert", str(source["folder"] / "model.ckpt"), "--backbone", "efficientnet_b0",
-                 "--output", str(out), "--normalization", "advprop"]) == 0
+    assert (
+        main(
+            [
+                "weights",
+                "convert",
+                str(source["folder"] / "model.ckpt"),
+                "--backbone",
+                "efficientnet_b0",
+                "--output",
+                str(out),
+                "--normalization",
+                "advprop",
+            ]
+        )
+        == 0
+    )
     model = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(32, 32, 3))
     model.load_weights(out)
     layer = backbone_weights.normalization_layer(model)
@@ -114,18 +149,25 @@ def test_weights_in_keras_imagenet_convention_or_without_normalisation_normalise
     assert backbone_weights.normalize_as_trained(model, "none") == "as stored"  # random weights: x/255 only
     assert backbone_weights.normalize_as_trained(model, "x.weights.h5").startswith("none in the file")
     np.testing.assert_allclose(np.asarray(layer.adapt_variance).ravel(), np.square(STD), rtol=1e-6)
-    layer.adapt_variance.assign(np.asarray(STD, "float32").reshape(layer.adapt_variance.shape))  # as Keras' ImageNet file stores it
+    layer.adapt_variance.assign(
+        np.asarray(STD, "float32").reshape(layer.adapt_variance.shape)
+    )  # as Keras' ImageNet file stores it
     assert backbone_weights.normalize_as_trained(model, "imagenet").startswith("keras imagenet convention")
     pixel = np.full((1, 1, 1, 3), 255.0, "float32")
-    np.testing.assert_allclose(np.asarray(layer(pixel / 255.0)).ravel(), (1 - np.asarray(MEAN)) / np.asarray(STD), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(layer(pixel / 255.0)).ravel(), (1 - np.asarray(MEAN)) / np.asarray(STD), rtol=1e-5
+    )
 
 
-@pytest.mark.parametrize("case, fragment", [
-    ("wrong backbone", "it holds efficientnet-b0, not efficientnet-b1; pass --backbone efficientnet_b0"),
-    ("no checkpoint", "no TensorFlow checkpoint in this folder"),
-    ("foreign", "not an EfficientNet checkpoint"),
-    ("missing variable", "the checkpoint lacks efficientnet-b0/blocks_3/conv2d_1/kernel"),
-])
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("wrong backbone", "it holds efficientnet-b0, not efficientnet-b1; pass --backbone efficientnet_b0"),
+        ("no checkpoint", "no TensorFlow checkpoint in this folder"),
+        ("foreign", "not an EfficientNet checkpoint"),
+        ("missing variable", "the checkpoint lacks efficientnet-b0/blocks_3/conv2d_1/kernel"),
+    ],
+)
 def test_a_bad_checkpoint_is_one_line_and_writes_nothing(source, tmp_path, capsys, case, fragment):
     folder, backbone = source["folder"], "efficientnet_b0"
     if case == "wrong backbone":
@@ -157,13 +199,22 @@ def test_an_original_lite_checkpoint_converts_with_its_fixed_normalisation(tmp_p
     for weight in model.weights:
         if weight.path.endswith("moving_variance"):
             weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
-    tensors = {name + "/ExponentialMovingAverage": np.asarray(next(w for w in model.weights if w.path == path))
-               for path, name in original_checkpoint_names(model, "efficientnet-lite0").items()}
+    tensors = {
+        name + "/ExponentialMovingAverage": np.asarray(next(w for w in model.weights if w.path == path))
+        for path, name in original_checkpoint_names(model, "efficientnet-lite0").items()
+    }
     save_checkpoint(tmp_path / "lite0", tensors)
     out = tmp_path / "lite0.weights.h5"
-    assert main(["weights", "convert", str(tmp_path / "lite0"), "--backbone", "efficientnet_lite0", "--output", str(out)]) == 0
+    assert (
+        main(["weights", "convert", str(tmp_path / "lite0"), "--backbone", "efficientnet_lite0", "--output", str(out)])
+        == 0
+    )
     assert "(x - 127) / 128" in capsys.readouterr().out
-    recipe = resolve({"backbone": "efficientnet_lite0", "weights": str(out), "image_size": 32, "dense_units": 0}, "efficientnet")
+    recipe = resolve(
+        {"backbone": "efficientnet_lite0", "weights": str(out), "image_size": 32, "dense_units": 0}, "efficientnet"
+    )
     backbone = backbone_of(build_efficientnet(recipe, num_classes=3, seed=0))
     images = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(backbone.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        backbone.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-4, atol=1e-4
+    )

@@ -29,10 +29,16 @@ def photos(folder: Path, count: int = 3) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("where, fragment", [
-    ("gone", "parameter `backgrounds` '{tmp}/gone': no such folder; set it in {space} to a folder of background photos"),
-    ("empty", "parameter `backgrounds` '{tmp}/empty': no images in it; set it in {space}"),
-])
+@pytest.mark.parametrize(
+    "where, fragment",
+    [
+        (
+            "gone",
+            "parameter `backgrounds` '{tmp}/gone': no such folder; set it in {space} to a folder of background photos",
+        ),
+        ("empty", "parameter `backgrounds` '{tmp}/empty': no images in it; set it in {space}"),
+    ],
+)
 def test_a_space_files_backgrounds_are_checked_before_the_study(tmp_path, capsys, where, fragment):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no photos here")
@@ -49,7 +55,9 @@ def test_backgrounds_flag_still_names_the_flag(tmp_path, capsys):
     space = tmp_path / "walls.py"
     space.write_text(SPACE.format(extra=""))
     (tmp_path / "empty").mkdir()
-    assert main(["run", str(space), "--results", str(tmp_path / "results"), "--backgrounds", str(tmp_path / "empty")]) == 2
+    assert (
+        main(["run", str(space), "--results", str(tmp_path / "results"), "--backgrounds", str(tmp_path / "empty")]) == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--backgrounds {tmp_path / 'empty'}: no images in it" in err
     assert not (tmp_path / "results").exists()
@@ -93,5 +101,7 @@ def test_a_study_trained_on_background_photos_is_evaluated_and_exported_without_
     assert main(["export", "--study", "walls", "--results", str(results), "--output", str(after)]) == 0
     found = predictions(after, data, tmp_path / "after.csv")
     assert [(row["path"], row["class"]) for row in found] == [(row["path"], row["class"]) for row in expected]
-    np.testing.assert_allclose([float(r["probability"]) for r in found], [float(r["probability"]) for r in expected], rtol=1e-5)
+    np.testing.assert_allclose(
+        [float(r["probability"]) for r in found], [float(r["probability"]) for r in expected], rtol=1e-5
+    )
     assert "Traceback" not in capsys.readouterr().err

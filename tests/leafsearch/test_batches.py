@@ -74,7 +74,9 @@ def test_keras_trains_on_cached_batches_and_reshuffles_between_epochs():
         def on_epoch_begin(self, epoch, logs=None):
             orders.append(list(batches._order))
 
-    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")]
+    )
     model.compile(optimizer="adam", loss="categorical_crossentropy")
     history = model.fit(batches, epochs=2, verbose=0, callbacks=[Record()])
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
@@ -92,7 +94,9 @@ def test_a_trial_model_trains_under_jax_without_tensorflow(tmp_path):
     for name in ("Apple", "Grape"):
         (tmp_path / "leaves" / name).mkdir(parents=True)
         for k in range(5):
-            Image.new("RGB", (20, 20), (k * 40, 100 if name == "Apple" else 10, 0)).save(tmp_path / "leaves" / name / f"{k}.png")
+            Image.new("RGB", (20, 20), (k * 40, 100 if name == "Apple" else 10, 0)).save(
+                tmp_path / "leaves" / name / f"{k}.png"
+            )
     blocker = tmp_path / "blocked"
     blocker.mkdir()
     (blocker / "tensorflow.py").write_text("raise ImportError('TensorFlow is not installed here')\n")
@@ -118,8 +122,13 @@ def test_a_trial_model_trains_under_jax_without_tensorflow(tmp_path):
         "print(keras.backend.backend(), model.jit_compile, 'tensorflow' in sys.modules)\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}"}
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "leaves"), str(tmp_path / "cache")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "leaves"), str(tmp_path / "cache")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["jax", "True", "False"]
     assert any((tmp_path / "cache").iterdir())  # decoded once, into the cache

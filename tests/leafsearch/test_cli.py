@@ -18,8 +18,14 @@ def leafsearch(*args, cwd: Path, timeout=600) -> subprocess.CompletedProcess:
     import os
 
     env = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-m", "leafsearch", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "leafsearch", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +46,17 @@ def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
     board = pd.read_csv(board_path)
     assert len(board) == 2 and (board["state"] == "COMPLETE").all()
     assert board["val_accuracy"].between(0, 1).all()
-    space_params = ["batch_size", "learning_rate", "dropout", "dense_units", "patience", "image_size",
-                    "aug_flip", "aug_rotation", "aug_zoom"]  # the leaves' augmentations, named in the space
+    space_params = [
+        "batch_size",
+        "learning_rate",
+        "dropout",
+        "dense_units",
+        "patience",
+        "image_size",
+        "aug_flip",
+        "aug_rotation",
+        "aug_zoom",
+    ]  # the leaves' augmentations, named in the space
     assert sorted(c for c in board.columns if c.startswith("param_")) == sorted("param_" + p for p in space_params)
     from search.records.leaderboard import base_columns
 
@@ -65,7 +80,9 @@ def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
 
     table = leafsearch("report", "--study", "cnn", "--top", "2", "--plots", cwd=tmp_path)
     assert table.returncode == 0 and "Study cnn" in table.stdout
-    assert (tmp_path / "results" / "cnn" / "plots" / "learning_curves.png").is_file() and "Plot skipped" not in table.stdout
+    assert (
+        tmp_path / "results" / "cnn" / "plots" / "learning_curves.png"
+    ).is_file() and "Plot skipped" not in table.stdout
 
     # The study opens unchanged in Optuna's own tools, with the leaderboard's trials.
     import optuna
@@ -80,8 +97,22 @@ def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
     assert pd.read_csv(csv_out)["trial"].tolist() == [rows[0]["trial"], rows[1]["trial"], rows[2]["trial"]]
 
     # A larger-image study warm-started from this one runs its best trial first, projected.
-    warm = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "1", *TINY, "--image-size", "48",
-                      "--study", "cnn48", "--warm-start", "cnn", cwd=tmp_path)
+    warm = leafsearch(
+        "run",
+        CNN_SPACE,
+        "--data",
+        tiny_data,
+        "--trials",
+        "1",
+        *TINY,
+        "--image-size",
+        "48",
+        "--study",
+        "cnn48",
+        "--warm-start",
+        "cnn",
+        cwd=tmp_path,
+    )
     assert warm.returncode == 0, warm.stderr[-3000:]
     flat = " ".join(warm.stdout.split())
     assert f"Warm start from cnn: 1 trial queued first (its trial {rows[0]['trial']}," in flat
@@ -103,14 +134,22 @@ def write(path: Path, text: str) -> Path:
     [
         (lambda tmp, data: ["run", tmp / "missing.py"], "space file not found"),
         (lambda tmp, data: ["run", write(tmp / "bad.py", "SPACE = Space(\n")], "bad.py:1: syntax error"),
-        (lambda tmp, data: ["run", write(tmp / "range.py", CNN_SPACE.read_text().replace("Float(1e-4, 1e-2", "Float(1e-2, 1e-4"))],
-         "parameter `learning_rate`: low must be < high"),
+        (
+            lambda tmp, data: [
+                "run",
+                write(tmp / "range.py", CNN_SPACE.read_text().replace("Float(1e-4, 1e-2", "Float(1e-2, 1e-4")),
+            ],
+            "parameter `learning_rate`: low must be < high",
+        ),
         (lambda tmp, data: ["run", CNN_SPACE, "--data", tmp / "nowhere"], "nowhere"),
         (lambda tmp, data: ["run", CNN_SPACE, "--data", tmp / "flat"], "sub-folder"),
         (lambda tmp, data: ["run", CNN_SPACE, "--set", "batch_size=12"], "--set batch_size=12: outside the space"),
         (lambda tmp, data: ["run", CNN_SPACE, "--set", "colour=red"], "unknown parameter `colour`"),
         (lambda tmp, data: ["run", CNN_SPACE, "--algorithm", "grid"], "--algorithm grid"),
-        (lambda tmp, data: ["run", CNN_SPACE, "--no-prune", "--pruner", "asha"], "--no-prune contradicts --pruner asha"),
+        (
+            lambda tmp, data: ["run", CNN_SPACE, "--no-prune", "--pruner", "asha"],
+            "--no-prune contradicts --pruner asha",
+        ),
         (lambda tmp, data: ["run", CNN_SPACE, "--backend", "kerastuner", "--pruner", "asha"], "--algorithm hyperband"),
         (lambda tmp, data: ["run", CNN_SPACE, "--trials", "zero"], "--trials"),
         (lambda tmp, data: ["report"], "no study found"),
@@ -131,8 +170,20 @@ def test_bad_input_exits_2_with_one_line(tmp_path, make_args, fragment):
 @pytest.mark.slow  # an EfficientNet study in a subprocess
 def test_finetune_space_runs_end_to_end_with_tiny_overrides(tmp_path, tiny_data):
     """EfficientNet-B0 at 32 px, no pretrained weights, one epoch per phase: one leaderboard row."""
-    done = leafsearch("run", ROOT / "spaces" / "finetune.py", "--data", tiny_data, "--trials", "1",
-                      "--backbone", "efficientnet_b0", "--weights", "none", *TINY, cwd=tmp_path)
+    done = leafsearch(
+        "run",
+        ROOT / "spaces" / "finetune.py",
+        "--data",
+        tiny_data,
+        "--trials",
+        "1",
+        "--backbone",
+        "efficientnet_b0",
+        "--weights",
+        "none",
+        *TINY,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     board = pd.read_csv(tmp_path / "results" / "finetune" / "leaderboard.csv")
     assert len(board) == 1 and board.loc[0, "state"] == "COMPLETE"
@@ -147,10 +198,30 @@ def test_finetune_space_runs_end_to_end_with_tiny_overrides(tmp_path, tiny_data)
 def test_imagenet_weights_offline_fail_fast_with_one_line(tmp_path, tiny_data):
     import os
 
-    offline = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    offline = {
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), **offline}
-    done = subprocess.run([sys.executable, "-m", "leafsearch", "run", str(ROOT / "spaces" / "transfer.py"), "--data", str(tiny_data),
-                           "--image-size", "32"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leafsearch",
+            "run",
+            str(ROOT / "spaces" / "transfer.py"),
+            "--data",
+            str(tiny_data),
+            "--image-size",
+            "32",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--weights imagenet" in lines[0]
@@ -176,8 +247,20 @@ def test_a_class_with_one_image_is_bad_input_before_any_trial(tmp_path):
 def test_a_multi_objective_study_with_a_constraint_end_to_end(tmp_path, tiny_data):
     """Accuracy against inference time: both objectives and the front in the leaderboard, a
     constraint checked, `report --pareto` and the front's plot."""
-    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "3", "--objective", "infer_ms",
-                      "--constraint", "params<=1e9", *TINY, cwd=tmp_path)
+    done = leafsearch(
+        "run",
+        CNN_SPACE,
+        "--data",
+        tiny_data,
+        "--trials",
+        "3",
+        "--objective",
+        "infer_ms",
+        "--constraint",
+        "params<=1e9",
+        *TINY,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 objectives" in done.stdout
     board = pd.read_csv(tmp_path / "results" / "cnn" / "leaderboard.csv")
@@ -192,16 +275,22 @@ def test_a_multi_objective_study_with_a_constraint_end_to_end(tmp_path, tiny_dat
     page = leafsearch("report", "--format", "html", cwd=tmp_path).stdout
     assert "<h2>Pareto front of val_accuracy, infer_ms</h2>" in page
     header = leafsearch("report", "--format", "markdown", cwd=tmp_path).stdout
-    assert "**Objectives:** val_accuracy (maximize), infer_ms (minimize)" in header and "**Constraints:** params &lt;= 1e+09" in header
+    assert (
+        "**Objectives:** val_accuracy (maximize), infer_ms (minimize)" in header
+        and "**Constraints:** params &lt;= 1e+09" in header
+    )
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    (["--backend", "kerastuner", "--objective", "infer_ms"], "--backend kerastuner optimises one objective"),
-    (["--objective", "accuracy"], "--objective: 'accuracy' is not a cost column"),
-    (["--objective", "infer_ms:down"], "the direction of infer_ms must be 'maximize' or 'minimize'"),
-    (["--constraint", "infer_ms<10"], "--constraint: expected NAME<=BOUND"),
-    (["--constraint", "val_accuracy<=0.9"], "val_accuracy is the metric the study optimises"),
-])
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--backend", "kerastuner", "--objective", "infer_ms"], "--backend kerastuner optimises one objective"),
+        (["--objective", "accuracy"], "--objective: 'accuracy' is not a cost column"),
+        (["--objective", "infer_ms:down"], "the direction of infer_ms must be 'maximize' or 'minimize'"),
+        (["--constraint", "infer_ms<10"], "--constraint: expected NAME<=BOUND"),
+        (["--constraint", "val_accuracy<=0.9"], "val_accuracy is the metric the study optimises"),
+    ],
+)
 def test_bad_objectives_and_constraints_are_one_line(tmp_path, capsys, extra, fragment):
     from leafsearch.cli.main import main
 
@@ -211,11 +300,14 @@ def test_bad_objectives_and_constraints_are_one_line(tmp_path, capsys, extra, fr
     assert not (tmp_path / "results" / "cnn").exists()
 
 
-@pytest.mark.parametrize("source, fragment", [
-    ("nope", "--warm-start: no study 'nope' in "),
-    ("cnn", "--warm-start cnn: that is the study being run"),
-    ("failed", "--warm-start: study 'failed' has no complete trial yet"),
-])
+@pytest.mark.parametrize(
+    "source, fragment",
+    [
+        ("nope", "--warm-start: no study 'nope' in "),
+        ("cnn", "--warm-start cnn: that is the study being run"),
+        ("failed", "--warm-start: study 'failed' has no complete trial yet"),
+    ],
+)
 def test_a_bad_warm_start_is_one_line_and_writes_nothing(tmp_path, capsys, source, fragment):
     from optuna.trial import TrialState
 
@@ -223,7 +315,11 @@ def test_a_bad_warm_start_is_one_line_and_writes_nothing(tmp_path, capsys, sourc
     from tests.search import toy_study
 
     results = tmp_path / "results"
-    toy_study.make_study(results, name="failed", trials=[(TrialState.PRUNED, 0.2, 2, {"learning_rate": 1e-3, "dense_units": 64, "loss": "ce"}, "")])
+    toy_study.make_study(
+        results,
+        name="failed",
+        trials=[(TrialState.PRUNED, 0.2, 2, {"learning_rate": 1e-3, "dense_units": 64, "loss": "ce"}, "")],
+    )
     before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
     assert main(["run", str(CNN_SPACE), "--results", str(results), "--warm-start", source]) == 2
     err = capsys.readouterr().err

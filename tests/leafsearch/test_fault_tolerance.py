@@ -15,11 +15,29 @@ from test_cli import CNN_SPACE, ROOT, leafsearch, tiny_data  # noqa: F401 - tiny
 
 pytestmark = pytest.mark.slow  # studies in subprocesses, kill -9 and Ctrl-C
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+ENV = {
+    **os.environ,
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "CUDA_VISIBLE_DEVICES": "",
+    "PYTHONPATH": str(ROOT),
+    "PYTHONUNBUFFERED": "1",
+}
 # No pruning: these studies are about trials continued after a kill, which a pruner reading tiny
 # data's curves could stop half-way.
-STUDY_ARGS = ["--trials", "2", "--image-size", "32", "--max-epochs", "3", "--set", "batch_size=16", "--set", "patience=12",
-              "--pruner", "none"]
+STUDY_ARGS = [
+    "--trials",
+    "2",
+    "--image-size",
+    "32",
+    "--max-epochs",
+    "3",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "patience=12",
+    "--pruner",
+    "none",
+]
 
 
 def command(data: Path) -> list[str]:
@@ -29,8 +47,9 @@ def command(data: Path) -> list[str]:
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     # A shell that started us in the background may have set SIGINT to "ignored"; a user's terminal has not.
     restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
-    return subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=restore_sigint)
+    return subprocess.Popen(
+        args, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=restore_sigint
+    )
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -87,7 +106,9 @@ def test_ctrl_c_exits_130_keeps_the_checkpoint_and_the_same_command_continues(tm
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
-    assert err.strip().splitlines() == ["leafsearch run: interrupted; run the same command again to resume (finished trials are kept)"]
+    assert err.strip().splitlines() == [
+        "leafsearch run: interrupted; run the same command again to resume (finished trials are kept)"
+    ]
     checkpoint = latest_checkpoint(study / "trials" / "0")
     board = pd.read_csv(study / "leaderboard.csv")
     assert board["state"].tolist() == ["FAIL"] and "interrupted" in board.loc[0, "error"]
@@ -130,8 +151,21 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_study_goes_on(tmp_path, tiny_
 def existing_study(tmp_path_factory, tiny_data):  # noqa: F811
     """A finished one-trial study whose storage bad input must leave byte for byte as it was."""
     root = tmp_path_factory.mktemp("existing")
-    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--trials", "1", "--image-size", "32", "--max-epochs", "1",
-                      "--set", "batch_size=16", cwd=root)
+    done = leafsearch(
+        "run",
+        CNN_SPACE,
+        "--data",
+        tiny_data,
+        "--trials",
+        "1",
+        "--image-size",
+        "32",
+        "--max-epochs",
+        "1",
+        "--set",
+        "batch_size=16",
+        cwd=root,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return root
 
@@ -145,7 +179,9 @@ def bad_inputs(root: Path, data: Path) -> list[tuple[list, str]]:
     """(arguments, what the one-line error must say) for each bad input of the issue."""
     (root / "nospace.py").write_text("STUDY = None\n")
     (root / "syntax.py").write_text("SPACE = Space(\n")
-    (root / "unknown.py").write_text(CNN_SPACE.read_text().replace("patience=", "colour=Choice(['red']),\n    patience="))
+    (root / "unknown.py").write_text(
+        CNN_SPACE.read_text().replace("patience=", "colour=Choice(['red']),\n    patience=")
+    )
     (root / "range.py").write_text(CNN_SPACE.read_text().replace("Float(1e-4, 1e-2", "Float(1e-2, 1e-4"))
     (root / "changed.py").write_text(CNN_SPACE.read_text().replace("Float(1e-4, 1e-2", "Float(1e-5, 1e-2"))
     (root / "flat").mkdir(exist_ok=True)

@@ -21,8 +21,20 @@ def optuna_columns() -> list[str]:
 
 @pytest.mark.parametrize("algorithm", ["bayesian"])  # random, the default, runs through the CLI in test_workers
 def test_each_algorithm_runs_through_the_cli_into_the_shared_schema(tmp_path, tiny_data, algorithm):  # noqa: F811
-    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--backend", "kerastuner", "--algorithm", algorithm,
-                      "--trials", "2", *TINY, cwd=tmp_path)
+    done = leafsearch(
+        "run",
+        CNN_SPACE,
+        "--data",
+        tiny_data,
+        "--backend",
+        "kerastuner",
+        "--algorithm",
+        algorithm,
+        "--trials",
+        "2",
+        *TINY,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"kerastuner/{algorithm}" in done.stdout and "Best: trial" in done.stdout
     board = pd.read_csv(tmp_path / "results" / "cnn" / "leaderboard.csv")
@@ -36,8 +48,24 @@ def test_each_algorithm_runs_through_the_cli_into_the_shared_schema(tmp_path, ti
 
 
 def test_hyperband_budgets_continuation_and_resume(tmp_path, tiny_data):  # noqa: F811
-    args = ["run", CNN_SPACE, "--data", tiny_data, "--backend", "kerastuner", "--algorithm", "hyperband",
-            "--image-size", "32", "--max-epochs", "3", "--set", "batch_size=16", "--set", "patience=12"]
+    args = [
+        "run",
+        CNN_SPACE,
+        "--data",
+        tiny_data,
+        "--backend",
+        "kerastuner",
+        "--algorithm",
+        "hyperband",
+        "--image-size",
+        "32",
+        "--max-epochs",
+        "3",
+        "--set",
+        "batch_size=16",
+        "--set",
+        "patience=12",
+    ]
     first = leafsearch(*args, "--trials", "3", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     study = tmp_path / "results" / "cnn"

@@ -7,13 +7,15 @@ from rich.console import Console
 from leafsearch.data import synthetic
 from leafsearch.training.objective import LeafObjective
 from search import Choice, Fixed, Space, Study
-from search.report.display import Display
 from search.loop import StudyLoop
 from search.options import RunOptions
+from search.report.display import Display
 
-pytestmark = [pytest.mark.slow,  # trains real models through KerasTuner: tens of seconds
-              pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:getName:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.slow,  # trains real models through KerasTuner: tens of seconds
+    pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:getName:DeprecationWarning"),
+]
 
 
 def test_kerastuner_runs_the_leaf_objective(tmp_path):
@@ -22,7 +24,9 @@ def test_kerastuner_runs_the_leaf_objective(tmp_path):
     space = Space(image_size=Fixed(32), batch_size=Fixed(16), learning_rate=Choice([1e-3, 3e-3]))
     spec = Study(pipeline="cnn", metric="val_accuracy", trials=2, max_epochs=1)
     objective = LeafObjective(folder, "cnn", max_epochs=1, cache_dir=tmp_path / "cache")
-    options = RunOptions(study_name="leaf", study_dir=tmp_path / "leaf", trials=2, backend="kerastuner", algorithm="random")
+    options = RunOptions(
+        study_name="leaf", study_dir=tmp_path / "leaf", trials=2, backend="kerastuner", algorithm="random"
+    )
     display = Display(spec.metric, console=Console(file=open(tmp_path / "out.txt", "w"), width=200))
     best = StudyLoop(space, spec, objective, options, display).run()
     frame = pd.read_csv(tmp_path / "leaf" / "leaderboard.csv")

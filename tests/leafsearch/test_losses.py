@@ -6,14 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from leafsearch.training.losses import SigmoidFocalCrossEntropy
-from leafsearch.training.losses import make_loss
+from leafsearch.training.losses import SigmoidFocalCrossEntropy, make_loss
 
 EPS = 1e-7  # keras.config.epsilon()
 
-Y_TRUE = np.array(
-    [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], "float32"
-)
+Y_TRUE = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], "float32")
 Y_PROB = np.array(
     [
         [0.7, 0.1, 0.1, 0.1],
@@ -24,8 +21,7 @@ Y_PROB = np.array(
     "float32",
 )
 LOGITS = np.array(
-    [[2.0, -1.0, 0.5, -3.0], [-0.5, 1.5, 0.0, 4.0], [1.0, 1.0, -2.0, 0.3],
-     [-4.0, 2.5, 3.0, -0.1]],
+    [[2.0, -1.0, 0.5, -3.0], [-0.5, 1.5, 0.0, 4.0], [1.0, 1.0, -2.0, 0.3], [-4.0, 2.5, 3.0, -0.1]],
     "float32",
 )
 
@@ -52,9 +48,7 @@ def _per_sample(loss, y, p):
 def test_sigmoid_focal_by_hand():
     # y=[1, 0], p=[0.8, 0.2]: both terms have p_t = 0.8 and bce = -ln(0.8).
     loss = SigmoidFocalCrossEntropy(alpha=0.25, gamma=2.0, reduction=None)
-    got = keras.ops.convert_to_numpy(
-        loss(np.array([[1.0, 0.0]]), np.array([[0.8, 0.2]]))
-    )
+    got = keras.ops.convert_to_numpy(loss(np.array([[1.0, 0.0]]), np.array([[0.8, 0.2]])))
     expected = (0.25 + 0.75) * 0.2**2 * -np.log(0.8)  # 0.0089257
     np.testing.assert_allclose(got, [expected], rtol=1e-5)
     assert expected == pytest.approx(0.0089257, abs=1e-7)
@@ -65,13 +59,9 @@ def test_sigmoid_focal_by_hand():
 def test_sigmoid_focal_matches_formula(alpha, gamma):
     loss = SigmoidFocalCrossEntropy(alpha=alpha, gamma=gamma)
     expected = np_sigmoid_focal(Y_TRUE, Y_PROB, alpha, gamma)
-    np.testing.assert_allclose(
-        _per_sample(loss, Y_TRUE, Y_PROB), expected, rtol=1e-5, atol=1e-7
-    )
+    np.testing.assert_allclose(_per_sample(loss, Y_TRUE, Y_PROB), expected, rtol=1e-5, atol=1e-7)
     # Default reduction: mean over the batch.
-    np.testing.assert_allclose(
-        float(loss(Y_TRUE, Y_PROB)), expected.mean(), rtol=1e-5, atol=1e-7
-    )
+    np.testing.assert_allclose(float(loss(Y_TRUE, Y_PROB)), expected.mean(), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (None, 0.0), (0.6, 1.5)])
@@ -87,30 +77,22 @@ def test_sigmoid_focal_from_logits(alpha, gamma):
 
 def test_sigmoid_focal_clips_probabilities():
     loss = SigmoidFocalCrossEntropy(gamma=0.0, alpha=None, reduction=None)
-    got = keras.ops.convert_to_numpy(
-        loss(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))
-    )
+    got = keras.ops.convert_to_numpy(loss(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])))
     assert np.all(np.isfinite(got))
     # Clipped to [eps, 1 - eps] in float32, where 1 - 1e-7 rounds down.
     upper = float(np.float32(1 - EPS))
-    np.testing.assert_allclose(
-        got, [-np.log(EPS) - np.log(1 - upper)], rtol=1e-5
-    )
+    np.testing.assert_allclose(got, [-np.log(EPS) - np.log(1 - upper)], rtol=1e-5)
 
 
 def test_sigmoid_focal_with_sample_weight():
     loss = SigmoidFocalCrossEntropy(reduction="sum")
     weights = np.array([1.0, 0.0, 2.0, 0.5], "float32")
     expected = np.sum(weights * np_sigmoid_focal(Y_TRUE, Y_PROB, 0.25, 2.0))
-    np.testing.assert_allclose(
-        float(loss(Y_TRUE, Y_PROB, sample_weight=weights)), expected, rtol=1e-5
-    )
+    np.testing.assert_allclose(float(loss(Y_TRUE, Y_PROB, sample_weight=weights)), expected, rtol=1e-5)
 
 
 def test_sigmoid_focal_arguments_validated():
-    with pytest.raises(
-        ValueError, match=r"`gamma` must be >= 0. Received: gamma=-1"
-    ):
+    with pytest.raises(ValueError, match=r"`gamma` must be >= 0. Received: gamma=-1"):
         SigmoidFocalCrossEntropy(gamma=-1)
     with pytest.raises(ValueError, match=r"`alpha` must be in \[0, 1\]"):
         SigmoidFocalCrossEntropy(alpha=1.5)
@@ -136,9 +118,7 @@ def test_make_loss_ce():
     loss = make_loss("ce", label_smoothing=0.3)  # ignored by "ce"
     assert isinstance(loss, keras.losses.CategoricalCrossentropy)
     assert loss.label_smoothing == 0.0 and not loss.from_logits
-    np.testing.assert_allclose(
-        float(loss(Y_TRUE, Y_PROB)), _np_ce(Y_TRUE, Y_PROB).mean(), rtol=1e-5
-    )
+    np.testing.assert_allclose(float(loss(Y_TRUE, Y_PROB)), _np_ce(Y_TRUE, Y_PROB).mean(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("label_smoothing", [0.1, 0.2])
@@ -172,24 +152,21 @@ def test_make_loss_sigmoid_focal():
 
 
 def test_make_loss_unknown_name():
-    with pytest.raises(ValueError, match=r"one of \('ce', 'ce_smooth', "
-                       r"'focal', 'sigmoid_focal'\). Received: name='hinge'"):
+    with pytest.raises(
+        ValueError,
+        match=r"one of \('ce', 'ce_smooth', "
+        r"'focal', 'sigmoid_focal'\). Received: name='hinge'",
+    ):
         make_loss("hinge")
 
 
 def test_config_round_trip():
-    loss = SigmoidFocalCrossEntropy(alpha=0.4, gamma=1.5, from_logits=True,
-                                    reduction="sum", name="sfl")
+    loss = SigmoidFocalCrossEntropy(alpha=0.4, gamma=1.5, from_logits=True, reduction="sum", name="sfl")
     config = loss.get_config()
-    assert config == {"name": "sfl", "reduction": "sum", "alpha": 0.4,
-                      "gamma": 1.5, "from_logits": True}
+    assert config == {"name": "sfl", "reduction": "sum", "alpha": 0.4, "gamma": 1.5, "from_logits": True}
     assert SigmoidFocalCrossEntropy.from_config(config).get_config() == config
-    serialized = json.loads(
-        json.dumps(keras.saving.serialize_keras_object(loss))
-    )
-    assert serialized["registered_name"] == (
-        "leafsearch>SigmoidFocalCrossEntropy"
-    )
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(loss)))
+    assert serialized["registered_name"] == ("leafsearch>SigmoidFocalCrossEntropy")
     revived = keras.saving.deserialize_keras_object(serialized)
     assert type(revived) is SigmoidFocalCrossEntropy
     assert revived.get_config() == config
@@ -222,9 +199,5 @@ def test_in_softmax_model_and_saved(tmp_path):
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded.loss, SigmoidFocalCrossEntropy)
     assert loaded.loss.get_config() == model.loss.get_config()
-    np.testing.assert_array_equal(
-        loaded.predict(x, verbose=0), model.predict(x, verbose=0)
-    )
-    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(
-        model.evaluate(x, y, verbose=0), rel=1e-6
-    )
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-6)

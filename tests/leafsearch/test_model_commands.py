@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from leafsearch.cli.main import main
-from tests.leafsearch.test_cli import CNN_SPACE, TINY, leafsearch
+from tests.leafsearch.test_cli import leafsearch
 
 pytestmark = pytest.mark.slow  # every test uses the module's study, run in a subprocess
 
@@ -48,7 +48,9 @@ def study_run(tmp_path_factory, test_folder) -> dict:
     data = demo_data(cwd / "leaves", 32, seed=0)
     space = cwd / "cnn.py"
     space.write_text(EVERYTHING)
-    done = leafsearch("run", space, "--data", data, "--trials", "1", "--max-epochs", "1", "--test", test_folder, cwd=cwd)
+    done = leafsearch(
+        "run", space, "--data", data, "--trials", "1", "--max-epochs", "1", "--test", test_folder, cwd=cwd
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     [stored] = (cwd / "results" / "cnn" / "evaluations").glob("0-leaves-*.json")
     return {"results": cwd / "results", "stdout": done.stdout, "evaluation": json.loads(stored.read_text())}
@@ -94,7 +96,9 @@ def test_tensorboard_has_the_hparams_session_and_epoch_scalars(results):
     assert {"_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(events.PluginTagToContent("hparams"))
     from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
-    end = plugin_data_pb2.HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_end_info"])
+    end = plugin_data_pb2.HParamsPluginData.FromString(
+        events.PluginTagToContent("hparams")["_hparams_/session_end_info"]
+    )
     assert end.session_end_info.status == api_pb2.STATUS_SUCCESS  # not "unknown": the trial completed
     assert {"val_accuracy", "val_loss", "accuracy", "loss"} <= set(events.Tags()["tensors"])
 
@@ -108,9 +112,14 @@ def test_evaluate_stores_accuracy_that_predict_reproduces(study_run, results, te
     scored = {k: v for k, v in study_run["evaluation"].items() if k != "evaluated_at"}
     assert scored == {k: v for k, v in record.items() if k != "evaluated_at"}
     assert out.splitlines()[0] in study_run["stdout"].splitlines() and f"accuracy {record['accuracy']:.4f}" in out
-    assert set(record) == EVALUATION_KEYS and record["trial"] == 0 and record["images"] == 112 and record["subsets"] == {}
+    assert (
+        set(record) == EVALUATION_KEYS and record["trial"] == 0 and record["images"] == 112 and record["subsets"] == {}
+    )
     png = results / "cnn" / record["confusion_png"]
-    assert record["confusion_png"] == f"evaluations/{stored.stem}-confusion.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        record["confusion_png"] == f"evaluations/{stored.stem}-confusion.png"
+        and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    )
     # By hand, from predict's CSV: the true class is the image's folder.
     truth = [Path(row["path"]).parent.name for row in exported["rows"]]
     hits = [row["class"] == true for row, true in zip(exported["rows"], truth)]
@@ -134,7 +143,9 @@ def test_exported_model_predicts_the_classes_of_the_trial_model(results, test_fo
 
     plain = keras.saving.load_model(exported["model"], compile=False)  # Keras alone opens it
     batch = predict.decode(paths[:4], 32)
-    np.testing.assert_allclose(plain.predict(batch, verbose=0), trained.model.predict(batch, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        plain.predict(batch, verbose=0), trained.model.predict(batch, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_evaluate_scores_each_subset_and_keeps_every_test_folder(results, test_folder, exported, tmp_path, capsys):
@@ -147,8 +158,12 @@ def test_evaluate_scores_each_subset_and_keeps_every_test_folder(results, test_f
     assert "  clean: accuracy" in out and "  wild: accuracy" in out
     [record] = [json.loads(p.read_text()) for p in (results / "cnn" / "evaluations").glob("0-seed-test-*.json")]
     assert set(record["subsets"]) == {"clean", "wild"} and record["images"] == 168
-    assert record["accuracy"] == pytest.approx(sum(s["accuracy"] * s["images"] for s in record["subsets"].values()) / 168)
-    assert len(list((results / "cnn" / "evaluations").glob("0-*.json"))) == 2  # the first folder's result is still there
+    assert record["accuracy"] == pytest.approx(
+        sum(s["accuracy"] * s["images"] for s in record["subsets"].values()) / 168
+    )
+    assert (
+        len(list((results / "cnn" / "evaluations").glob("0-*.json"))) == 2
+    )  # the first folder's result is still there
     assert main(["report", "--study", "cnn", "--results", str(results), "--format", "markdown"]) == 0
     report = capsys.readouterr().out
     assert "/seed-test |" in report and "clean 0." in report and "/leaves |" in report
@@ -173,14 +188,28 @@ def test_the_export_loads_and_predicts_where_leafsearch_was_never_imported(expor
     paths = [Path(row["path"]) for row in exported["rows"]]
     np.save(tmp_path / "images.npy", predict.decode(paths, 32))  # the images as `predict` saw them
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", BLOCKED_IMPORTS, str(exported["model"]), str(tmp_path / "images.npy"),
-                           str(tmp_path / "out.npy")], cwd=tmp_path, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKED_IMPORTS,
+            str(exported["model"]),
+            str(tmp_path / "images.npy"),
+            str(tmp_path / "out.npy"),
+        ],
+        cwd=tmp_path,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     probabilities = np.load(tmp_path / "out.npy")
     names = json.loads(exported["model"].with_suffix(".labels.json").read_text())["class_names"]
     assert [names[i] for i in probabilities.argmax(axis=1)] == [row["class"] for row in exported["rows"]]
-    np.testing.assert_allclose(probabilities.max(axis=1), [float(row["probability"]) for row in exported["rows"]], rtol=1e-4)
+    np.testing.assert_allclose(
+        probabilities.max(axis=1), [float(row["probability"]) for row in exported["rows"]], rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize(
@@ -189,8 +218,14 @@ def test_the_export_loads_and_predicts_where_leafsearch_was_never_imported(expor
         (lambda r, m, t: ["predict", str(m), str(t / "missing.jpg")], "no such file or folder"),
         (lambda r, m, t: ["predict", str(m), str(r / "cnn" / "study.json")], "not an image file"),
         (lambda r, m, t: ["evaluate", "--study", "nope", "--results", str(r), "--data", str(t)], "no study at"),
-        (lambda r, m, t: ["evaluate", "--study", "cnn", "--trial", "7", "--results", str(r), "--data", str(t)], "has no trial 7"),
-        (lambda r, m, t: ["export", "--study", "cnn", "--results", str(r), "--output", str(t / "model.h5")], "ends in .keras"),
+        (
+            lambda r, m, t: ["evaluate", "--study", "cnn", "--trial", "7", "--results", str(r), "--data", str(t)],
+            "has no trial 7",
+        ),
+        (
+            lambda r, m, t: ["export", "--study", "cnn", "--results", str(r), "--output", str(t / "model.h5")],
+            "ends in .keras",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(results, test_folder, exported, capsys, make_args, fragment):
@@ -213,7 +248,23 @@ def test_evaluate_refuses_a_test_folder_of_other_classes(results, test_folder, t
     space.write_text(EVERYTHING)
     leaves = Path(json.loads((results / "cnn" / "trials" / "0" / "run.json").read_text())["data"])
     # `run --test` refuses it before the study starts (and before Keras loads), the study untouched.
-    assert main(["run", str(space), "--data", str(leaves), "--results", str(results), "--study", "cnn", "--test", str(other)]) == 2
+    assert (
+        main(
+            [
+                "run",
+                str(space),
+                "--data",
+                str(leaves),
+                "--results",
+                str(results),
+                "--study",
+                "cnn",
+                "--test",
+                str(other),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--test " in err and "unknown: Kiwi" in err and err.count("\n") == 1
     assert sorted(p.name for p in (results / "cnn").iterdir()) == before

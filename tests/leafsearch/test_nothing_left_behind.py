@@ -3,7 +3,6 @@ while the built-in data is drawn, while the fork server starts and the device is
 a trial, between trials, and with `--workers 2`; and the same command then completes the study."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,15 +21,25 @@ GONE_WITHIN_S = 10
 
 def start(cwd: Path, *extra: str) -> subprocess.Popen:
     """The command in a session of its own: every process it starts shares its process group."""
-    return subprocess.Popen([sys.executable, "-m", "leafsearch", "run", str(CNN_SPACE), *ARGS, *extra], cwd=cwd, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "leafsearch", "run", str(CNN_SPACE), *ARGS, *extra],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def group(pgid: int) -> list[str]:
     """The live (not zombie) processes of a process group, as `ps` shows them."""
     out = subprocess.run(["ps", "-ww", "-eo", "pgid=,stat=,pid=,args="], capture_output=True, text=True).stdout
     rows = [line.split(None, 3) for line in out.splitlines()]
-    return [f"{row[2]} {row[3] if len(row) > 3 else ''}" for row in rows if row[0] == str(pgid) and not row[1].startswith("Z")]
+    return [
+        f"{row[2]} {row[3] if len(row) > 3 else ''}"
+        for row in rows
+        if row[0] == str(pgid) and not row[1].startswith("Z")
+    ]
 
 
 def kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
@@ -53,8 +62,14 @@ def assert_nothing_left(pgid: int) -> None:
 
 def finish(cwd: Path, *extra: str) -> pd.DataFrame:
     """Run the same command again to the end: the study completes with nothing lost."""
-    done = subprocess.run([sys.executable, "-m", "leafsearch", "run", str(CNN_SPACE), *ARGS, *extra], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "leafsearch", "run", str(CNN_SPACE), *ARGS, *extra],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     board = pd.read_csv(cwd / "results" / "cnn" / "leaderboard.csv")
     assert board["state"].tolist() == ["COMPLETE", "COMPLETE"]
@@ -77,8 +92,11 @@ def test_killed_while_the_fork_server_starts_and_the_device_is_probed(tmp_path, 
 @pytest.mark.parametrize("moment", ["during a trial", "between trials"])
 def test_killed_in_a_study_then_the_same_command_completes_it(tmp_path, tiny_data, moment):  # noqa: F811
     trials = tmp_path / "results" / "cnn" / "trials"
-    ready = (lambda: (trials / "0" / "history.json").exists()) if moment == "during a trial" else \
-        (lambda: (trials / "1" / "params.json").exists())
+    ready = (
+        (lambda: (trials / "0" / "history.json").exists())
+        if moment == "during a trial"
+        else (lambda: (trials / "1" / "params.json").exists())
+    )
     proc = start(tmp_path, "--data", str(tiny_data))
     kill_when(proc, ready)
     assert_nothing_left(proc.pid)

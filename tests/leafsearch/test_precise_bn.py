@@ -44,8 +44,15 @@ def test_the_callback_recalibrates_before_each_validation_on_the_same_images():
     labels = keras.utils.to_categorical(rng.integers(0, 2, 20), 2)
     callback = PreciseBatchNorm(images, np.arange(12), batch_size=4, seed=0)  # one pass of 12: CHUNK is larger
     assert len(callback.images) == 12  # every training image when there are fewer than IMAGES
-    model.fit(images[:12], labels[:12], validation_data=(images[12:], labels[12:]), epochs=1, batch_size=4,
-              verbose=0, callbacks=[callback])
+    model.fit(
+        images[:12],
+        labels[:12],
+        validation_data=(images[12:], labels[12:]),
+        epochs=1,
+        batch_size=4,
+        verbose=0,
+        callbacks=[callback],
+    )
     np.testing.assert_allclose(model.get_layer("bn").moving_mean.numpy(), images[:12].mean(axis=(0, 1, 2)), rtol=1e-4)
 
 

@@ -15,7 +15,9 @@ def test_curve_is_a_pruner_of_both_engines(backend):
     assert study.chosen_pruner(backend, args.pruner, args.no_prune) == "curve"
     with pytest.raises(UsageError, match="--no-prune contradicts --pruner curve"):
         study.chosen_pruner(backend, "curve", True)
-    assert study.chosen_pruner(backend, None, False) == {"optuna": "asha", "kerastuner": "curve"}[backend]  # the defaults
+    assert (
+        study.chosen_pruner(backend, None, False) == {"optuna": "asha", "kerastuner": "curve"}[backend]
+    )  # the defaults
 
 
 def test_a_joining_worker_takes_the_studys_pruner(tmp_path):
@@ -25,10 +27,16 @@ def test_a_joining_worker_takes_the_studys_pruner(tmp_path):
     assert asked.pruner == "curve" and asked.backend == "optuna"
 
 
-@pytest.mark.parametrize("backend, choices, objectives", [
-    ("optuna", {"algorithm": "bayesian"}, {}), ("kerastuner", {"algorithm": "tpe"}, {}), ("kerastuner", {"pruner": "asha"}, {}),
-    ("kerastuner", {"storage": "sqlite:///x.db"}, {}), ("kerastuner", {}, {"infer_ms": "minimize"}),
-])
+@pytest.mark.parametrize(
+    "backend, choices, objectives",
+    [
+        ("optuna", {"algorithm": "bayesian"}, {}),
+        ("kerastuner", {"algorithm": "tpe"}, {}),
+        ("kerastuner", {"pruner": "asha"}, {}),
+        ("kerastuner", {"storage": "sqlite:///x.db"}, {}),
+        ("kerastuner", {}, {"infer_ms": "minimize"}),
+    ],
+)
 def test_the_command_line_and_the_engine_refuse_in_the_same_words(tmp_path, backend, choices, objectives):
     import dataclasses
 
@@ -38,7 +46,9 @@ def test_the_command_line_and_the_engine_refuse_in_the_same_words(tmp_path, back
 
     spec = dataclasses.replace(SPEC, objectives=objectives)
     with pytest.raises(UsageError) as command_line:
-        study.prepare(study.Request(space_file=None, results=tmp_path, backend=backend, **choices), SPACE, spec, note=print)
+        study.prepare(
+            study.Request(space_file=None, results=tmp_path, backend=backend, **choices), SPACE, spec, note=print
+        )
     with pytest.raises(UsageError) as engine:
         make_engine(SPACE, spec, RunOptions("s", tmp_path / "s", trials=1, backend=backend, **choices)).check_options()
     assert str(command_line.value) == str(engine.value)

@@ -54,24 +54,14 @@ def reference_ranger(
             m_hat = ms[i] / (1.0 - beta_1**t)
             if rectified:
                 v_hat = np.sqrt(vs[i] / (1.0 - beta_2**t))
-                r_t = np.sqrt(
-                    (sma_t - 4.0)
-                    / (sma_inf - 4.0)
-                    * (sma_t - 2.0)
-                    / (sma_inf - 2.0)
-                    * sma_inf
-                    / sma_t
-                )
+                r_t = np.sqrt((sma_t - 4.0) / (sma_inf - 4.0) * (sma_t - 2.0) / (sma_inf - 2.0) * sma_inf / sma_t)
                 xs[i] = xs[i] - lr_t * r_t * m_hat / (v_hat + epsilon)
             else:
                 xs[i] = xs[i] - lr_t * m_hat
             if synced:
                 slows[i] = slows[i] + slow_step_size * (xs[i] - slows[i])
                 xs[i] = slows[i].copy()
-        history.append(
-            ([x.copy() for x in xs], [s.copy() for s in slows], rectified,
-             synced)
-        )
+        history.append(([x.copy() for x in xs], [s.copy() for s in slows], rectified, synced))
     return history
 
 
@@ -81,10 +71,7 @@ def _problem(seed=0, steps=15):
         rng.normal(size=(3, 2)).astype("float32"),
         rng.normal(size=(4,)).astype("float32"),
     ]
-    grads = [
-        [rng.normal(size=x.shape).astype("float32") for x in x0s]
-        for _ in range(steps)
-    ]
+    grads = [[rng.normal(size=x.shape).astype("float32") for x in x0s] for _ in range(steps)]
     return x0s, grads
 
 
@@ -92,19 +79,21 @@ def _run_and_compare(optimizer, ref_kwargs, atol=1e-6):
     x0s, grads = _problem()
     variables = [keras.Variable(x) for x in x0s]
     history = reference_ranger(x0s, grads, **ref_kwargs)
-    for step, (step_grads, (ref_xs, ref_slows, _, _)) in enumerate(
-        zip(grads, history), start=1
-    ):
+    for step, (step_grads, (ref_xs, ref_slows, _, _)) in enumerate(zip(grads, history), start=1):
         optimizer.apply_gradients(zip(step_grads, variables))
-        for var, slow, ref_x, ref_slow in zip(
-            variables, optimizer._slow_weights, ref_xs, ref_slows
-        ):
+        for var, slow, ref_x, ref_slow in zip(variables, optimizer._slow_weights, ref_xs, ref_slows):
             np.testing.assert_allclose(
-                var.numpy(), ref_x, rtol=1e-6, atol=atol,
+                var.numpy(),
+                ref_x,
+                rtol=1e-6,
+                atol=atol,
                 err_msg=f"fast weights differ at step {step}",
             )
             np.testing.assert_allclose(
-                slow.numpy(), ref_slow, rtol=1e-6, atol=atol,
+                slow.numpy(),
+                ref_slow,
+                rtol=1e-6,
+                atol=atol,
                 err_msg=f"slow weights differ at step {step}",
             )
     return history
@@ -112,9 +101,7 @@ def _run_and_compare(optimizer, ref_kwargs, atol=1e-6):
 
 def test_matches_reference_default_betas():
     kwargs = dict(lr=0.01, sync_period=4)
-    history = _run_and_compare(
-        Ranger(learning_rate=0.01, sync_period=4), kwargs
-    )
+    history = _run_and_compare(Ranger(learning_rate=0.01, sync_period=4), kwargs)
     rectified = [h[2] for h in history]
     synced = [h[3] for h in history]
     # With beta_2=0.999, sma_t crosses 5 at step 6: both regimes are covered.
@@ -132,18 +119,14 @@ def test_matches_reference_other_hyperparameters():
         slow_step_size=0.3,
         weight_decay=0.1,
     )
-    history = _run_and_compare(
-        Ranger(learning_rate=0.05, **kwargs), dict(lr=0.05, **kwargs)
-    )
+    history = _run_and_compare(Ranger(learning_rate=0.05, **kwargs), dict(lr=0.05, **kwargs))
     rectified = [h[2] for h in history]
     assert any(rectified) and not all(rectified)
     assert sum(h[3] for h in history) == 5
 
 
 def test_matches_reference_with_schedule():
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        0.05, decay_steps=3, decay_rate=0.5
-    )
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=3, decay_rate=0.5)
     _run_and_compare(
         Ranger(learning_rate=schedule, sync_period=5),
         dict(lr=lambda step: 0.05 * 0.5 ** (step / 3), sync_period=5),
@@ -157,9 +140,7 @@ def test_first_steps_by_hand():
     optimizer = Ranger(learning_rate=0.1, sync_period=1, slow_step_size=0.5)
     optimizer.apply_gradients([(np.array([1.0, 4.0], "float32"), var)])
     np.testing.assert_allclose(var.numpy(), [0.95, -2.2], rtol=1e-6)
-    np.testing.assert_allclose(
-        optimizer._slow_weights[0].numpy(), [0.95, -2.2], rtol=1e-6
-    )
+    np.testing.assert_allclose(optimizer._slow_weights[0].numpy(), [0.95, -2.2], rtol=1e-6)
     # Step 2 with the same gradient: m_hat = g again, no sync (period 2).
     var = keras.Variable(np.array([1.0, -2.0], "float32"))
     optimizer = Ranger(learning_rate=0.1, sync_period=2)
@@ -210,15 +191,11 @@ def test_trains_tiny_model():
 
 
 def test_arguments_validated():
-    with pytest.raises(
-        ValueError, match=r"`sync_period` must be >= 1. Received: sync_period=0"
-    ):
+    with pytest.raises(ValueError, match=r"`sync_period` must be >= 1. Received: sync_period=0"):
         Ranger(sync_period=0)
     with pytest.raises(ValueError, match="`sync_period` must be an integer"):
         Ranger(sync_period=2.5)
-    with pytest.raises(
-        ValueError, match=r"`slow_step_size` must be in \[0, 1\]"
-    ):
+    with pytest.raises(ValueError, match=r"`slow_step_size` must be in \[0, 1\]"):
         Ranger(slow_step_size=1.5)
     with pytest.raises(ValueError, match=r"`beta_2` must be in \[0, 1\)"):
         Ranger(beta_2=1.0)
@@ -228,17 +205,11 @@ def _assert_config_round_trip(instance):
     config = instance.get_config()
     # Optimizer.from_config deserializes a schedule in place: pass a copy.
     revived = instance.__class__.from_config(copy.deepcopy(config))
-    assert json.dumps(revived.get_config(), sort_keys=True) == json.dumps(
-        config, sort_keys=True
-    )
-    serialized = json.loads(
-        json.dumps(keras.saving.serialize_keras_object(instance))
-    )
+    assert json.dumps(revived.get_config(), sort_keys=True) == json.dumps(config, sort_keys=True)
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(instance)))
     revived = keras.saving.deserialize_keras_object(serialized)
     assert type(revived) is type(instance)
-    assert json.dumps(revived.get_config(), sort_keys=True) == json.dumps(
-        config, sort_keys=True
-    )
+    assert json.dumps(revived.get_config(), sort_keys=True) == json.dumps(config, sort_keys=True)
     return config
 
 
@@ -263,11 +234,7 @@ def test_config_round_trip():
     assert keras.saving.get_registered_name(Ranger) == "leafsearch>Ranger"
     # With a learning-rate schedule.
     _assert_config_round_trip(
-        Ranger(
-            learning_rate=keras.optimizers.schedules.ExponentialDecay(
-                0.1, decay_steps=10, decay_rate=0.9
-            )
-        )
+        Ranger(learning_rate=keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.9))
     )
 
 
@@ -285,9 +252,7 @@ def test_save_and_load_model(tmp_path):
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded.optimizer, Ranger)
     assert loaded.optimizer.get_config() == model.optimizer.get_config()
-    np.testing.assert_array_equal(
-        loaded.predict(x, verbose=0), model.predict(x, verbose=0)
-    )
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     # The optimizer state (iterations, moments, slow weights) is restored:
     # one more step (a Lookahead sync step) gives the same weights.
     assert int(loaded.optimizer.iterations.numpy()) == 1
@@ -295,6 +260,4 @@ def test_save_and_load_model(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     loaded.fit(x, y, epochs=1, batch_size=16, verbose=0)
-    np.testing.assert_allclose(
-        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
-    )
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

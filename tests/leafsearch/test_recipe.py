@@ -9,10 +9,17 @@ from search.errors import UsageError
 from search.space import Choice, Fixed, Float, Int, Space
 
 
-@pytest.mark.parametrize("value, resolved", [
-    ("none", "none"), ("horizontal", "horizontal"), ("vertical", "vertical"), ("both", "both"),
-    (True, "both"), (False, "none"),  # the switch of older studies and spaces
-])
+@pytest.mark.parametrize(
+    "value, resolved",
+    [
+        ("none", "none"),
+        ("horizontal", "horizontal"),
+        ("vertical", "vertical"),
+        ("both", "both"),
+        (True, "both"),
+        (False, "none"),  # the switch of older studies and spaces
+    ],
+)
 def test_aug_flip_names_its_flips_and_older_switches_still_resolve(value, resolved):
     assert recipe.resolve({"aug_flip": value}, "cnn")["aug_flip"] == resolved
 
@@ -24,11 +31,13 @@ def test_the_default_flips_are_the_leaves_both_ways():
 def test_an_unknown_flip_is_one_line_naming_the_parameter_and_its_values():
     with pytest.raises(UsageError) as raised:
         recipe.resolve({"aug_flip": "diagonal"}, "cnn")
-    assert str(raised.value) == ("parameter `aug_flip`: 'diagonal' is not one of none, horizontal, vertical, both "
-                                 "(or True/False: both/none)")
+    assert str(raised.value) == (
+        "parameter `aug_flip`: 'diagonal' is not one of none, horizontal, vertical, both (or True/False: both/none)"
+    )
     space = Space(aug_flip=Choice(["both", "sideways"]), aug_zoom=Fixed(0.1))
     assert recipe.space_problems(space, "cnn") == [
-        "parameter `aug_flip`: 'sideways' is not one of none, horizontal, vertical, both (or True/False: both/none)"]
+        "parameter `aug_flip`: 'sideways' is not one of none, horizontal, vertical, both (or True/False: both/none)"
+    ]
     assert recipe.space_problems(Space(aug_flip=Fixed(False)), "cnn") == []
 
 
@@ -36,22 +45,34 @@ def test_a_space_file_with_an_unknown_flip_exits_2_before_anything_is_written(tm
     from leafsearch.cli.main import main
 
     space = tmp_path / "flips.py"
-    space.write_text('from search import Fixed, Space, Study\nSPACE = Space(aug_flip=Fixed("upside_down"))\n'
-                     'STUDY = Study(pipeline="cnn", trials=1, max_epochs=1)\n')
+    space.write_text(
+        'from search import Fixed, Space, Study\nSPACE = Space(aug_flip=Fixed("upside_down"))\n'
+        'STUDY = Study(pipeline="cnn", trials=1, max_epochs=1)\n'
+    )
     assert main(["run", str(space), "--results", str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "parameter `aug_flip`: 'upside_down' is not one of none, horizontal, vertical, both" in err
+    assert (
+        err.count("\n") == 1
+        and "parameter `aug_flip`: 'upside_down' is not one of none, horizontal, vertical, both" in err
+    )
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("flip, allowed", [
-    ("horizontal", {"left-right"}), ("vertical", {"up-down"}), ("none", set()),
-    ("both", {"left-right", "up-down", "both axes"}),  # Keras 3.15 draws once for both axes: only "both axes" shows
-])
+@pytest.mark.parametrize(
+    "flip, allowed",
+    [
+        ("horizontal", {"left-right"}),
+        ("vertical", {"up-down"}),
+        ("none", set()),
+        ("both", {"left-right", "up-down", "both axes"}),  # Keras 3.15 draws once for both axes: only "both axes" shows
+    ],
+)
 def test_each_flip_mirrors_the_training_images_only_the_way_it_names(flip, allowed):
     from leafsearch.models.augment import augmentation_layers
 
-    layers = augmentation_layers(recipe.resolve({"aug_flip": flip, "aug_rotation": 0.0, "aug_zoom": 0.0}, "cnn"), 4, seed=0)
+    layers = augmentation_layers(
+        recipe.resolve({"aug_flip": flip, "aug_rotation": 0.0, "aug_zoom": 0.0}, "cnn"), 4, seed=0
+    )
     assert [layer.name for layer in layers] == (["aug_flip"] if allowed else [])
     image = np.arange(4 * 4 * 3, dtype="float32").reshape(4, 4, 3)  # every pixel different: each mirror is told apart
     mirrors = {"none": image, "left-right": image[:, ::-1], "up-down": image[::-1], "both axes": image[::-1, ::-1]}
@@ -61,20 +82,32 @@ def test_each_flip_mirrors_the_training_images_only_the_way_it_names(flip, allow
     seen = {name for out in batch for name, mirrored in mirrors.items() if np.array_equal(out, mirrored)}
     assert len(seen) == len({out.tobytes() for out in batch})  # every output is one of the four
     if allowed:
-        assert "none" in seen and seen - {"none"} and seen - {"none"} <= allowed  # 64 draws: some flipped, only as named
+        assert (
+            "none" in seen and seen - {"none"} and seen - {"none"} <= allowed
+        )  # 64 draws: some flipped, only as named
     else:
         assert seen == {"none"}
 
 
 def test_the_fixed_part_is_what_no_trial_searches_less_what_no_trial_reads():
-    space = Space(learning_rate=Float(1e-4, 1e-2, log=True), loss=Choice(["ce", "focal"]), aug_flip=Fixed("horizontal"),
-                  aug_background=Fixed(0.0), image_size=Fixed(32), epochs=Int(5, 50))
+    space = Space(
+        learning_rate=Float(1e-4, 1e-2, log=True),
+        loss=Choice(["ce", "focal"]),
+        aug_flip=Fixed("horizontal"),
+        aug_background=Fixed(0.0),
+        image_size=Fixed(32),
+        epochs=Int(5, 50),
+    )
     fixed = recipe.fixed_part(space, "cnn", max_epochs=10)
     assert fixed["aug_flip"] == "horizontal" and fixed["image_size"] == 32  # the space's Fixed values
-    assert fixed["aug_rotation"] == 0.1 and fixed["aug_zoom"] == 0.1 and fixed["precise_bn"] is True  # the defaults it leaves
+    assert (
+        fixed["aug_rotation"] == 0.1 and fixed["aug_zoom"] == 0.1 and fixed["precise_bn"] is True
+    )  # the defaults it leaves
     assert not {"learning_rate", "loss", "epochs"} & set(fixed)  # searched
     assert {"focal_gamma", "focal_alpha"} <= set(fixed) and "label_smoothing" not in fixed  # read under focal only
-    assert not {"backbone", "weights", "transfer_lr", "finetune_epochs", "unfreeze_blocks"} & set(fixed)  # EfficientNet's
+    assert not {"backbone", "weights", "transfer_lr", "finetune_epochs", "unfreeze_blocks"} & set(
+        fixed
+    )  # EfficientNet's
     assert "backgrounds" not in fixed and "plateau_factor" not in fixed  # aug_background 0, a constant schedule
     assert recipe.fixed_part(Space(image_size=Fixed(32)), "cnn", max_epochs=10)["epochs"] == 10  # as the phases cap it
     efficient = recipe.fixed_part(Space(finetune_epochs=Fixed(0), aug_flip=Fixed(True)), "efficientnet", max_epochs=20)

@@ -24,9 +24,19 @@ def results(tmp_path_factory):
     toy = make_study(root, "toy")
     make_study(root, "kt", backend="kerastuner")
     (toy / "evaluations").mkdir()
-    (toy / "evaluations" / "1.json").write_text(json.dumps(
-        {"trial": 1, "data": "test-leaves", "images": 40, "accuracy": 0.875, "per_class": {"a": 1.0},
-         "confusion_png": "evaluations/1-confusion.png", "evaluated_at": "2025-01-02T10:00:00"}))
+    (toy / "evaluations" / "1.json").write_text(
+        json.dumps(
+            {
+                "trial": 1,
+                "data": "test-leaves",
+                "images": 40,
+                "accuracy": 0.875,
+                "per_class": {"a": 1.0},
+                "confusion_png": "evaluations/1-confusion.png",
+                "evaluated_at": "2025-01-02T10:00:00",
+            }
+        )
+    )
     return root
 
 
@@ -48,8 +58,22 @@ def test_table_has_the_header_the_leaderboard_and_the_evaluations(results, capsy
 
 
 def test_state_sort_and_top_choose_the_rows(results, capsys):
-    code, out, err = run(capsys, "report", "--results", results, "--study", "toy", "--state", "complete",
-                         "--sort", "duration_s:desc", "--top", "2", "--format", "json")
+    code, out, err = run(
+        capsys,
+        "report",
+        "--results",
+        results,
+        "--study",
+        "toy",
+        "--state",
+        "complete",
+        "--sort",
+        "duration_s:desc",
+        "--top",
+        "2",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     assert [row["trial"] for row in json.loads(out)] == [5, 4]
 
@@ -57,12 +81,16 @@ def test_state_sort_and_top_choose_the_rows(results, capsys):
 def test_bad_sort_column_is_one_line_and_exit_2(results, capsys):
     code, out, err = run(capsys, "report", "--results", results, "--study", "toy", "--sort", "colour")
     assert code == 2 and out == ""
-    assert err.count("\n") == 1 and err.startswith("leafsearch report: error: --sort colour: no such column; use one of trial, state")
+    assert err.count("\n") == 1 and err.startswith(
+        "leafsearch report: error: --sort colour: no such column; use one of trial, state"
+    )
 
 
 def test_html_report_embeds_the_plots_of_a_kerastuner_study(results, capsys, tmp_path):
     page = tmp_path / "kt.html"
-    code, out, err = run(capsys, "report", "--results", results, "--study", "kt", "--plots", "--format", "html", "--output", page)
+    code, out, err = run(
+        capsys, "report", "--results", results, "--study", "kt", "--plots", "--format", "html", "--output", page
+    )
     assert code == 0, err
     plots = sorted((results / "kt" / "plots").glob("*.png"))
     assert len(plots) == 8 and "slice_loss.png" in {p.name for p in plots}  # its space from kerastuner/leafsearch.json
@@ -76,14 +104,18 @@ def test_studies_lists_every_study(results, capsys, tmp_path):
     assert code == 0, err
     assert "2 studies" in out
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
-    assert set(rows) == {"toy", "kt"} and "kerastuner/random" in rows["kt"] and "val_accuracy=0.7 (trial 1)" in rows["toy"]
+    assert (
+        set(rows) == {"toy", "kt"} and "kerastuner/random" in rows["kt"] and "val_accuracy=0.7 (trial 1)" in rows["toy"]
+    )
     code, out, _ = run(capsys, "studies", "--results", tmp_path / "empty")
     assert code == 0 and out.count("\n") == 1 and out.startswith("No studies in")
 
 
 def test_studies_and_report_read_a_storage_url(results, capsys, tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(results / "toy" / JOURNAL_NAME)))
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(results / "toy" / JOURNAL_NAME))
+    )
     optuna.copy_study(from_study_name="toy", from_storage=journal, to_storage=url)
     code, out, err = run(capsys, "studies", "--storage", url)
     assert code == 0, err
@@ -97,9 +129,16 @@ def test_studies_and_report_read_a_storage_url(results, capsys, tmp_path, monkey
 
 
 def test_report_does_not_load_tensorflow(results):
-    code = ("import sys; from leafsearch.cli import main as cli; code = cli.main(sys.argv[1:]); "
-            "print([m for m in ('tensorflow', 'keras', 'keras_tuner') if m in sys.modules])")
-    done = subprocess.run([sys.executable, "-c", code, "report", "--results", str(results), "--format", "csv"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    code = (
+        "import sys; from leafsearch.cli import main as cli; code = cli.main(sys.argv[1:]); "
+        "print([m for m in ('tensorflow', 'keras', 'keras_tuner') if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "report", "--results", str(results), "--format", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"

@@ -204,9 +204,7 @@ def test_classes_are_not_trivially_separable_by_colour(dataset):
     """Some classes overlap in mean colour, so shape has to be learnt too."""
     root, _ = dataset
     means = {s: np.stack([_features(img) for img in _load(root, s)])[:, 1:4].mean(0) for s in SPECIES}
-    close = [
-        (a, b) for i, a in enumerate(SPECIES) for b in SPECIES[i + 1:] if np.abs(means[a] - means[b]).max() < 12
-    ]
+    close = [(a, b) for i, a in enumerate(SPECIES) for b in SPECIES[i + 1 :] if np.abs(means[a] - means[b]).max() < 12]
     assert len(close) >= 3
 
 

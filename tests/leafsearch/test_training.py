@@ -17,8 +17,8 @@ from leafsearch.training.phases import Phase
 from leafsearch.training.ranger import Ranger
 from leafsearch.training.schedules import Triangular2CyclicalLearningRate, TriangularCyclicalLearningRate
 from search import UsageError
-from search.records.checkpoints import CheckpointStore, copy_checkpoints
 from search.errors import TrialFailed, TrialPruned
+from search.records.checkpoints import CheckpointStore, copy_checkpoints
 from search.reporter import Reporter
 
 
@@ -53,12 +53,18 @@ def test_phase_callbacks_early_stopping_and_plateau():
     assert [type(c).__name__ for c in callbacks] == ["ResumableEarlyStopping"]
     assert callbacks[0].patience == 4
     assert not callbacks[0].restore_best_weights  # each phase's best weights come from its best checkpoint
-    resumed = phase_callbacks(cnn_recipe(patience=4), "val_accuracy", "max",
-                              state={"early_stopping": {"wait": 3, "best": 0.7, "best_epoch": 5}})[0]
+    resumed = phase_callbacks(
+        cnn_recipe(patience=4),
+        "val_accuracy",
+        "max",
+        state={"early_stopping": {"wait": 3, "best": 0.7, "best_epoch": 5}},
+    )[0]
     resumed.on_train_begin()  # Keras resets the counters here; a resumed trial keeps its own
     assert (resumed.wait, resumed.best, resumed.best_epoch) == (3, 0.7, 5)
     assert resumed.state() == {"wait": 3, "best": 0.7, "best_epoch": 5}
-    callbacks = phase_callbacks(cnn_recipe(lr_schedule="reduce_on_plateau", plateau_factor=0.5, plateau_patience=2), "val_accuracy", "max")
+    callbacks = phase_callbacks(
+        cnn_recipe(lr_schedule="reduce_on_plateau", plateau_factor=0.5, plateau_patience=2), "val_accuracy", "max"
+    )
     plateau = callbacks[1]
     assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau) and plateau.factor == 0.5 and plateau.patience == 2
 
@@ -69,7 +75,14 @@ ALL_AUGMENTATIONS = dict(aug_flip=True, aug_rotation=0.2, aug_zoom=0.2, aug_cont
 def test_augmentation_runs_only_in_training():
     layers = augmentation_layers(cnn_recipe(**ALL_AUGMENTATIONS), 32, seed=1)
     names = [layer.name for layer in layers]
-    assert [n for n in names if "scale" not in n] == ["aug_flip", "aug_rotation", "aug_zoom", "aug_crop", "aug_contrast", "aug_noise"]
+    assert [n for n in names if "scale" not in n] == [
+        "aug_flip",
+        "aug_rotation",
+        "aug_zoom",
+        "aug_crop",
+        "aug_contrast",
+        "aug_noise",
+    ]
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     model = keras.Sequential([keras.Input((32, 32, 3)), *layers])
     np.testing.assert_allclose(model(images, training=False), images, rtol=1e-5)
@@ -133,8 +146,18 @@ def test_objective_trains_reports_every_epoch_and_returns_the_best(tmp_path, tin
     traces = []  # the train step's Python body runs only while TensorFlow traces it
     train_step = keras.Model.train_step
     monkeypatch.setattr(keras.Model, "train_step", lambda model, data: traces.append(1) or train_step(model, data))
-    result = objective({"image_size": 32, "batch_size": 16, "optimizer": "ranger", "loss": "sigmoid_focal",
-                        "lr_schedule": "triangular2", "class_weights": True, **ALL_AUGMENTATIONS}, reporter)
+    result = objective(
+        {
+            "image_size": 32,
+            "batch_size": 16,
+            "optimizer": "ranger",
+            "loss": "sigmoid_focal",
+            "lr_schedule": "triangular2",
+            "class_weights": True,
+            **ALL_AUGMENTATIONS,
+        },
+        reporter,
+    )
     assert [row["epoch"] for row in reporter.history] == [0, 1]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(reporter.history[0])
     assert result["val_accuracy"] == max(row["val_accuracy"] for row in reporter.history)
@@ -177,7 +200,13 @@ def optimizer_steps(folder) -> int:
 @pytest.mark.slow  # trains real models for several epochs
 def test_an_interrupted_trial_continues_from_its_last_checkpoint(tmp_path, tiny_folder):
     objective = LeafObjective(tiny_folder, "cnn", max_epochs=4, cache_dir=tmp_path / "cache")
-    params = {"image_size": 32, "batch_size": 16, "patience": 10, "lr_schedule": "reduce_on_plateau", "optimizer": "ranger"}
+    params = {
+        "image_size": 32,
+        "batch_size": 16,
+        "patience": 10,
+        "lr_schedule": "reduce_on_plateau",
+        "optimizer": "ranger",
+    }
     first = ListReporter(tmp_path / "trial", interrupt_at=2)
     with pytest.raises(KeyboardInterrupt):
         objective(params, first)

@@ -18,7 +18,13 @@ from search.engines.optuna.storage import counts_toward_target, make_storage
 
 pytestmark = pytest.mark.slow  # several workers, the KerasTuner chief, PostgreSQL, in subprocesses
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+ENV = {
+    **os.environ,
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "CUDA_VISIBLE_DEVICES": "",
+    "PYTHONPATH": str(ROOT),
+    "PYTHONUNBUFFERED": "1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +56,21 @@ def test_three_workers_meet_the_target_exactly(tmp_path, tiny_data, request, sto
     name = f"w{uuid.uuid4().hex[:8]}"
     url = request.getfixturevalue("postgres_url") if storage == "postgresql" else None
     extra = ["--storage", url, "--pruner", "none"] if url else []  # a worker joining later must use the same pruner
-    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--study", name, "--workers", "3", "--trials", "6",
-                      *TINY, *extra, cwd=tmp_path)
+    done = leafsearch(
+        "run",
+        CNN_SPACE,
+        "--data",
+        tiny_data,
+        "--study",
+        name,
+        "--workers",
+        "3",
+        "--trials",
+        "6",
+        *TINY,
+        *extra,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert {"worker 0 |", "worker 1 |", "worker 2 |"} <= {line[:10] for line in done.stdout.splitlines()}
     assert_target_met_exactly(tmp_path, name, url, 6)
@@ -66,8 +85,20 @@ def test_three_workers_meet_the_target_exactly(tmp_path, tiny_data, request, sto
         assert report.returncode == 0 and len(__import__("json").loads(report.stdout)) == 6
         assert password not in report.stdout + report.stderr
         # Another machine joins: no space file, its own copy of the data; space and settings from the storage.
-        joined = leafsearch("worker", "--study", name, "--storage", url, "--data", tiny_data, "--trials", "7",
-                            "--results", tmp_path / "elsewhere", cwd=tmp_path)
+        joined = leafsearch(
+            "worker",
+            "--study",
+            name,
+            "--storage",
+            url,
+            "--data",
+            tiny_data,
+            "--trials",
+            "7",
+            "--results",
+            tmp_path / "elsewhere",
+            cwd=tmp_path,
+        )
         assert joined.returncode == 0, joined.stderr[-3000:]
         assert "6 of 7 trials finished, running 1 more (optuna/tpe, no pruning;" in joined.stdout
         assert password not in joined.stdout + joined.stderr
@@ -95,16 +126,41 @@ def worker_pids(parent: int) -> dict[int, int]:
 
 def test_a_worker_killed_mid_trial_is_continued_by_the_others_and_the_target_holds(tmp_path, tiny_data):  # noqa: F811
     name = "killed"
-    args = [sys.executable, "-m", "leafsearch", "run", str(CNN_SPACE), "--data", str(tiny_data), "--study", name,
-            "--workers", "2", "--trials", "3", "--image-size", "32", "--max-epochs", "3", "--set", "batch_size=16",
-            "--set", "patience=12", "--pruner", "none"]  # its subject is the continued trial, which a pruner could stop
+    args = [
+        sys.executable,
+        "-m",
+        "leafsearch",
+        "run",
+        str(CNN_SPACE),
+        "--data",
+        str(tiny_data),
+        "--study",
+        name,
+        "--workers",
+        "2",
+        "--trials",
+        "3",
+        "--image-size",
+        "32",
+        "--max-epochs",
+        "3",
+        "--set",
+        "batch_size=16",
+        "--set",
+        "patience=12",
+        "--pruner",
+        "none",
+    ]  # its subject is the continued trial, which a pruner could stop
     proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim_trial = None
     deadline = time.monotonic() + 300
     for line in proc.stdout:  # wait until worker 1 has a trial with a checkpoint, then kill it
         if line.startswith("worker 1 | Trial ") and line.split()[4].isdigit():
             victim_trial = int(line.split()[4])
-        if victim_trial is not None and (tmp_path / "results" / name / "trials" / str(victim_trial) / "checkpoints" / "latest.json").exists():
+        if (
+            victim_trial is not None
+            and (tmp_path / "results" / name / "trials" / str(victim_trial) / "checkpoints" / "latest.json").exists()
+        ):
             break
         assert time.monotonic() < deadline
     os.kill(worker_pids(proc.pid)[1], signal.SIGKILL)
@@ -117,11 +173,25 @@ def test_a_worker_killed_mid_trial_is_continued_by_the_others_and_the_target_hol
 
 
 def test_kerastuner_chief_and_two_workers_finish_the_target(tmp_path, tiny_data):  # noqa: F811
-    done = leafsearch("run", CNN_SPACE, "--data", tiny_data, "--backend", "kerastuner", "--workers", "2", "--trials", "3",
-                      *TINY, cwd=tmp_path)
+    done = leafsearch(
+        "run",
+        CNN_SPACE,
+        "--data",
+        tiny_data,
+        "--backend",
+        "kerastuner",
+        "--workers",
+        "2",
+        "--trials",
+        "3",
+        *TINY,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "KerasTuner chief: serving the oracle on 127.0.0.1:" in done.stdout
-    trained_by = {line.split(" | ")[0] for line in done.stdout.splitlines() if " | Trial " in line and "COMPLETE" in line}
+    trained_by = {
+        line.split(" | ")[0] for line in done.stdout.splitlines() if " | Trial " in line and "COMPLETE" in line
+    }
     assert trained_by == {"worker 1", "worker 2"}  # both workers trained; the chief only served
     board = pd.read_csv(tmp_path / "results" / "cnn" / "leaderboard.csv")
     assert board["trial"].tolist() == [0, 1, 2] and (board["state"] == "COMPLETE").all()

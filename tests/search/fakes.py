@@ -10,9 +10,9 @@ from rich.console import Console
 
 from search import Choice, Float, Space, Study, TrialPruned, UsageError
 from search.loop import StudyLoop
+from search.options import RunOptions
 from search.records import costs
 from search.records.checkpoints import CheckpointStore
-from search.options import RunOptions
 from search.report.display import Display
 
 SPACE = Space(lr=Float(1e-4, 1e-1, log=True), width=Choice([8, 16, 32]), depth=Choice([1, 2], when={"width": 32}))
@@ -72,14 +72,18 @@ def display(tmp_path) -> Display:
     return Display(SPEC.metric, console=Console(file=open(tmp_path / "out.txt", "a"), width=200))
 
 
-def run(tmp_path, objective, trials, backend="optuna", algorithm=None, space=SPACE, name="s", study=SPEC, **kwargs) -> StudyLoop:
+def run(
+    tmp_path, objective, trials, backend="optuna", algorithm=None, space=SPACE, name="s", study=SPEC, **kwargs
+) -> StudyLoop:
     """One run of the study loop on `tmp_path/<name>`, training in this process (the fakes
     record their calls here)."""
     kwargs.setdefault("in_process", True)
     # The fakes' parallel straight lines are what the default curve rule cuts from the second
     # trial on; the tests of everything else run under the median rule (3 trials of warm-up).
     kwargs.setdefault("pruner", "median")
-    options = RunOptions(study_name=name, study_dir=tmp_path / name, trials=trials, backend=backend, algorithm=algorithm, **kwargs)
+    options = RunOptions(
+        study_name=name, study_dir=tmp_path / name, trials=trials, backend=backend, algorithm=algorithm, **kwargs
+    )
     loop = StudyLoop(space, study, objective, options, display(tmp_path))
     loop.run()
     return loop

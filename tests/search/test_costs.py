@@ -37,7 +37,9 @@ def test_both_engines_fill_the_cost_columns(tmp_path, backend):
     StudyLoop(SPACE, SPEC, objective, options, display).run()
     board = pd.read_csv(tmp_path / "s" / "leaderboard.csv")
     assert list(board.columns) == leaderboard.base_columns("val_accuracy") + ["param_width"]
-    assert (board["params"] == 100 * board["param_width"]).all() and (board["flops"] == 2000 * board["param_width"]).all()
+    assert (board["params"] == 100 * board["param_width"]).all() and (
+        board["flops"] == 2000 * board["param_width"]
+    ).all()
     assert (board["infer_ms"] == 0.5).all()
     assert leaderboard.sort_best_first(board, "params", "minimize")["params"].is_monotonic_increasing
     if backend == "optuna":  # from the storage alone, as `report --storage` reads it

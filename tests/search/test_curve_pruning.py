@@ -13,9 +13,11 @@ from search.engines.pruning import Reference
 
 RULE = CurveRule()
 # Finished trials that saturate at 0.70-0.72 within 10 epochs.
-FINISHED = [[0.30, 0.50, 0.60, 0.65, 0.68, 0.69, 0.70, 0.70, 0.71, 0.71],
-            [0.20, 0.45, 0.58, 0.64, 0.67, 0.69, 0.70, 0.71, 0.72, 0.72],
-            [0.35, 0.52, 0.60, 0.63, 0.66, 0.68, 0.69, 0.70, 0.70, 0.70]]
+FINISHED = [
+    [0.30, 0.50, 0.60, 0.65, 0.68, 0.69, 0.70, 0.70, 0.71, 0.71],
+    [0.20, 0.45, 0.58, 0.64, 0.67, 0.69, 0.70, 0.71, 0.72, 0.72],
+    [0.35, 0.52, 0.60, 0.63, 0.66, 0.68, 0.69, 0.70, 0.70, 0.70],
+]
 FLAT = [0.05, 0.06, 0.05, 0.06, 0.05, 0.06, 0.05, 0.06, 0.05, 0.06]
 PLATEAU = [0.30, 0.42, 0.48, 0.50, 0.51, 0.51, 0.52, 0.52, 0.52, 0.52]  # heading for 0.52
 SLOW = [0.10, 0.30, 0.45, 0.55, 0.62, 0.67, 0.71, 0.74, 0.76, 0.77]  # behind everyone until epoch 6, then best
@@ -112,8 +114,13 @@ def test_bad_direction_is_an_error():
 
 
 def _frozen(curve, state, value=None):
-    return optuna.trial.create_trial(state=state, value=value, params={}, distributions={},
-                                     intermediate_values={step: v for step, v in enumerate(curve) if v is not None})
+    return optuna.trial.create_trial(
+        state=state,
+        value=value,
+        params={},
+        distributions={},
+        intermediate_values={step: v for step, v in enumerate(curve) if v is not None},
+    )
 
 
 @pytest.mark.parametrize("horizon", [None, 10])
@@ -128,14 +135,20 @@ def test_the_optuna_pruner_reads_the_studys_trials(horizon):
     assert not pruner.prune(study, _frozen([], TrialState.RUNNING))
     study.add_trial(_frozen([0.5, 0.9], TrialState.PRUNED))  # its 0.9 is the best reached so far
     assert pruner.prune(study, _frozen([0.6, 0.68, 0.70, 0.71], TrialState.RUNNING))
-    assert not CurvePruner(horizon).prune(optuna.create_study(), _frozen(FLAT[:3], TrialState.RUNNING))  # no trial finished
+    assert not CurvePruner(horizon).prune(
+        optuna.create_study(), _frozen(FLAT[:3], TrialState.RUNNING)
+    )  # no trial finished
 
 
 def test_the_horizon_is_what_the_trial_may_still_train():
     rising = [0.20, 0.30, 0.40, 0.50]
-    assert should_prune(RULE, rising, FINISHED, "maximize", horizon=5)  # one epoch to go: 0.50 + a rise of 0.1 cannot reach 0.72
+    assert should_prune(
+        RULE, rising, FINISHED, "maximize", horizon=5
+    )  # one epoch to go: 0.50 + a rise of 0.1 cannot reach 0.72
     assert not should_prune(RULE, rising, FINISHED, "maximize", horizon=30)
-    assert not should_prune(RULE, rising, FINISHED, "maximize", horizon=4)  # its last epoch: stopping saves nothing, it completes
+    assert not should_prune(
+        RULE, rising, FINISHED, "maximize", horizon=4
+    )  # its last epoch: stopping saves nothing, it completes
 
 
 @pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning", "ignore:getName:DeprecationWarning")
@@ -145,7 +158,9 @@ def test_kerastuner_gives_the_rule_each_trials_epoch_budget(tmp_path):
     from search.options import RunOptions
     from tests.search.fakes import SPACE, SPEC
 
-    engine = KerasTunerEngine(SPACE, SPEC, RunOptions("s", tmp_path / "s", trials=5, backend="kerastuner", pruner="curve"))
+    engine = KerasTunerEngine(
+        SPACE, SPEC, RunOptions("s", tmp_path / "s", trials=5, backend="kerastuner", pruner="curve")
+    )
     engine._reference = Reference("maximize", FINISHED, 0.72)
     rising = [0.20, 0.30, 0.40, 0.50]
     assert engine.report(Ticket(3, {}, 0, epoch_budget=5), 3, 0.5, rising)

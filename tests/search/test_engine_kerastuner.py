@@ -10,8 +10,10 @@ from search import UsageError
 from tests.search.fakes import Curve, board, run
 
 # KerasTuner 1.4.8 calls threading.currentThread().getName() in every oracle call.
-pytestmark = [pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:getName:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:getName:DeprecationWarning"),
+]
 
 
 def kt(tmp_path, objective, trials, algorithm="random", **kwargs):
@@ -43,7 +45,12 @@ def test_hyperband_rows_show_the_budgets_and_a_promoted_trial_continues_from_its
     objective = Curve()
     kt(tmp_path, objective, trials=4, algorithm="hyperband")
     frame = board(tmp_path)
-    assert frame["epochs"].tolist() == [1, 1, 1, 3]  # max_epochs 3, factor 3: three 1-epoch trials, the best goes on to 3
+    assert frame["epochs"].tolist() == [
+        1,
+        1,
+        1,
+        3,
+    ]  # max_epochs 3, factor 3: three 1-epoch trials, the best goes on to 3
     info = json.loads((tmp_path / "s" / "trials" / "3" / "run.json").read_text())
     best = int(frame.iloc[:3]["val_accuracy"].idxmax())
     assert (info["epoch_budget"], info["initial_epoch"], info["extends_trial"]) == (3, 1, best)
@@ -80,8 +87,13 @@ def test_changing_the_oracle_is_refused(tmp_path):
         kt(tmp_path, Curve(), trials=2, algorithm="hyperband")
 
 
-@pytest.mark.parametrize("change, message", [({"algorithm": "tpe"}, "unknown for the kerastuner backend"),
-                                             ({"storage": "sqlite:///x.db"}, "--storage is for the optuna backend")])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"algorithm": "tpe"}, "unknown for the kerastuner backend"),
+        ({"storage": "sqlite:///x.db"}, "--storage is for the optuna backend"),
+    ],
+)
 def test_options_the_backend_cannot_honour_are_usage_errors(tmp_path, change, message):
     with pytest.raises(UsageError, match=message):
         kt(tmp_path, Curve(), trials=1, **change)

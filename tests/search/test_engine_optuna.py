@@ -45,16 +45,20 @@ def test_the_study_opens_in_optuna_itself(tmp_path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    study = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(tmp_path / "s" / "study.journal"))))
+    study = optuna.load_study(
+        study_name="s", storage=JournalStorage(JournalFileBackend(str(tmp_path / "s" / "study.journal")))
+    )
     assert len(study.trials) == 2 and study.best_value == board(tmp_path)["val_accuracy"].max()
 
 
 @pytest.mark.parametrize(
     "url, shown",
-    [("postgresql://bob:secret@db:5432/x", "postgresql://bob:***@db:5432/x"),
-     ("postgresql://bob@db/x", "postgresql://bob@db/x"),
-     ("sqlite:///a.db", "sqlite:///a.db"),
-     ("postgresql://bob@db/x?password=secret&sslmode=require", "postgresql://bob@db/x?password=***&sslmode=require")],
+    [
+        ("postgresql://bob:secret@db:5432/x", "postgresql://bob:***@db:5432/x"),
+        ("postgresql://bob@db/x", "postgresql://bob@db/x"),
+        ("sqlite:///a.db", "sqlite:///a.db"),
+        ("postgresql://bob@db/x?password=secret&sslmode=require", "postgresql://bob@db/x?password=***&sslmode=require"),
+    ],
 )
 def test_mask_url_hides_passwords(url, shown):
     assert mask_url(url) == shown
@@ -69,7 +73,12 @@ def test_a_trial_left_running_by_a_dead_process_runs_again_with_its_parameters_a
     dead = subprocess.Popen(["true"])
     dead.wait()
     orphan = _study(tmp_path).ask()  # what a process killed with SIGKILL leaves behind
-    for key, value in {"host": socket.gethostname(), "pid": dead.pid, "seed": 1234, "params": {"lr": 0.01, "width": 8}}.items():
+    for key, value in {
+        "host": socket.gethostname(),
+        "pid": dead.pid,
+        "seed": 1234,
+        "params": {"lr": 0.01, "width": 8},
+    }.items():
         orphan.set_user_attr(key, value)
     objective = Curve()
     run(tmp_path, objective, trials=2)

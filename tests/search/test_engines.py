@@ -19,19 +19,51 @@ def test_the_protocol_is_seven_methods_and_the_rest_are_hooks():
     assert Engine.__abstractmethods__ == {"stored_identity", "start", "ask", "report", "tell", "finished", "rows"}
 
 
-@pytest.mark.parametrize("backend, choices, spec, message", [
-    ("optuna", {"algorithm": "bayesian"}, SPEC, "--algorithm bayesian: unknown for the optuna backend; use one of tpe, random, nsga2"),
-    ("kerastuner", {"algorithm": "tpe"}, SPEC, "--algorithm tpe: unknown for the kerastuner backend; use one of random, bayesian, hyperband"),
-    ("kerastuner", {"pruner": "asha"}, SPEC, "--pruner asha: not for the kerastuner backend; use one of curve, median, none; "
-                                             "KerasTuner's own successive halving is --algorithm hyperband, or --backend optuna"),
-    ("kerastuner", {"storage": "sqlite:///x.db"}, SPEC,
-     "--storage is for the optuna backend; a kerastuner study is stored in its project folder under --results"),
-    ("kerastuner", {}, MULTI, "--backend kerastuner optimises one objective; for val_accuracy, infer_ms together pass --backend optuna"),
-])
+@pytest.mark.parametrize(
+    "backend, choices, spec, message",
+    [
+        (
+            "optuna",
+            {"algorithm": "bayesian"},
+            SPEC,
+            "--algorithm bayesian: unknown for the optuna backend; use one of tpe, random, nsga2",
+        ),
+        (
+            "kerastuner",
+            {"algorithm": "tpe"},
+            SPEC,
+            "--algorithm tpe: unknown for the kerastuner backend; use one of random, bayesian, hyperband",
+        ),
+        (
+            "kerastuner",
+            {"pruner": "asha"},
+            SPEC,
+            "--pruner asha: not for the kerastuner backend; use one of curve, median, none; "
+            "KerasTuner's own successive halving is --algorithm hyperband, or --backend optuna",
+        ),
+        (
+            "kerastuner",
+            {"storage": "sqlite:///x.db"},
+            SPEC,
+            "--storage is for the optuna backend; a kerastuner study is stored in its project folder under --results",
+        ),
+        (
+            "kerastuner",
+            {},
+            MULTI,
+            "--backend kerastuner optimises one objective; for val_accuracy, infer_ms together pass --backend optuna",
+        ),
+    ],
+)
 def test_each_engine_refuses_in_the_words_of_the_one_check(tmp_path, backend, choices, spec, message):
     with pytest.raises(UsageError) as checked:
-        check_options(backend, choices.get("algorithm"), choices.get("pruner"), storage=choices.get("storage"),
-                      objectives=spec.all_objectives)
+        check_options(
+            backend,
+            choices.get("algorithm"),
+            choices.get("pruner"),
+            storage=choices.get("storage"),
+            objectives=spec.all_objectives,
+        )
     assert str(checked.value) == message
     with pytest.raises(UsageError) as engine:
         make_engine(SPACE, spec, RunOptions("s", tmp_path / "s", trials=1, backend=backend, **choices)).check_options()
@@ -42,9 +74,14 @@ def test_each_engine_refuses_in_the_words_of_the_one_check(tmp_path, backend, ch
 def test_an_unknown_backend_and_optunas_own_lookups_say_the_same():
     with pytest.raises(UsageError, match=r"^--backend ray: unknown; use one of optuna, kerastuner$"):
         check_options("ray")
-    with pytest.raises(UsageError, match=r"^--algorithm bayesian: unknown for the optuna backend; use one of tpe, random, nsga2$"):
+    with pytest.raises(
+        UsageError, match=r"^--algorithm bayesian: unknown for the optuna backend; use one of tpe, random, nsga2$"
+    ):
         make_sampler("bayesian", 0)
-    with pytest.raises(UsageError, match=r"^--pruner fast: not for the optuna backend; use one of asha, curve, median, hyperband, none$"):
+    with pytest.raises(
+        UsageError,
+        match=r"^--pruner fast: not for the optuna backend; use one of asha, curve, median, hyperband, none$",
+    ):
         make_pruner("fast")
 
 

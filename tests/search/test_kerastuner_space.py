@@ -4,7 +4,7 @@ import keras_tuner
 import pytest
 
 from search import Bool, Choice, Fixed, Float, Int, Space, UsageError
-from search.engines.kerastuner.space import decode, declare, encode, encode_values, sample
+from search.engines.kerastuner.space import declare, decode, encode, encode_values, sample
 
 SPACE = Space(
     lr=Float(1e-4, 1e-1, log=True, default=1e-3),
@@ -31,9 +31,22 @@ def declared(space=SPACE):
 def test_every_kind_maps_to_its_keras_tuner_type():
     hp = declared()
     kinds = {p.name: type(p).__name__ for p in hp.space}
-    assert kinds == {"lr": "Float", "dropout": "Float", "units": "Int", "layers": "Int", "loss": "Choice",
-                     "smoothing": "Float", "gamma": "Float", "gamma_decay": "Boolean", "mode": "Choice", "extra": "Int",
-                     "flip": "Boolean", "image_size": "Fixed", "tag": "Fixed", "tagged": "Boolean"}
+    assert kinds == {
+        "lr": "Float",
+        "dropout": "Float",
+        "units": "Int",
+        "layers": "Int",
+        "loss": "Choice",
+        "smoothing": "Float",
+        "gamma": "Float",
+        "gamma_decay": "Boolean",
+        "mode": "Choice",
+        "extra": "Int",
+        "flip": "Boolean",
+        "image_size": "Fixed",
+        "tag": "Fixed",
+        "tagged": "Boolean",
+    }
     by_name = {p.name: p for p in hp.space}
     assert by_name["lr"].sampling == "log" and by_name["units"].sampling == "log" and by_name["units"].step is None
     assert by_name["dropout"].sampling == "linear" and by_name["dropout"].step == 0.1
@@ -52,8 +65,18 @@ def test_log_floats_spread_over_the_decades():
 def test_defaults_are_the_declared_values():
     hp = declared()
     assert sample(SPACE, hp) == SPACE.defaults()
-    assert sample(SPACE, hp) == {"lr": 1e-3, "dropout": 0.2, "units": 64, "layers": 3, "loss": "ce", "mode": "a",
-                                 "flip": False, "image_size": 128, "tag": None, "tagged": True}
+    assert sample(SPACE, hp) == {
+        "lr": 1e-3,
+        "dropout": 0.2,
+        "units": 64,
+        "layers": 3,
+        "loss": "ce",
+        "mode": "a",
+        "flip": False,
+        "image_size": 128,
+        "tag": None,
+        "tagged": True,
+    }
 
 
 def test_declaring_twice_adds_nothing():

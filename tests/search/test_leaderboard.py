@@ -11,13 +11,46 @@ from search.report import formats
 from search.report.display import leaderboard_table
 
 ROWS = [
-    {"trial": 0, "state": "COMPLETE", "val_loss": 0.9, "val_accuracy": 0.60, "epochs": 3, "best_epoch": 2,
-     "backend": "optuna", "algorithm": "tpe", "params": {"loss": "ce", "lr": 0.01}},
-    {"trial": 1, "state": "PRUNED", "val_accuracy": 0.20, "epochs": 2, "best_epoch": 1, "backend": "optuna",
-     "algorithm": "tpe", "params": {"loss": "ce_smooth", "lr": 0.1, "label_smoothing": 0.1}},
-    {"trial": 2, "state": "FAIL", "error": "nan loss", "backend": "optuna", "algorithm": "tpe", "params": {"loss": "ce", "lr": 1.0}},
-    {"trial": 3, "state": "COMPLETE", "val_loss": 0.5, "val_accuracy": 0.80, "epochs": 3, "best_epoch": 3,
-     "backend": "optuna", "algorithm": "tpe", "params": {"loss": "ce", "lr": 0.001}},
+    {
+        "trial": 0,
+        "state": "COMPLETE",
+        "val_loss": 0.9,
+        "val_accuracy": 0.60,
+        "epochs": 3,
+        "best_epoch": 2,
+        "backend": "optuna",
+        "algorithm": "tpe",
+        "params": {"loss": "ce", "lr": 0.01},
+    },
+    {
+        "trial": 1,
+        "state": "PRUNED",
+        "val_accuracy": 0.20,
+        "epochs": 2,
+        "best_epoch": 1,
+        "backend": "optuna",
+        "algorithm": "tpe",
+        "params": {"loss": "ce_smooth", "lr": 0.1, "label_smoothing": 0.1},
+    },
+    {
+        "trial": 2,
+        "state": "FAIL",
+        "error": "nan loss",
+        "backend": "optuna",
+        "algorithm": "tpe",
+        "params": {"loss": "ce", "lr": 1.0},
+    },
+    {
+        "trial": 3,
+        "state": "COMPLETE",
+        "val_loss": 0.5,
+        "val_accuracy": 0.80,
+        "epochs": 3,
+        "best_epoch": 3,
+        "backend": "optuna",
+        "algorithm": "tpe",
+        "params": {"loss": "ce", "lr": 0.001},
+    },
     {"trial": 4, "state": "RUNNING", "backend": "optuna", "algorithm": "tpe", "params": {"loss": "ce", "lr": 0.002}},
 ]
 
@@ -28,7 +61,11 @@ def frame():
 
 def test_schema_and_integer_columns():
     board = frame()
-    assert list(board.columns) == leaderboard.base_columns("val_accuracy") + ["param_loss", "param_label_smoothing", "param_lr"]
+    assert list(board.columns) == leaderboard.base_columns("val_accuracy") + [
+        "param_loss",
+        "param_label_smoothing",
+        "param_lr",
+    ]
     assert str(board["epochs"].dtype) == "Int64" and str(board["best_epoch"].dtype) == "Int64"
     assert pd.isna(board.loc[0, "param_label_smoothing"]) and board.loc[1, "param_label_smoothing"] == 0.1
 

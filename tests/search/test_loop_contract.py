@@ -8,15 +8,17 @@ import re
 import pandas as pd
 import pytest
 
-from search import Choice, Float, Space, SearchAborted, UsageError
+from search import Choice, Float, SearchAborted, Space, UsageError
 from search.records import leaderboard
 from search.report.studies import load_study_rows
 from search.report.summary import header
 from tests.search.fakes import ENGINES, SPACE, Curve, Flat, board, run
 
 # KerasTuner 1.4.8 calls threading.currentThread().getName() in every oracle call.
-pytestmark = [pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:getName:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:getName:DeprecationWarning"),
+]
 engines = pytest.mark.parametrize("backend, algorithm", ENGINES, ids=[b for b, _ in ENGINES])
 
 
@@ -26,8 +28,14 @@ def test_runs_the_target_and_writes_the_shared_leaderboard_schema(tmp_path, back
     frame = board(tmp_path)
     assert list(frame.columns) == leaderboard.base_columns("val_accuracy") + ["param_lr", "param_width", "param_depth"]
     assert frame["trial"].tolist() == [0, 1, 2]
-    assert (frame["state"] == "COMPLETE").all() and (frame["backend"] == backend).all() and (frame["algorithm"] == algorithm).all()
-    assert frame["val_accuracy"].between(0, 1).all() and (frame["epochs"] == 3).all() and (frame["best_epoch"] == 3).all()
+    assert (
+        (frame["state"] == "COMPLETE").all()
+        and (frame["backend"] == backend).all()
+        and (frame["algorithm"] == algorithm).all()
+    )
+    assert (
+        frame["val_accuracy"].between(0, 1).all() and (frame["epochs"] == 3).all() and (frame["best_epoch"] == 3).all()
+    )
     assert frame["param_depth"].isna().tolist() == (frame["param_width"] != 32).tolist()  # blank where inactive
     study = json.loads((tmp_path / "s" / "study.json").read_text())
     assert (study["backend"], study["algorithm"], study["params"]) == (backend, algorithm, ["lr", "width", "depth"])
@@ -51,7 +59,10 @@ def test_trials_is_a_total_and_resume_keeps_finished_trials(tmp_path, backend, a
     assert second["param_lr"].nunique() == 3  # the resumed run did not replay the first run's draws
     out = (tmp_path / "out.txt").read_text()  # where the budget goes: compute so far, and to the target
     flat = " ".join(out.split())  # a long first line may wrap
-    assert re.search(r"2 of 3 trials finished, running 1 more \(.*?\); [0-9.]+s of compute so far, about [0-9.]+s to the target", flat)
+    assert re.search(
+        r"2 of 3 trials finished, running 1 more \(.*?\); [0-9.]+s of compute so far, about [0-9.]+s to the target",
+        flat,
+    )
     assert re.search(r"Trial 2 COMPLETE .* \| 3/3 trials, [0-9.]+s of compute so far$", out, re.MULTILINE)
     objective = Curve()
     run(tmp_path, objective, trials=3, backend=backend)  # already at the target: nothing runs

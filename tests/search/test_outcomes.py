@@ -41,7 +41,10 @@ def test_the_table_names_each_ending_once_and_nothing_else_is_an_ending():
 def test_a_child_sends_the_tables_exception():
     assert type(as_ending(MemoryError("no host memory"))) is OutOfMemory
     assert str(as_ending(MemoryError("no host memory"))) == "MemoryError: no host memory"
-    assert type(as_ending(ZeroDivisionError("x\ny"))) is TrialFailed and str(as_ending(ZeroDivisionError("x\ny"))) == "ZeroDivisionError: x"
+    assert (
+        type(as_ending(ZeroDivisionError("x\ny"))) is TrialFailed
+        and str(as_ending(ZeroDivisionError("x\ny"))) == "ZeroDivisionError: x"
+    )
     assert str(as_ending(TrialFailed("nan loss\nat epoch 3"))) == "nan loss"  # a failure's reason on one line
     for exc, _ in ENDS[:3]:
         assert type(as_ending(exc)) is type(exc) and str(as_ending(exc)) == str(exc)
@@ -70,8 +73,11 @@ def isolated():
     executor.close()
 
 
-@pytest.mark.parametrize("exc, state", [end for end in ENDS if not isinstance(end[0], (KeyboardInterrupt, OutOfMemory))],
-                         ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value))
+@pytest.mark.parametrize(
+    "exc, state",
+    [end for end in ENDS if not isinstance(end[0], (KeyboardInterrupt, OutOfMemory))],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
 def test_a_child_and_this_process_end_a_trial_in_the_same_state(tmp_path, isolated, exc, state):
     for executor in (isolated, TrialExecutor(isolate=False)):
         with pytest.raises(type(exc)) as raised:
@@ -89,8 +95,23 @@ def test_out_of_memory_after_its_retry_and_any_other_error_fail_the_trial(tmp_pa
 
 def test_states_are_the_strings_the_leaderboard_writes(tmp_path):
     states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.INFEASIBLE]
-    rows = [leaderboard.row(n, state, 0.5, {}, metric="val_accuracy", duration_s=1.0, backend="optuna", algorithm="tpe",
-                            resumed_from=None, error="", params={}, costs=None) for n, state in enumerate(states)]
+    rows = [
+        leaderboard.row(
+            n,
+            state,
+            0.5,
+            {},
+            metric="val_accuracy",
+            duration_s=1.0,
+            backend="optuna",
+            algorithm="tpe",
+            resumed_from=None,
+            error="",
+            params={},
+            costs=None,
+        )
+        for n, state in enumerate(states)
+    ]
     leaderboard.write(leaderboard.build(rows, "val_accuracy", []), tmp_path / "leaderboard.csv")
     read = leaderboard.read(tmp_path / "leaderboard.csv")
     assert read["state"].tolist() == ["COMPLETE", "PRUNED", "FAIL", "RUNNING", "INFEASIBLE"]
@@ -100,4 +121,6 @@ def test_states_are_the_strings_the_leaderboard_writes(tmp_path):
 
 def test_the_leaderboard_shows_a_trial_left_open_as_failed():
     assert TrialState.INTERRUPTED.shown is TrialState.FAIL and TrialState.BAD_INPUT.shown is TrialState.FAIL
-    assert all(state.shown is state for state in TrialState if state not in (TrialState.INTERRUPTED, TrialState.BAD_INPUT))
+    assert all(
+        state.shown is state for state in TrialState if state not in (TrialState.INTERRUPTED, TrialState.BAD_INPUT)
+    )

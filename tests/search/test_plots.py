@@ -4,16 +4,24 @@ what cannot be drawn instead of failing."""
 
 import json
 
-from PIL import Image
 from optuna.trial import TrialState
+from PIL import Image
 
+from search.engines.optuna.space import distributions
 from search.records import leaderboard
 from search.report import plots
-from search.engines.optuna.space import distributions
 from tests.search.toy_study import METRIC, SPACE, make_study
 
-EXPECTED = ["optimization_history", "param_importances", "parallel_coordinate", "slice_dense_units",
-            "slice_label_smoothing", "slice_learning_rate", "slice_loss", "learning_curves"]
+EXPECTED = [
+    "optimization_history",
+    "param_importances",
+    "parallel_coordinate",
+    "slice_dense_units",
+    "slice_label_smoothing",
+    "slice_learning_rate",
+    "slice_loss",
+    "learning_curves",
+]
 
 
 def histories(study_dir):
@@ -25,13 +33,17 @@ def assert_real_png(path):
         assert image.format == "PNG"
         assert image.size == (int(plots.SIZE[0] * plots.DPI), int(plots.SIZE[1] * plots.DPI))
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
-    assert len(colours) > 10 and max(count for count, _ in colours) < 0.9 * image.size[0] * image.size[1]  # drawn, not blank
+    assert (
+        len(colours) > 10 and max(count for count, _ in colours) < 0.9 * image.size[0] * image.size[1]
+    )  # drawn, not blank
 
 
 def test_every_plot_is_a_real_png(tmp_path):
     study_dir = make_study(tmp_path)
     board = leaderboard.read(study_dir / "leaderboard.csv")
-    drawn = plots.write_plots(board, METRIC, "maximize", distributions(SPACE), histories(study_dir), study_dir / "plots")
+    drawn = plots.write_plots(
+        board, METRIC, "maximize", distributions(SPACE), histories(study_dir), study_dir / "plots"
+    )
     assert drawn.skipped == []
     assert [p.stem for p in drawn.written] == EXPECTED
     for path in drawn.written:
@@ -46,12 +58,19 @@ def test_inferred_distributions_keep_kinds_and_leave_out_constants(tmp_path):
     assert inferred["dense_units"].low == 64 and inferred["loss"].choices == ("<b>x", "ce")
     study = plots.study_from_frame(board, METRIC, "maximize", distributions(SPACE))
     assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 4 and len(study.trials) == 6
-    assert study.trials[1].params == {"learning_rate": 0.003, "dense_units": 256, "loss": "<b>x", "label_smoothing": 0.1}
+    assert study.trials[1].params == {
+        "learning_rate": 0.003,
+        "dense_units": 256,
+        "loss": "<b>x",
+        "label_smoothing": 0.1,
+    }
 
 
 def test_degenerate_studies_skip_with_a_note(tmp_path):
-    one = [(TrialState.COMPLETE, 0.5, 2, {"learning_rate": 1e-3, "dense_units": 128, "loss": "ce"}, ""),
-           (TrialState.FAIL, None, 1, {"learning_rate": 1e-2, "dense_units": 64, "loss": "ce"}, "nan loss")]
+    one = [
+        (TrialState.COMPLETE, 0.5, 2, {"learning_rate": 1e-3, "dense_units": 128, "loss": "ce"}, ""),
+        (TrialState.FAIL, None, 1, {"learning_rate": 1e-2, "dense_units": 64, "loss": "ce"}, "nan loss"),
+    ]
     study_dir = make_study(tmp_path, trials=one)
     board = leaderboard.read(study_dir / "leaderboard.csv")
     drawn = plots.write_plots(board, METRIC, "maximize", distributions(SPACE), histories(study_dir), tmp_path / "one")

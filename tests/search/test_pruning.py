@@ -64,8 +64,7 @@ def test_bad_direction_is_an_error():
 
 def _frozen(curve, state, value=None):
     values = {step: v for step, v in enumerate(curve) if v is not None}
-    return optuna.trial.create_trial(state=state, value=value, intermediate_values=values,
-                                     params={}, distributions={})
+    return optuna.trial.create_trial(state=state, value=value, intermediate_values=values, params={}, distributions={})
 
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
@@ -75,8 +74,10 @@ def test_agrees_with_optunas_median_pruner(direction):
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
 
     def draw():
-        return [rng.choice([None, round(rng.random(), 2)]) if rng.random() < 0.15 else round(rng.random(), 2)
-                for _ in range(rng.randint(1, 6))]
+        return [
+            rng.choice([None, round(rng.random(), 2)]) if rng.random() < 0.15 else round(rng.random(), 2)
+            for _ in range(rng.randint(1, 6))
+        ]
 
     checked = pruned = 0
     for _ in range(300):
@@ -101,7 +102,11 @@ def test_every_rule_is_found_by_its_name_and_has_the_one_signature():
     from search.engines.pruning import NoPruning, PruningRule
     from search.engines.rules import RULES, pruning_rule
 
-    assert {name: type(pruning_rule(name)) for name in RULES} == {"curve": CurveRule, "median": MedianRule, "none": NoPruning}
+    assert {name: type(pruning_rule(name)) for name in RULES} == {
+        "curve": CurveRule,
+        "median": MedianRule,
+        "none": NoPruning,
+    }
     assert set(PRUNERS["kerastuner"]) == set(RULES)  # every pruner the KerasTuner adapter applies is a rule
     flat = [0.1, 0.1, 0.1]
     for name in RULES:

@@ -8,17 +8,29 @@ import re
 import pandas as pd
 import pytest
 
-from search.records import leaderboard
-from search.report import formats, summary as report
-from search.report import html as report_html
 from search.errors import UsageError
+from search.records import leaderboard
+from search.report import html as report_html
+from search.report import summary as report
 from tests.search.toy_study import METRIC, make_study
 
-META = {"study": "toy", "metric": METRIC, "direction": "maximize", "backend": "optuna", "algorithm": "tpe",
-        "storage": "postgresql://leaf:***@db/leafsearch"}
-EVALUATION = {"trial": 1, "data": "/data/test-leaves", "images": 40, "accuracy": 0.875,
-              "per_class": {"Alnus": 0.9, "<oak>": 0.85}, "confusion_png": "evaluations/1-confusion.png",
-              "evaluated_at": "2025-01-02T10:00:00"}
+META = {
+    "study": "toy",
+    "metric": METRIC,
+    "direction": "maximize",
+    "backend": "optuna",
+    "algorithm": "tpe",
+    "storage": "postgresql://leaf:***@db/leafsearch",
+}
+EVALUATION = {
+    "trial": 1,
+    "data": "/data/test-leaves",
+    "images": 40,
+    "accuracy": 0.875,
+    "per_class": {"Alnus": 0.9, "<oak>": 0.85},
+    "confusion_png": "evaluations/1-confusion.png",
+    "evaluated_at": "2025-01-02T10:00:00",
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +44,9 @@ def board(study_dir):
 
 
 def test_csv_parses_back_to_the_same_rows_and_json_is_valid(board):
-    back = pd.read_csv(io.StringIO(report.compose("csv", "Study toy", board, report.header(board, META), pd.DataFrame())))
+    back = pd.read_csv(
+        io.StringIO(report.compose("csv", "Study toy", board, report.header(board, META), pd.DataFrame()))
+    )
     pd.testing.assert_frame_equal(back, board)
     rows = json.loads(report.compose("json", "Study toy", board, [], pd.DataFrame()))
     assert [row["trial"] for row in rows] == board["trial"].tolist() == [1, 4, 0, 5, 2, 3]
@@ -64,7 +78,9 @@ def test_header_counts_best_and_time(board):
     assert header["Engine"] == "optuna/tpe" and header["Storage"] == META["storage"]
     assert header["Trials"] == "6 (4 complete, 1 pruned, 1 fail)"
     assert header["Best"] == "trial 1: val_accuracy=0.7"
-    assert header["Best parameters"] == "learning_rate=0.003 dense_units=256 loss=<b>x label_smoothing=0.1 batch_size=16"
+    assert (
+        header["Best parameters"] == "learning_rate=0.003 dense_units=256 loss=<b>x label_smoothing=0.1 batch_size=16"
+    )
     assert header["Trial time"] == "2m 15s in total, 22.5s a trial on average (6 timed)"
     assert report.header(board.iloc[0:0], META)[3] == ("Trials", "none yet")
     assert dict(report.header(board, {**META, "pruner": "asha"}))["Engine"] == "optuna/tpe, asha pruning"
@@ -89,15 +105,34 @@ def test_stored_evaluations_are_read_and_shown(board, tmp_path):
     folder = tmp_path / "evaluations"
     folder.mkdir()
     (folder / "1-test-leaves-0a1b2c3d.json").write_text(json.dumps(EVALUATION))
-    wild = {**EVALUATION, "data": "/data/seed-test", "accuracy": 0.5, "images": 80,
-            "subsets": {"clean": {"accuracy": 0.875, "images": 40}, "wild": {"accuracy": 0.125, "images": 40}}}
+    wild = {
+        **EVALUATION,
+        "data": "/data/seed-test",
+        "accuracy": 0.5,
+        "images": 80,
+        "subsets": {"clean": {"accuracy": 0.875, "images": 40}, "wild": {"accuracy": 0.125, "images": 40}},
+    }
     (folder / "1-seed-test-4e5f6a7b.json").write_text(json.dumps(wild))  # the same trial on another folder: both kept
     (folder / "broken.json").write_text("{not json")
     evaluations = report.load_evaluations(folder)
     assert evaluations[report.EVALUATION_COLUMNS].to_dict(orient="records") == [
-        {"trial": 1, "data": "/data/seed-test", "accuracy": 0.5, "subsets": "clean 0.875 (40), wild 0.125 (40)", "images": 80,
-         "evaluated_at": "2025-01-02T10:00:00"},
-        {"trial": 1, "data": "/data/test-leaves", "accuracy": 0.875, "subsets": "", "images": 40, "evaluated_at": "2025-01-02T10:00:00"}]
+        {
+            "trial": 1,
+            "data": "/data/seed-test",
+            "accuracy": 0.5,
+            "subsets": "clean 0.875 (40), wild 0.125 (40)",
+            "images": 80,
+            "evaluated_at": "2025-01-02T10:00:00",
+        },
+        {
+            "trial": 1,
+            "data": "/data/test-leaves",
+            "accuracy": 0.875,
+            "subsets": "",
+            "images": 40,
+            "evaluated_at": "2025-01-02T10:00:00",
+        },
+    ]
     text = report.compose("markdown", "Study toy", board, report.header(board, META), evaluations)
     assert "## Test-set evaluations" in text and "| 1 | /data/test-leaves | 0.875 |  | 40 |" in text
     assert "| 1 | /data/seed-test | 0.5 | clean 0.875 (40), wild 0.125 (40) | 80 |" in text
@@ -109,8 +144,14 @@ def test_terminal_table_shows_values_as_typed_not_as_rich_markup():
 
     from search.report.display import leaderboard_table
 
-    frame = pd.DataFrame({"trial": [0, 1], "state": ["COMPLETE", "FAIL"], "param_tag": ["[bold]x", "plain"],
-                          "error": ["", "bad [red]value"]})
+    frame = pd.DataFrame(
+        {
+            "trial": [0, 1],
+            "state": ["COMPLETE", "FAIL"],
+            "param_tag": ["[bold]x", "plain"],
+            "error": ["", "bad [red]value"],
+        }
+    )
     console = Console(width=120, record=True, file=io.StringIO())
     console.print(leaderboard_table(frame))
     text = console.export_text()

@@ -75,7 +75,15 @@ def test_child_of_an_inactive_parent_is_inactive_and_parents_sample_first():
     assert space.problems() == []
     rng = random.Random(0)
     for _ in range(50):
-        params = space.sample(lambda name, p: rng.choice(p.values) if isinstance(p, Choice) else rng.choice([True, False]) if isinstance(p, Bool) else rng.uniform(p.low, p.high))
+        params = space.sample(
+            lambda name, p: (
+                rng.choice(p.values)
+                if isinstance(p, Choice)
+                else rng.choice([True, False])
+                if isinstance(p, Bool)
+                else rng.uniform(p.low, p.high)
+            )
+        )
         if params["a"] == "x":
             assert "b" not in params and "c" not in params
         assert ("c" in params) == (params.get("b") is True)
@@ -83,7 +91,10 @@ def test_child_of_an_inactive_parent_is_inactive_and_parents_sample_first():
 
 
 def test_defaults_follow_conditions():
-    space = Space(loss=Choice(["ce", "ce_smooth"], default="ce_smooth"), label_smoothing=Float(0, 0.3, default=0.1, when={"loss": "ce_smooth"}))
+    space = Space(
+        loss=Choice(["ce", "ce_smooth"], default="ce_smooth"),
+        label_smoothing=Float(0, 0.3, default=0.1, when={"loss": "ce_smooth"}),
+    )
     assert space.defaults() == {"loss": "ce_smooth", "label_smoothing": 0.1}
 
 
@@ -142,8 +153,14 @@ def test_validate_reports_every_problem_in_one_line():
 
 @pytest.mark.parametrize(
     "name, text, expected",
-    [("batch_size", "16", 16), ("learning_rate", "0.001", 0.001), ("loss", "ce_smooth", "ce_smooth"),
-     ("augment", "false", False), ("dense_units", "256", 256), ("image_size", "64", 64)],
+    [
+        ("batch_size", "16", 16),
+        ("learning_rate", "0.001", 0.001),
+        ("loss", "ce_smooth", "ce_smooth"),
+        ("augment", "false", False),
+        ("dense_units", "256", 256),
+        ("image_size", "64", 64),
+    ],
 )
 def test_pin_fixes_a_value_of_the_space(name, text, expected):
     pinned = recipe_space().pin(name, text)
@@ -155,9 +172,14 @@ def test_pin_fixes_a_value_of_the_space(name, text, expected):
 
 @pytest.mark.parametrize(
     "name, text, fragment",
-    [("batch_size", "12", "outside the space"), ("learning_rate", "1.5", "outside the space"),
-     ("dense_units", "200", "outside the space"), ("loss", "mse", "outside the space"),
-     ("batch_size", "big", "outside the space"), ("nope", "1", "unknown parameter `nope`")],
+    [
+        ("batch_size", "12", "outside the space"),
+        ("learning_rate", "1.5", "outside the space"),
+        ("dense_units", "200", "outside the space"),
+        ("loss", "mse", "outside the space"),
+        ("batch_size", "big", "outside the space"),
+        ("nope", "1", "unknown parameter `nope`"),
+    ],
 )
 def test_pin_rejects_unknown_names_and_values_outside_the_space(name, text, fragment):
     with pytest.raises(UsageError, match=fragment):

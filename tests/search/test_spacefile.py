@@ -29,7 +29,9 @@ def load_error(path, **kwargs) -> str:
 
 
 def test_loads_space_and_study(tmp_path):
-    space, study = load_space_file(write(tmp_path, GOOD), known_names={"batch_size", "learning_rate"}, pipelines={"cnn"})
+    space, study = load_space_file(
+        write(tmp_path, GOOD), known_names={"batch_size", "learning_rate"}, pipelines={"cnn"}
+    )
     assert space.names == ["batch_size", "learning_rate"]
     assert isinstance(space["learning_rate"], Float) and space["learning_rate"].log
     assert study == Study(pipeline="cnn", trials=4, max_epochs=3)
@@ -59,7 +61,11 @@ def test_no_space_and_no_study(tmp_path):
 def test_invalid_range_names_file_and_parameter(tmp_path):
     path = write(tmp_path, GOOD.replace("Float(1e-4, 1e-2, log=True)", "Float(1e-2, 1e-4, log=True)"))
     message = load_error(path)
-    assert message.startswith(f"{path}: invalid space:") and "`learning_rate`" in message and "low must be < high" in message
+    assert (
+        message.startswith(f"{path}: invalid space:")
+        and "`learning_rate`" in message
+        and "low must be < high" in message
+    )
 
 
 def test_unknown_parameter_and_unknown_pipeline(tmp_path):

@@ -7,8 +7,8 @@ import signal
 import pytest
 
 from search.errors import OutOfMemory, TrialFailed, TrialPruned, UsageError
-from search.reporter import Reporter
 from search.execution.executor import TrialExecutor
+from search.reporter import Reporter
 
 
 class Recorder(Reporter):
@@ -113,7 +113,6 @@ def test_out_of_memory_error_is_retried_in_both_modes(tmp_path, isolated, isolat
     executor = isolated if isolate else TrialExecutor(isolate=False)
     metrics, params = executor.run(OomAbove(8), {"batch_size": 16}, Recorder(tmp_path))
     assert params["batch_size"] == 8 and metrics["val_accuracy"] == pytest.approx(0.3)
-
 
 
 def test_in_process_failures_are_recorded_like_a_childs(tmp_path):

@@ -13,8 +13,10 @@ from search.warmstart import how_many, plan
 from tests.search import toy_study
 from tests.search.fakes import ENGINES, Curve, board, run
 
-pytestmark = [pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:getName:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:getName:DeprecationWarning"),
+]
 engines = pytest.mark.parametrize("backend, algorithm", ENGINES, ids=[b for b, _ in ENGINES])
 
 # The toy study's best complete trials are 1 (0.70) and 4 (0.65); it also has batch_size=Fixed(16).
@@ -35,10 +37,23 @@ def test_how_many_is_a_quarter_of_the_target_between_1_and_5():
 
 
 def test_projection_keeps_the_values_the_new_space_takes_and_defaults_the_rest():
-    space = Space(size=Fixed(380), units=Int(64, 256, step=64, default=64), flip=Bool(default=False),
-                  opt=Choice(["adam", "sgd"], default="adam"), momentum=Float(0.5, 0.99, when={"opt": "sgd"}, default=0.9),
-                  rate=Float(1e-4, 1e-2, log=True))  # no default: the engine draws it
-    earlier = {"size": np.int64(256), "units": 128.0, "flip": "True", "opt": "adam", "momentum": 0.8, "rate": 0.5, "patience": 3}
+    space = Space(
+        size=Fixed(380),
+        units=Int(64, 256, step=64, default=64),
+        flip=Bool(default=False),
+        opt=Choice(["adam", "sgd"], default="adam"),
+        momentum=Float(0.5, 0.99, when={"opt": "sgd"}, default=0.9),
+        rate=Float(1e-4, 1e-2, log=True),
+    )  # no default: the engine draws it
+    earlier = {
+        "size": np.int64(256),
+        "units": 128.0,
+        "flip": "True",
+        "opt": "adam",
+        "momentum": 0.8,
+        "rate": 0.5,
+        "patience": 3,
+    }
     projected, dropped = space.project(earlier)
     assert projected == {"size": 380, "units": 128, "flip": True, "opt": "adam"}
     assert type(projected["units"]) is int
@@ -50,10 +65,12 @@ def test_the_plan_projects_the_best_trials_and_names_what_was_dropped(tmp_path):
     toy_study.make_study(tmp_path)
     warm = plan(tmp_path, "toy", "new", NEW, target=8)
     assert warm.trials == ((1, WARM_1), (4, WARM_4))
-    assert warm.note == ("warm start from toy: 2 trials queued first (its trials 1, 4, projected onto this space); "
-                         "then the baseline (the space's defaults); dropped learning_rate=0.0002 (new space: a number in "
-                         "[0.001, 0.1]), dense_units=448 (new space: an integer in [64, 256] step 64), label_smoothing=0.25 "
-                         "(new space: a number in [0.0, 0.2], only when loss in ['<b>x']), batch_size (not in the new space)")
+    assert warm.note == (
+        "warm start from toy: 2 trials queued first (its trials 1, 4, projected onto this space); "
+        "then the baseline (the space's defaults); dropped learning_rate=0.0002 (new space: a number in "
+        "[0.001, 0.1]), dense_units=448 (new space: an integer in [64, 256] step 64), label_smoothing=0.25 "
+        "(new space: a number in [0.0, 0.2], only when loss in ['<b>x']), batch_size (not in the new space)"
+    )
 
 
 def test_duplicates_and_the_baseline_among_them_are_run_once(tmp_path):
@@ -112,12 +129,17 @@ def test_an_interrupted_study_keeps_the_rest_of_its_queue(tmp_path, backend, alg
 
 
 def test_bad_input_is_one_usage_error_and_writes_nothing(tmp_path):
-    with pytest.raises(UsageError, match=r"--warm-start: no study 'nope' in .*/ \(leafsearch studies --results .* lists them\)"):
+    with pytest.raises(
+        UsageError, match=r"--warm-start: no study 'nope' in .*/ \(leafsearch studies --results .* lists them\)"
+    ):
         plan(tmp_path, "nope", "s", NEW, target=8)
     with pytest.raises(UsageError, match="--warm-start s: that is the study being run"):
         plan(tmp_path, "s", "s", NEW, target=8)
-    toy_study.make_study(tmp_path, name="failed", trials=[(TrialState.FAIL, None, 1, {"learning_rate": 1e-3, "dense_units": 64,
-                                                                                          "loss": "ce"}, "nan loss")])
+    toy_study.make_study(
+        tmp_path,
+        name="failed",
+        trials=[(TrialState.FAIL, None, 1, {"learning_rate": 1e-3, "dense_units": 64, "loss": "ce"}, "nan loss")],
+    )
     with pytest.raises(UsageError, match="study 'failed' has no complete trial yet"):
         plan(tmp_path, "failed", "s", NEW, target=8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["failed"]

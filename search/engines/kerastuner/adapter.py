@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
 from search.engines.base import Engine, FirstTrial, LocalWorkers, Outcome, Stop, Ticket, Wait
-from search.engines.choices import KERASTUNER_IDENTITY as IDENTITY_NAME, KERASTUNER_PROJECT as PROJECT_NAME
+from search.engines.choices import KERASTUNER_IDENTITY as IDENTITY_NAME
+from search.engines.choices import KERASTUNER_PROJECT as PROJECT_NAME
 from search.engines.kerastuner.oracles import hyperband_budget, make_oracle
 from search.engines.kerastuner.space import declare, encode_values, sample
 from search.engines.pruning import PruningRule, Reference, curve_of
@@ -36,28 +38,49 @@ from search.reporter import summarise
 # KerasTuner's distributed mode: a chief serves the oracle over gRPC, workers train and ask it
 # for trials. These environment variables select the role (keras_tuner/src/distribute/utils.py).
 TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
-_STATES = {TrialStatus.COMPLETED: TrialState.COMPLETE, TrialStatus.RUNNING: TrialState.RUNNING,
-           TrialStatus.FAILED: TrialState.FAIL, TrialStatus.INVALID: TrialState.FAIL}
+_STATES = {
+    TrialStatus.COMPLETED: TrialState.COMPLETE,
+    TrialStatus.RUNNING: TrialState.RUNNING,
+    TrialStatus.FAILED: TrialState.FAIL,
+    TrialStatus.INVALID: TrialState.FAIL,
+}
 _FINISHED = (TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.INVALID)
 
 
 def distributed_role() -> str:
-    """"chief", "worker", or "alone" (no KerasTuner distributed mode)."""
+    """ "chief", "worker", or "alone" (no KerasTuner distributed mode)."""
     if ORACLE_IP not in os.environ:
         return "alone"
     return "chief" if "chief" in os.environ.get(TUNER_ID, "") else "worker"
 
 
-def folder_row(folder, metric: str, direction: str, algorithm: str, state: TrialState | None = None,
-               value: float | None = None, error: str = "", params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def folder_row(
+    folder,
+    metric: str,
+    direction: str,
+    algorithm: str,
+    state: TrialState | None = None,
+    value: float | None = None,
+    error: str = "",
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A leaderboard row from a trial folder (the loop's run.json, the summary of history.json)."""
     info = trial_files.read(folder, trial_files.RUN, {}) or {}
     summary = summarise(trial_files.read(folder, trial_files.HISTORY, []) or [], metric, direction)
     return leaderboard.row(
-        int(folder.name), state or TrialState(info.get("state", TrialState.RUNNING)), value, summary, metric=metric,
-        duration_s=info.get("duration_s"), backend="kerastuner", algorithm=info.get("algorithm", algorithm),
-        resumed_from=info.get("resumed_from"), error=error or info.get("error") or "",
-        params=(trial_files.read(folder, trial_files.PARAMS, {}) or {}) if params is None else params, costs=costs.read(folder))
+        int(folder.name),
+        state or TrialState(info.get("state", TrialState.RUNNING)),
+        value,
+        summary,
+        metric=metric,
+        duration_s=info.get("duration_s"),
+        backend="kerastuner",
+        algorithm=info.get("algorithm", algorithm),
+        resumed_from=info.get("resumed_from"),
+        error=error or info.get("error") or "",
+        params=(trial_files.read(folder, trial_files.PARAMS, {}) or {}) if params is None else params,
+        costs=costs.read(folder),
+    )
 
 
 class KerasTunerEngine(Engine):
@@ -71,7 +94,9 @@ class KerasTunerEngine(Engine):
         self.tuner_id = os.environ.get(TUNER_ID, "tuner0")
         self.oracle: keras_tuner.Oracle | None = None
         self.client: Any = None  # the oracle, or on a worker its gRPC client
-        self._reference = Reference(self.spec.direction)  # what the pruning rule weighs a trial against, as of its ask()
+        self._reference = Reference(
+            self.spec.direction
+        )  # what the pruning rule weighs a trial against, as of its ask()
 
     @property
     def study_dir(self):
@@ -96,13 +121,19 @@ class KerasTunerEngine(Engine):
     def stored_identity(self) -> Mapping[str, Any] | None:
         stored = read_json(self.project_dir / IDENTITY_NAME)
         if stored is None and (self.project_dir / "oracle.json").exists():
-            raise UsageError(f"{self.project_dir} holds a KerasTuner project leafsearch did not make; pass a new --study NAME")
+            raise UsageError(
+                f"{self.project_dir} holds a KerasTuner project leafsearch did not make; pass a new --study NAME"
+            )
         return stored
 
     def start(self, identity: Mapping[str, Any], first: Sequence[FirstTrial]) -> None:
         hp = declare(self.space, keras_tuner.HyperParameters())
-        oracle = make_oracle(self.options.algorithm, self.spec.metric, self.spec.direction, hp, self.options.seed, self.max_epochs)
-        oracle.first = [encode_values(self.space, trial.params) for trial in first]  # a resumed oracle reloads what is left
+        oracle = make_oracle(
+            self.options.algorithm, self.spec.metric, self.spec.direction, hp, self.options.seed, self.max_epochs
+        )
+        oracle.first = [
+            encode_values(self.space, trial.params) for trial in first
+        ]  # a resumed oracle reloads what is left
         # What Tuner.__init__ does with its directory; KerasTuner has no public call for an oracle alone.
         oracle._set_project_dir(str(self.study_dir), PROJECT_NAME)  # noqa: SLF001
         resuming = (self.project_dir / "oracle.json").exists()
@@ -116,7 +147,7 @@ class KerasTunerEngine(Engine):
             oracle.save()  # so that a run stopped inside its first trial reloads this project
         self.oracle = oracle
         if self.role == "worker":
-            from keras_tuner.src.distribute import oracle_client  # noqa: PLC0415 - what Tuner.__init__ wraps a worker's oracle in
+            from keras_tuner.src.distribute import oracle_client
 
             self.client = oracle_client.OracleClient(oracle)
         else:
@@ -135,8 +166,11 @@ class KerasTunerEngine(Engine):
     def ask(self) -> Ticket | Wait | Stop:
         trial = self.client.create_trial(self.tuner_id)
         if trial.status == TrialStatus.STOPPED:
-            return Stop("KerasTuner's oracle stopped before the target: it found no untried values in the space."
-                        if self.role == "alone" else "")
+            return Stop(
+                "KerasTuner's oracle stopped before the target: it found no untried values in the space."
+                if self.role == "alone"
+                else ""
+            )
         if trial.status == TrialStatus.IDLE:  # Hyperband waits for other workers' trials of its bracket
             return Wait(seconds=1.0)
         number = int(trial.trial_id)
@@ -144,27 +178,47 @@ class KerasTunerEngine(Engine):
         rerun = (trial_files.trial_dir(self.study_dir, number) / trial_files.RUN).exists()
         if self.options.prune:
             self._reference = self.reference()
-        return Ticket(number, sample(self.space, trial.hyperparameters), self.options.seed + number,
-                      resumes=number if rerun else None, extends=budget.get("extends_trial"),
-                      epoch_budget=budget.get("epoch_budget"), info=budget, handle=trial)
+        return Ticket(
+            number,
+            sample(self.space, trial.hyperparameters),
+            self.options.seed + number,
+            resumes=number if rerun else None,
+            extends=budget.get("extends_trial"),
+            epoch_budget=budget.get("epoch_budget"),
+            info=budget,
+            handle=trial,
+        )
 
     def reference(self) -> Reference:
         """The study so far, for the pruning rule: the completed trials' curves, and the best value
         any finished trial reached (pruned ones too)."""
         rows = [row for row in self.rows() if row["state"] in (TrialState.COMPLETE, TrialState.PRUNED)]
-        curves = {row["trial"]: curve_of(trial_files.read(trial_files.trial_dir(self.study_dir, row["trial"]), trial_files.HISTORY, []) or [],
-                                         self.spec.metric) for row in rows}
+        curves = {
+            row["trial"]: curve_of(
+                trial_files.read(trial_files.trial_dir(self.study_dir, row["trial"]), trial_files.HISTORY, []) or [],
+                self.spec.metric,
+            )
+            for row in rows
+        }
         reached = [v for curve in curves.values() for v in curve if v is not None]
         pick = max if self.spec.direction == "maximize" else min
-        return Reference(self.spec.direction, [curves[row["trial"]] for row in rows if row["state"] == TrialState.COMPLETE],
-                         pick(reached) if reached else None)
+        return Reference(
+            self.spec.direction,
+            [curves[row["trial"]] for row in rows if row["state"] == TrialState.COMPLETE],
+            pick(reached) if reached else None,
+        )
 
     def report(self, ticket: Ticket, epoch: int, value: float, curve: list[float | None]) -> bool:
-        horizon = ticket.epoch_budget or self.max_epochs  # Hyperband's budget for this trial, or the most epochs a trial
+        horizon = (
+            ticket.epoch_budget or self.max_epochs
+        )  # Hyperband's budget for this trial, or the most epochs a trial
         return self.rule.should_prune(curve, horizon, self._reference)
 
     def tell(self, ticket: Ticket, outcome: Outcome) -> None:
-        if outcome.state in (TrialState.INTERRUPTED, TrialState.BAD_INPUT):  # left ongoing: the next run hands it out again first
+        if outcome.state in (
+            TrialState.INTERRUPTED,
+            TrialState.BAD_INPUT,
+        ):  # left ongoing: the next run hands it out again first
             return
         trial = ticket.handle
         if outcome.state == TrialState.FAIL or outcome.value is None:
@@ -192,8 +246,18 @@ class KerasTunerEngine(Engine):
             info = trial_files.read(folder, trial_files.RUN, {}) or {}
             state = TrialState(info["state"]) if info.get("state") else _STATES.get(trial.status, TrialState.FAIL)
             value = trial.score if state == TrialState.COMPLETE and trial.score is not None else None
-            rows.append(folder_row(folder, metric, direction, algorithm, state=state, value=value, error=info.get("error") or "",
-                                   params=sample(self.space, trial.hyperparameters)))
+            rows.append(
+                folder_row(
+                    folder,
+                    metric,
+                    direction,
+                    algorithm,
+                    state=state,
+                    value=value,
+                    error=info.get("error") or "",
+                    params=sample(self.space, trial.hyperparameters),
+                )
+            )
         return rows
 
     def describe(self) -> str:
@@ -210,15 +274,21 @@ class KerasTunerEngine(Engine):
         """KerasTuner's own distributed mode: this process is the chief (it serves the oracle over
         gRPC on the loopback interface and trains nothing); `count` workers ask it for trials."""
         server = {ORACLE_IP: "127.0.0.1", ORACLE_PORT: str(free_port())}
-        return LocalWorkers(range(1, count + 1), False, {**server, TUNER_ID: "chief"},
-                            lambda index: {**server, TUNER_ID: f"tuner{index}"})
+        return LocalWorkers(
+            range(1, count + 1),
+            False,
+            {**server, TUNER_ID: "chief"},
+            lambda index: {**server, TUNER_ID: f"tuner{index}"},
+        )
 
     def serve(self, note) -> bool:
         if self.role != "chief":
             return False
-        note(f"KerasTuner chief: serving the oracle on {os.environ[ORACLE_IP]}:{os.environ.get(ORACLE_PORT)} "
-             f"until the workers have finished {self.options.trials} trials.")
-        from keras_tuner.src.distribute import oracle_chief  # noqa: PLC0415 - KerasTuner's server, with no public path
+        note(
+            f"KerasTuner chief: serving the oracle on {os.environ[ORACLE_IP]}:{os.environ.get(ORACLE_PORT)} "
+            f"until the workers have finished {self.options.trials} trials."
+        )
+        from keras_tuner.src.distribute import oracle_chief
 
         oracle_chief.start_server(self.oracle)  # returns once every worker was told to stop
         return True

@@ -75,11 +75,14 @@ class _HyperbandOracle(_QueuedFirst, keras_tuner.oracles.HyperbandOracle):
     pass  # queued trials start its first bracket, each with that bracket's first budget
 
 
-def make_oracle(algorithm: str, metric: str, direction: str, hp: keras_tuner.HyperParameters, seed: int,
-                max_epochs: int) -> keras_tuner.Oracle:
+def make_oracle(
+    algorithm: str, metric: str, direction: str, hp: keras_tuner.HyperParameters, seed: int, max_epochs: int
+) -> keras_tuner.Oracle:
     common = dict(
         objective=keras_tuner.Objective(metric, "max" if direction == "maximize" else "min"),
-        hyperparameters=hp, allow_new_entries=False, max_retries_per_trial=0,
+        hyperparameters=hp,
+        allow_new_entries=False,
+        max_retries_per_trial=0,
         seed=seed + 1,  # KerasTuner treats seed 0 as "no seed" (`seed or random.randint(...)`)
         max_consecutive_failed_trials=sys.maxsize,  # the study loop counts failures in a row itself
     )
@@ -89,7 +92,9 @@ def make_oracle(algorithm: str, metric: str, direction: str, hp: keras_tuner.Hyp
         return _BayesianOptimizationOracle(**common)
     if algorithm == "hyperband":  # no fixed number of iterations: the target of trials ends the search
         return _HyperbandOracle(max_epochs=max_epochs, factor=HYPERBAND_FACTOR, hyperband_iterations=None, **common)
-    raise UsageError(f"--algorithm {algorithm}: unknown for the kerastuner backend; use one of {', '.join(ALGORITHMS['kerastuner'])}")
+    raise UsageError(
+        f"--algorithm {algorithm}: unknown for the kerastuner backend; use one of {', '.join(ALGORITHMS['kerastuner'])}"
+    )
 
 
 def hyperband_budget(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
@@ -98,6 +103,10 @@ def hyperband_budget(hp: keras_tuner.HyperParameters) -> dict[str, Any]:
     if "tuner/epochs" not in values:
         return {}
     extends = values.get("tuner/trial_id")
-    return {"epoch_budget": int(values["tuner/epochs"]), "initial_epoch": int(values.get("tuner/initial_epoch", 0)),
-            "extends_trial": None if extends is None else int(extends), "bracket": values.get("tuner/bracket"),
-            "round": values.get("tuner/round")}
+    return {
+        "epoch_budget": int(values["tuner/epochs"]),
+        "initial_epoch": int(values.get("tuner/initial_epoch", 0)),
+        "extends_trial": None if extends is None else int(extends),
+        "bracket": values.get("tuner/bracket"),
+        "round": values.get("tuner/round"),
+    }

@@ -10,7 +10,8 @@ other choices (None, or mixed types) and such fixed values travel as the `repr` 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from search.errors import UsageError
 from search.space import Bool, Choice, Fixed, Float, Int, Param, Space
@@ -59,10 +60,23 @@ def decode(param: Param, value: Any) -> Any:
 def _register(hp: HyperParameters, name: str, param: Param) -> Any:
     """Register one parameter in the scopes already open; returns its value (None when inactive)."""
     if isinstance(param, Float):
-        return hp.Float(name, param.low, param.high, step=param.step, sampling="log" if param.log else "linear", default=param.default)
+        return hp.Float(
+            name,
+            param.low,
+            param.high,
+            step=param.step,
+            sampling="log" if param.log else "linear",
+            default=param.default,
+        )
     if isinstance(param, Int):
-        return hp.Int(name, param.low, param.high, step=None if param.log else param.step,
-                      sampling="log" if param.log else "linear", default=param.default)
+        return hp.Int(
+            name,
+            param.low,
+            param.high,
+            step=None if param.log else param.step,
+            sampling="log" if param.log else "linear",
+            default=param.default,
+        )
     if isinstance(param, Choice):
         default = None if param.default is None else encode(param, param.default)
         return hp.Choice(name, [encode(param, v) for v in param.values], default=default)

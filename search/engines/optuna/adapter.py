@@ -12,10 +12,11 @@ import datetime
 import logging
 import os
 import socket
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled  # noqa: PLC2701 - Optuna's own helpers
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import TrialState as OptunaState
 
 from search.engines.base import Engine, FirstTrial, Outcome, Ticket, Wait
@@ -30,8 +31,12 @@ from search.urls import mask_url
 POLL_S = 2.0  # how often a worker waiting for other workers' trials looks again
 # How a leaderboard state is told: an infeasible trial is PRUNED for Optuna (its samplers learn the
 # constraints only from complete and pruned trials), and flagged `infeasible` for the leaderboard.
-FINAL = {TrialState.COMPLETE: OptunaState.COMPLETE, TrialState.PRUNED: OptunaState.PRUNED, TrialState.INFEASIBLE: OptunaState.PRUNED,
-         TrialState.FAIL: OptunaState.FAIL}
+FINAL = {
+    TrialState.COMPLETE: OptunaState.COMPLETE,
+    TrialState.PRUNED: OptunaState.PRUNED,
+    TrialState.INFEASIBLE: OptunaState.PRUNED,
+    TrialState.FAIL: OptunaState.FAIL,
+}
 
 
 @contextlib.contextmanager
@@ -55,20 +60,31 @@ class OptunaEngine(Engine):
         self.study: optuna.Study | None = None
         self._storage: optuna.storages.BaseStorage | None = None
         self._sampler: optuna.samplers.BaseSampler | None = None
-        self._sent: dict[int, set[int]] = {}  # epochs reported per trial (a retry after out-of-memory reports them again)
+        self._sent: dict[
+            int, set[int]
+        ] = {}  # epochs reported per trial (a retry after out-of-memory reports them again)
         self._shadows: dict[int, ShadowPruning] = {}  # a multi-objective study's pruning, per trial
         self._curves: dict[int, list[float | None]] = {}
 
     def stored_identity(self) -> Mapping[str, Any] | None:
         options = self.options
         self._storage = make_storage(options.study_dir, options.storage)
-        summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(self._storage, include_best_trial=False)}
+        summaries = {
+            s.study_name: s.n_trials for s in optuna.get_all_study_summaries(self._storage, include_best_trial=False)
+        }
         # A resumed run must not replay the first run's random draws, nor a worker another's.
-        self._sampler = make_sampler(options.algorithm, (options.seed + summaries.get(options.study_name, 0) + 7919 * options.sampler_stream) % 2**32)
+        self._sampler = make_sampler(
+            options.algorithm,
+            (options.seed + summaries.get(options.study_name, 0) + 7919 * options.sampler_stream) % 2**32,
+        )
         if options.study_name not in summaries:
             return None
-        self.study = optuna.load_study(study_name=options.study_name, storage=self._storage, sampler=self._sampler,
-                                       pruner=make_pruner(options.pruner, options.max_resource))
+        self.study = optuna.load_study(
+            study_name=options.study_name,
+            storage=self._storage,
+            sampler=self._sampler,
+            pruner=make_pruner(options.pruner, options.max_resource),
+        )
         return {**self.study.user_attrs, "direction": self.study.directions[0].name.lower()}
 
     def start(self, identity: Mapping[str, Any], first: Sequence[FirstTrial]) -> None:
@@ -77,9 +93,13 @@ class OptunaEngine(Engine):
             if settings and self.study.user_attrs.get("settings") != settings:
                 self.study.set_user_attr("settings", settings)
             return
-        self.study = optuna.create_study(storage=self._storage, study_name=self.options.study_name,
-                                         directions=list(self.spec.all_objectives.values()),
-                                         sampler=self._sampler, pruner=make_pruner(self.options.pruner, self.options.max_resource))
+        self.study = optuna.create_study(
+            storage=self._storage,
+            study_name=self.options.study_name,
+            directions=list(self.spec.all_objectives.values()),
+            sampler=self._sampler,
+            pruner=make_pruner(self.options.pruner, self.options.max_resource),
+        )
         for key, value in {**identity, "settings": settings}.items():
             self.study.set_user_attr(key, value)
         for trial in first:  # queued trials run first, in order; a parameter left out is sampled
@@ -94,23 +114,38 @@ class OptunaEngine(Engine):
         continued = {t.user_attrs.get("resumes") for t in trials}
         for frozen in (t for t in trials if t.state == OptunaState.RUNNING):
             attrs, trial_id = frozen.user_attrs, frozen._trial_id  # noqa: SLF001
-            died_here = attrs.get("host") == here and (  # this process's own RUNNING trial, seen here, is a previous life's
-                attrs.get("pid") == os.getpid() or not processes.alive(attrs.get("pid"), attrs.get("pid_start")))
+            died_here = attrs.get(
+                "host"
+            ) == here and (  # this process's own RUNNING trial, seen here, is a previous life's
+                attrs.get("pid") == os.getpid() or not processes.alive(attrs.get("pid"), attrs.get("pid_start"))
+            )
             age = (datetime.datetime.now() - (frozen.datetime_start or datetime.datetime.now())).total_seconds()
-            never_claimed = attrs.get("pid") is None and age > GRACE_S  # killed between ask and claim: nothing to continue
+            never_claimed = (
+                attrs.get("pid") is None and age > GRACE_S
+            )  # killed between ask and claim: nothing to continue
             if not (died_here or never_claimed or trial_id in stale):
                 continue
-            flags = {"surplus": True} if never_claimed else {"requeued": True, "error": "its process died; queued to continue from its last checkpoint"}
+            flags = (
+                {"surplus": True}
+                if never_claimed
+                else {"requeued": True, "error": "its process died; queued to continue from its last checkpoint"}
+            )
             try:  # of several workers finding the same orphan, only the one that ends it queues it again
                 for key, value in flags.items():
                     storage.set_trial_user_attr(trial_id, key, value)
                 storage.set_trial_state_values(trial_id, OptunaState.FAIL)
             except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
                 continue
-            if never_claimed or frozen.number in continued:  # nothing to continue, or already queued (a Ctrl-C cut short)
+            if (
+                never_claimed or frozen.number in continued
+            ):  # nothing to continue, or already queued (a Ctrl-C cut short)
                 continue
-            self.study.enqueue_trial(attrs.get("params") or frozen.params, user_attrs={"seed": attrs.get("seed"), "resumes": frozen.number})
-            notes.append(f"Trial {frozen.number} was left running by a process that died: queued to continue from its last checkpoint.")
+            self.study.enqueue_trial(
+                attrs.get("params") or frozen.params, user_attrs={"seed": attrs.get("seed"), "resumes": frozen.number}
+            )
+            notes.append(
+                f"Trial {frozen.number} was left running by a process that died: queued to continue from its last checkpoint."
+            )
         return notes
 
     def finished(self) -> int:
@@ -119,8 +154,10 @@ class OptunaEngine(Engine):
     def _claimed(self, trials: list[optuna.trial.FrozenTrial], before: int) -> int:
         """Places toward the target taken by trials numbered below `before`: counted finished
         ones, running ones, and queued ones (every queued trial will run)."""
-        return sum(t.number < before and (counts_toward_target(t) or t.state in (OptunaState.RUNNING, OptunaState.WAITING))
-                   for t in trials)
+        return sum(
+            t.number < before and (counts_toward_target(t) or t.state in (OptunaState.RUNNING, OptunaState.WAITING))
+            for t in trials
+        )
 
     def ask(self) -> Ticket | Wait:
         trials, target = self.study.get_trials(deepcopy=False), self.options.trials
@@ -128,7 +165,10 @@ class OptunaEngine(Engine):
             # Other workers' trials will meet the target, unless one dies: then it is queued again here.
             return Wait(running=sum(t.state == OptunaState.RUNNING for t in trials), seconds=POLL_S)
         trial = self.study.ask()
-        if "resumes" not in trial.user_attrs and self._claimed(self.study.get_trials(deepcopy=False), trial.number) >= target:
+        if (
+            "resumes" not in trial.user_attrs
+            and self._claimed(self.study.get_trials(deepcopy=False), trial.number) >= target
+        ):
             trial.set_user_attr("surplus", True)  # another worker took the last place first: hidden
             self.study.tell(trial, state=OptunaState.FAIL)
             return Wait(seconds=0.0)
@@ -139,8 +179,9 @@ class OptunaEngine(Engine):
         params = sample(self.space, trial)
         trial.set_user_attr("params", params)
         if self.spec.multi_objective and self.options.prune:
-            self._shadows[trial.number] = ShadowPruning(self.study, self.spec.direction,
-                                                        lambda: make_pruner(self.options.pruner, self.options.max_resource))
+            self._shadows[trial.number] = ShadowPruning(
+                self.study, self.spec.direction, lambda: make_pruner(self.options.pruner, self.options.max_resource)
+            )
         return Ticket(trial.number, params, seed, resumes=trial.user_attrs.get("resumes"), handle=trial)
 
     def training(self, ticket: Ticket):
@@ -162,8 +203,12 @@ class OptunaEngine(Engine):
 
     def tell(self, ticket: Ticket, outcome: Outcome) -> None:
         trial = ticket.handle
-        attrs = {"summary": dict(outcome.summary), "params": dict(outcome.params), "costs": outcome.costs or None,
-                 "error": outcome.error or None}
+        attrs = {
+            "summary": dict(outcome.summary),
+            "params": dict(outcome.params),
+            "costs": outcome.costs or None,
+            "error": outcome.error or None,
+        }
         if outcome.state == TrialState.INTERRUPTED:  # queued to continue from its last checkpoint
             attrs["requeued"] = True
             self.study.enqueue_trial(ticket.params, user_attrs={"seed": ticket.seed, "resumes": ticket.number})
@@ -176,7 +221,10 @@ class OptunaEngine(Engine):
             curve = self._curves.pop(ticket.number, [])
             attrs["curve"] = {str(epoch): v for epoch, v in enumerate(curve) if v is not None} or None
             if outcome.state == TrialState.COMPLETE and values is None:
-                state, attrs["error"] = OptunaState.FAIL, f"an objective was not measured ({', '.join(self.spec.objectives)}: {outcome.costs})"
+                state, attrs["error"] = (
+                    OptunaState.FAIL,
+                    f"an objective was not measured ({', '.join(self.spec.objectives)}: {outcome.costs})",
+                )
         for key, value in attrs.items():
             if value is not None:
                 trial.set_user_attr(key, value)
@@ -200,7 +248,9 @@ class OptunaEngine(Engine):
         return rows_from_study(self.study, self.spec.metric, self.options.algorithm)
 
     def describe(self) -> str:
-        return super().describe() + (f", {len(self.spec.all_objectives)} objectives" if self.spec.multi_objective else "")
+        return super().describe() + (
+            f", {len(self.spec.all_objectives)} objectives" if self.spec.multi_objective else ""
+        )
 
     def storage(self) -> str:
         return mask_url(self.options.storage) or JOURNAL_NAME

@@ -16,7 +16,11 @@ def make_sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
     return _SAMPLERS[algorithm](seed=seed)
 
 
-_SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler, "nsga2": optuna.samplers.NSGAIISampler}
+_SAMPLERS = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+}
 
 
 def make_pruner(name: str, max_resource: int | None = None) -> optuna.pruners.BasePruner:
@@ -39,7 +43,8 @@ _PRUNERS = {
     "none": lambda max_resource: optuna.pruners.NopPruner(),
     "median": lambda max_resource: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
     "asha": lambda max_resource: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
-    "hyperband": lambda max_resource: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource or "auto",
-                                                                     reduction_factor=3),
+    "hyperband": lambda max_resource: optuna.pruners.HyperbandPruner(
+        min_resource=1, max_resource=max_resource or "auto", reduction_factor=3
+    ),
     "curve": lambda max_resource: CurvePruner(horizon=max_resource),
 }

@@ -28,8 +28,11 @@ class CurvePruner(optuna.pruners.BasePruner):
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         if trial.last_step is None:
             return False
-        others = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-                  if t.number != trial.number and t.intermediate_values]
+        others = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if t.number != trial.number and t.intermediate_values
+        ]
         finished = [_curve(t) for t in others if t.state == TrialState.COMPLETE]
         if len(finished) < self.rule.n_startup_trials:
             return False
