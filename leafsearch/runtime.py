@@ -3,16 +3,34 @@ Keras import. The lowest layer: it imports no other leafsearch module, and Keras
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import sys
 
 
 def import_keras_quietly() -> None:
-    """Import Keras (and TensorFlow) with the C++ start-up chatter ("Could not find cuda drivers",
-    absl's pre-init warning) silenced: it ignores TF_CPP_MIN_LOG_LEVEL because it is printed
-    before logging is set up. Set TF_CPP_MIN_LOG_LEVEL below 3 to see it."""
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3" or "keras" in sys.modules:
+    """Import Keras (and, under the TensorFlow backend, TensorFlow) with TensorFlow's C++ start-up
+    chatter silenced (`_quietly`)."""
+    _quietly("keras")
+
+
+def import_tensorflow_quietly():
+    """TensorFlow, for what needs it under any backend (tf.summary for TensorBoard). Under JAX,
+    Keras did not import it, so without this its start-up chatter would print in every trial
+    (six lines, between the progress lines)."""
+    _quietly("tensorflow")
+    import tensorflow as tf
+
+    return tf
+
+
+def _quietly(module: str) -> None:
+    """Import `module` with TensorFlow's C++ start-up chatter ("Could not find cuda drivers",
+    oneDNN, absl's pre-init warning) silenced: it ignores TF_CPP_MIN_LOG_LEVEL because it is
+    printed before logging is set up, so stderr goes to /dev/null for the import when
+    TF_CPP_MIN_LOG_LEVEL is 3 (the CLI's default). Set it below 3 to see it."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3" or module in sys.modules:
         return
     sys.stderr.flush()
     saved = os.dup(2)
@@ -20,7 +38,7 @@ def import_keras_quietly() -> None:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             try:
-                import keras  # noqa: F401 - imported for its side effect (TF start-up)
+                importlib.import_module(module)  # imported for its side effect (TF start-up)
             finally:
                 os.dup2(saved, 2)
     finally:

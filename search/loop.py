@@ -104,6 +104,8 @@ class StudyLoop:
     ):
         if options.algorithm is None:
             options = dataclasses.replace(options, algorithm=default_algorithm(options.backend))
+        if options.note is None:  # the engine's word on a storage outage goes where the study's lines go
+            options = dataclasses.replace(options, note=display.note)
         self.space, self.spec, self.objective, self.options, self.display = space, spec, objective, options, display
         self.engine = engine or make_engine(space, spec, options)
         self.best: dict[str, Any] | None = None  # {"trial", "value", "params"} of the best complete trial
@@ -176,10 +178,14 @@ class StudyLoop:
     def first_trials(self, warm: WarmStart | None) -> list[FirstTrial]:
         """What a new study runs first: a warm start's trials, then the baseline (the space's
         defaults, unless a parameter has none or it is one of those trials)."""
-        first = [
-            FirstTrial(dict(params), {"warm_start": f"{warm.source} trial {number}"})
-            for number, params in (warm.trials if warm else ())
-        ]
+        first = (
+            [
+                FirstTrial(dict(params), {"warm_start": f"{warm.source} trial {number}"})
+                for number, params in warm.trials
+            ]
+            if warm is not None
+            else []
+        )
         baseline = self.space.defaults()
         if baseline and None not in baseline.values() and all(trial.params != baseline for trial in first):
             first.append(FirstTrial(baseline, {"baseline": True}))
@@ -299,9 +305,10 @@ class StudyLoop:
                 raise TrialFailed(f"the objective returned no finite {metric!r}: {metrics}")
             state = TrialState.COMPLETE
         except BaseException as exc:
-            state = state_of(exc)  # the outcome table (search/execution/outcomes.py)
-            if state is None:  # no way for a trial to end: a bug, raised as it is
+            ended = state_of(exc)  # the outcome table (search/execution/outcomes.py)
+            if ended is None:  # no way for a trial to end: a bug, raised as it is
                 raise
+            state = ended
             if state == TrialState.PRUNED and ticket.taken_over:
                 self.display.note(
                     f"Trial {ticket.number} was taken over by another worker (its heartbeat looked stale): left to it."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ class RunOptions:
     in_process: bool = False  # train in this process instead of a child process per trial (debugging)
     preload: tuple[str, ...] = ()  # modules the trial processes' fork server imports once (e.g. Keras)
     warm_start: WarmStart | None = None  # trials to run first when the study is created
+    # How long a call to the study's storage (the database, the KerasTuner chief) waits out an
+    # outage before the search stops (search/engines/patience.py; 10 minutes by default).
+    storage_patience_s: float = 600.0
+    # Where an engine tells the user what happens meanwhile (an outage, its end): the loop sets it
+    # to the display's `note`; None: nowhere.
+    note: Callable[[str], None] | None = None
 
     def __post_init__(self):
         if self.pruner is None:

@@ -44,9 +44,22 @@ def _match(options: tuple[Any, ...], value: Any) -> Any:
     raise ValueError(value)
 
 
-def _normalise_when(when: Mapping[str, Any] | None) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+When = tuple[tuple[str, tuple[Any, ...]], ...]  # a parameter's `when`, as it keeps it: ((parent, values), ...)
+
+
+def _is_kept_when(when: Any) -> bool:
+    return isinstance(when, tuple) and all(
+        isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], tuple) for item in when
+    )
+
+
+def _normalise_when(when: Mapping[str, Any] | When | None) -> When:
+    """`when` as a parameter keeps it. It comes as a dict ({parent: value or [values]}), or already
+    kept (a parameter rebuilt from another's fields: `dataclasses.replace`, `Space.pin`)."""
     if not when:
         return ()
+    if _is_kept_when(when):
+        when = dict(when)
     if not isinstance(when, Mapping):
         raise TypeError(f"`when` must be a dict like {{'loss': 'ce_smooth'}}. Received: when={when!r}")
     items = []
@@ -61,7 +74,7 @@ def _normalise_when(when: Mapping[str, Any] | None) -> tuple[tuple[str, tuple[An
 class Param:
     """Base of every parameter. `when` = {parent: value or [values]}: active only then."""
 
-    when: tuple[tuple[str, tuple[Any, ...]], ...] = dataclasses.field(default=(), kw_only=True)
+    when: When = dataclasses.field(default=(), kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "when", _normalise_when(self.when))
@@ -440,8 +453,9 @@ class Space:
                     continue
                 except ValueError:
                     dropped[name] = values[name]
-            if getattr(param, "default", None) is not None:
-                projected[name] = param.default
+            default = getattr(param, "default", None)  # Fixed's is its value; every other kind has the field
+            if default is not None:
+                projected[name] = default
         return {name: projected[name] for name in self._params if name in projected}, dropped
 
     # -- changes
@@ -459,7 +473,7 @@ class Space:
         if value is None or not param.contains(value):
             raise UsageError(f"--set {name}={text}: outside the space; `{name}` is {param.describe()}")
         changed = dict(self._params)
-        changed[name] = Fixed(value, when=dict(param.when))
+        changed[name] = Fixed(value, when=param.when)
         return Space(changed)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ Nothing here prints: the note is returned for the command line to show.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +78,11 @@ def read_best(results: Path, source: str, storage: str | None, count: int) -> li
 
 
 def project_trials(
-    space: Space, earlier: list[tuple[int, Mapping[str, Any]]]
-) -> tuple[list[tuple[int, dict]], dict, set, int]:
+    space: Space, earlier: Sequence[tuple[int, Mapping[str, Any]]]
+) -> tuple[list[tuple[int, dict[str, Any]]], dict[str, list[Any]], set[str], int]:
     """Each earlier trial projected onto `space`, duplicates left out (the first, better one kept).
     Returns (trials, {name: [values outside the new space]}, names the new space lacks, duplicates)."""
-    kept: list[tuple[int, dict]] = []
+    kept: list[tuple[int, dict[str, Any]]] = []
     outside: dict[str, list[Any]] = {}
     missing: set[str] = set()
     duplicates = 0
@@ -108,7 +108,7 @@ def _value_text(value: Any) -> str:
 def describe(
     source: str,
     space: Space,
-    kept: list[tuple[int, dict]],
+    kept: Sequence[tuple[int, Mapping[str, Any]]],
     outside: Mapping[str, list[Any]],
     missing: set[str],
     duplicates: int,

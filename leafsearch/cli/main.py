@@ -30,6 +30,12 @@ RESUME_HINTS = {
     "demo-data": "the output folder is incomplete; delete it and run again",
 }
 ALL_PRUNERS = tuple(dict.fromkeys(p for names in PRUNERS.values() for p in names))
+STORAGE_PATIENCE = "10m"
+STORAGE_PATIENCE_HELP = (
+    "how long to wait out an outage of the storage mid-study (the --storage database restarting or unreachable, "
+    "the KerasTuner chief gone): e.g. 30s, 10m or 1h; training trials go on meanwhile. When it runs out, the run "
+    "stops with exit code 1 and the same command resumes it (default: 10m)"
+)
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
@@ -172,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop starting new trials after this long, e.g. 2h or 90m; run again to continue",
     )
     run.add_argument(
+        "--storage-patience",
+        type=parse_duration,
+        default=STORAGE_PATIENCE,
+        metavar="DURATION",
+        help=STORAGE_PATIENCE_HELP,
+    )
+    run.add_argument(
         "--pruner",
         choices=ALL_PRUNERS,
         help="how unpromising trials stop early (optuna backend): asha (default: asynchronous successive halving, "
@@ -206,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the study's storage URL, e.g. postgresql://user@host/db, or {STORAGE_VARIABLE} (default: the journal file in --results)",
     )
     worker.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+    worker.add_argument(
+        "--storage-patience",
+        type=parse_duration,
+        default=STORAGE_PATIENCE,
+        metavar="DURATION",
+        help=STORAGE_PATIENCE_HELP,
+    )
     worker.add_argument(
         "--data", type=Path, help="this machine's copy of the study's data (default: built-in synthetic leaves)"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from typing import Any
 from leafsearch.cli.environment import STORAGE_VARIABLE, WORKER_INDEX
 from leafsearch.runtime import import_keras_quietly
 from leafsearch.trained.evaluate import check_classes, summary_lines, test_subsets
-from leafsearch.training import study
+from leafsearch.training import setup
 from leafsearch.training.recipe import fixed_part
 from search.errors import SearchAborted, UsageError
 from search.execution.executor import TrialProcesses
@@ -21,8 +22,8 @@ from search.loop import run_study, run_with_workers
 from search.report.display import Display, format_params
 
 
-def request(args: argparse.Namespace) -> study.Request:
-    return study.Request(
+def request(args: argparse.Namespace) -> setup.Request:
+    return setup.Request(
         space_file=args.space,
         results=args.results,
         data=args.data,
@@ -52,21 +53,23 @@ def request(args: argparse.Namespace) -> study.Request:
 
 def run(args: argparse.Namespace) -> int:
     asked = request(args)
-    space, spec = study.load_space(asked.space_file, asked.pins, asked.overrides, args.objectives, args.constraints)
+    space, spec = setup.load_space(asked.space_file, asked.pins, asked.overrides, args.objectives, args.constraints)
     return _search(args, asked, space, spec)
 
 
 def worker(args: argparse.Namespace) -> int:
     """Join an existing Optuna study (from this machine or another)."""
-    space, spec, asked = study.joined(request(args))
+    space, spec, asked = setup.joined(request(args))
     return _search(args, asked, space, spec, workers=1)
 
 
-def _search(args: argparse.Namespace, asked: study.Request, space, spec, workers: int | None = None) -> int:
+def _search(args: argparse.Namespace, asked: setup.Request, space, spec, workers: int | None = None) -> int:
     index = os.environ.get(WORKER_INDEX)
     test = getattr(args, "test", None) if index is None else None  # the chief scores, not the workers it starts
     parts = test_folder(test) if test is not None else None  # a bad folder is reported before anything starts
-    prepared = study.prepare(asked, space, spec, note=print)
+    prepared = setup.prepare(asked, space, spec, note=print)
+    # How long a storage outage (the database, the KerasTuner chief) is waited out mid-study.
+    prepared.options = dataclasses.replace(prepared.options, storage_patience_s=args.storage_patience)
     if parts is not None:
         check_classes(parts, test, prepared.class_names, flag="--test")  # before the study is touched
     display = Display(spec.metric, prefix=f"worker {index} | " if index else "")
@@ -118,7 +121,7 @@ def test_folder(path: Path) -> Mapping[str, Any]:
         raise UsageError(f"--test: {exc}") from None
 
 
-def score_on_test(request: study.Request, prepared: study.Prepared, test: Path, parts: Mapping[str, Any]) -> list[str]:
+def score_on_test(request: setup.Request, prepared: setup.Prepared, test: Path, parts: Mapping[str, Any]) -> list[str]:
     """`run --test DIR`: the best trial scored on the test folder once the study ends, as
     `leafsearch evaluate` does and stores it, in a one-shot child of the trial processes' fork
     server (Keras is loaded there already, where a separate `evaluate` pays ~6 s to import it),

@@ -1,5 +1,5 @@
 """The leaf's mask, from the black background the seed's training photos were taken on, so that
-background replacement (models/augment.py) can put the leaf on something else.
+background replacement (models/layers/background_replace.py) can put the leaf on something else.
 
 A pixel is background when every channel is dark. A mask is only usable when the image really
 has a black background: nearly all of its border dark, and the dark part neither tiny nor the
@@ -83,7 +83,7 @@ GRAIN = 2.0
 def procedural_backgrounds(count: int, size: int, seed: int) -> np.ndarray:
     """`count` backgrounds `(size, size, 3)` uint8, the same for a seed: a colour field, soft blobs
     and stripes of random frequency and angle, mixed, with grain. The validation copy's
-    (`with_backgrounds`); models/augment.py draws its own family on the accelerator."""
+    (`with_backgrounds`); models/layers/background_replace.py draws its own family on the accelerator."""
     rng = np.random.default_rng(seed)
     grid = np.linspace(0.0, 1.0, size)
     yy, xx = np.meshgrid(grid, grid, indexing="ij")
@@ -105,7 +105,7 @@ def procedural_backgrounds(count: int, size: int, seed: int) -> np.ndarray:
     return out
 
 
-CLUTTER = 0.5  # the share of new backgrounds with a fragment of another leaf (here and models/augment.py's default)
+CLUTTER = 0.5  # the share of new backgrounds with a fragment of another leaf (here and BackgroundReplace's default)
 
 
 def with_clutter(backgrounds: np.ndarray, images: np.ndarray, masks: np.ndarray, seed: int) -> np.ndarray:

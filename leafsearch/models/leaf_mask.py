@@ -3,7 +3,7 @@ the leaf is, and blacks out everything else, so the classifier sees every image 
 the training images (a leaf on black) whatever the background.
 
 Its supervision is free: the training images' backgrounds are black, so each one's true mask is
-known (leafsearch.data.masks), and background replacement (augment.BackgroundReplace) shows the
+known (leafsearch.data.masks), and background replacement (layers.BackgroundReplace) shows the
 head those leaves on other backgrounds. In training the classifier sees half the images gated by
 their *true* mask (teacher forcing) and half by the head's (`OWN`), so it learns what the
 baseline learns, on leaves on black, and the head's mistakes too, without the clean accuracy

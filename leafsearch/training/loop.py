@@ -12,26 +12,33 @@ it asks of `LeafObjective`; so the objective imports the loop, never the other w
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import keras
-import numpy as np
 
 from leafsearch.data import LeafData, class_weights
 from leafsearch.data.batches import make_batches
-from leafsearch.data.masks import MarkedImages, with_backgrounds
+from leafsearch.data.masks import MarkedImages
 from leafsearch.models import costs
+from leafsearch.training.callbacks import (
+    CheckpointCallback,
+    ReporterCallback,
+    WildValidation,
+    callback_states,
+    phase_callbacks,
+)
 from leafsearch.training.losses import make_loss
 from leafsearch.training.optimizers import make_optimizer
 from leafsearch.training.phases import Phase
 from leafsearch.training.precise_bn import PreciseBatchNorm
 from leafsearch.training.tensorboard_log import HParamsLogger
-from search.errors import TrialFailed, TrialPruned
+from search.errors import TrialPruned
 from search.records import costs as cost_record
 from search.records.checkpoints import CheckpointStore
 from search.records.files import write_json_atomic
@@ -39,130 +46,6 @@ from search.reporter import Reporter
 
 WEIGHTS = "model.weights.h5"
 CLASSES = "classes.json"  # in the trial folder: the class names, in the order of the model's outputs
-
-
-class ReporterCallback(keras.callbacks.Callback):
-    """Sends each epoch's logs to the reporter and stops training when the engine prunes.
-
-    `epoch_offset` turns the phase's epoch numbers into the trial's (counted across phases)."""
-
-    def __init__(self, reporter: Reporter, epoch_offset: int):
-        super().__init__()
-        self.reporter = reporter
-        self.epoch_offset = epoch_offset
-        self.pruned = False
-        self.epochs_done = 0
-
-    def on_train_begin(self, logs=None):
-        self.pruned = False
-        self.epochs_done = 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items() if not k.startswith("learning_rate")}
-        if "loss" in logs and not math.isfinite(logs["loss"]):
-            self.model.stop_training = True
-            raise TrialFailed("nan loss")
-        self.reporter.report(self.epoch_offset + epoch, logs)
-        self.epochs_done += 1
-        if self.reporter.should_prune():
-            self.pruned = True
-            self.model.stop_training = True
-
-
-class _ResumableState:
-    """A Keras callback whose counters (patience waited, best value) survive a resume: they are
-    saved in each checkpoint and set back after Keras resets them in `on_train_begin`."""
-
-    STATE: tuple[str, ...] = ()
-
-    def __init__(self, *args, state: Mapping[str, Any] | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.resume_state = dict(state or {})
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        for name, value in self.resume_state.items():
-            setattr(self, name, value)
-
-    def state(self) -> dict[str, Any]:
-        return {name: _plain(getattr(self, name)) for name in self.STATE}
-
-
-class ResumableEarlyStopping(_ResumableState, keras.callbacks.EarlyStopping):
-    STATE = ("wait", "best", "best_epoch")
-
-
-class ResumableReduceLROnPlateau(_ResumableState, keras.callbacks.ReduceLROnPlateau):
-    STATE = ("wait", "best", "cooldown_counter")
-
-
-def _plain(value: Any) -> Any:
-    return None if value is None else float(value) if not isinstance(value, int) else value
-
-
-class WildValidation(keras.callbacks.Callback):
-    """Adds `val_wild_accuracy` to each epoch's logs: the accuracy on the validation images with
-    their black backgrounds replaced, the same replacement for every trial of a study (fixed by
-    image and split seed), so that a study can choose its trials by how they do off the black
-    background. Runs before the callbacks that read the logs (reporter, early stopping)."""
-
-    METRIC = "val_wild_accuracy"
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int):
-        super().__init__()
-        self.images, self.labels, self.batch_size = images, labels, batch_size
-
-    @classmethod
-    def of(cls, data: LeafData, batch_size: int, seed: int) -> WildValidation:
-        return cls(with_backgrounds(data.images[data.val_idx], seed), data.labels[data.val_idx], batch_size)
-
-    def on_epoch_end(self, epoch, logs=None):
-        predicted = self.model.predict(self.images, batch_size=self.batch_size, verbose=0).argmax(axis=1)
-        if logs is not None:
-            logs[self.METRIC] = float(np.mean(predicted == self.labels))
-
-
-class CheckpointCallback(keras.callbacks.Callback):
-    """Writes the trial's checkpoint at the end of every epoch (after the other callbacks, so
-    their counters and the learning rate they set are in it)."""
-
-    def __init__(self, save: Callable[[int, bool], None], reporting: ReporterCallback):
-        super().__init__()
-        self.save = save
-        self.reporting = reporting
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.reporting.pruned:
-            self.save(epoch + 1, bool(self.model.stop_training))
-
-
-def phase_callbacks(
-    recipe: Mapping[str, Any], monitor: str, mode: str, state: Mapping[str, Any] | None = None
-) -> list[keras.callbacks.Callback]:
-    """Early stopping (and the plateau schedule), with their counters from `state` on a resume.
-    The best weights of a phase are restored from its best checkpoint, not kept in memory."""
-    state = state or {}
-    callbacks: list[keras.callbacks.Callback] = [
-        ResumableEarlyStopping(
-            monitor=monitor, mode=mode, patience=recipe["patience"], state=state.get("early_stopping")
-        ),
-    ]
-    if recipe["lr_schedule"] == "reduce_on_plateau":
-        callbacks.append(
-            ResumableReduceLROnPlateau(
-                monitor=monitor,
-                mode=mode,
-                factor=recipe["plateau_factor"],
-                patience=recipe["plateau_patience"],
-                state=state.get("plateau"),
-            )
-        )
-    return callbacks
-
-
-def callback_states(callbacks: list[keras.callbacks.Callback]) -> dict[str, Any]:
-    names = {ResumableEarlyStopping: "early_stopping", ResumableReduceLROnPlateau: "plateau"}
-    return {names[type(c)]: c.state() for c in callbacks if type(c) in names}
 
 
 def save_training_state(model: keras.Model, folder: Path) -> None:
@@ -194,6 +77,40 @@ def load_weights_only(model: keras.Model, folder: Path) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         model.load_weights(folder / WEIGHTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """The checkpoint a continued trial starts from: its folder and its state (`TrialTraining.save`)."""
+
+    folder: Path
+    state: Mapping[str, Any]
+
+    @property
+    def first_phase(self) -> int:
+        """The first phase left to train: the checkpoint's, or the next one if it had finished."""
+        return self.state["phase"] + (1 if self.state["phase_done"] else 0)
+
+    def continues(self, index: int) -> bool:
+        """Whether phase `index` is the checkpoint's own, stopped before its end."""
+        return index == self.state["phase"] and not self.state["phase_done"]
+
+
+@dataclasses.dataclass
+class FitInputs:
+    """What every phase of a trial fits on: its batches, class weights and steps per epoch, and the
+    callbacks that come with the data (precise batch-norm statistics, the wild validation)."""
+
+    train: Any
+    val: Any
+    class_weight: dict[int, float] | None
+    steps_per_epoch: int
+    precise: PreciseBatchNorm | None
+    wild: WildValidation | None
+
+    def callbacks(self) -> list[keras.callbacks.Callback]:
+        """First of a phase's callbacks: they change the model or the logs the others read."""
+        return [callback for callback in (self.precise, self.wild) if callback is not None]
 
 
 class TrialSetup(Protocol):
@@ -247,21 +164,59 @@ class TrialTraining:
             self.measure_costs(model, data)
 
     def train(self) -> tuple[keras.Model, LeafData]:
-        recipe, reporter = self.recipe, self.reporter
-        seed = reporter.seed
-        fresh_session()
-        keras.utils.set_random_seed(seed)
-        resumed = self.store.latest()
-        state = resumed[1] if resumed else None
-        if state is not None:
-            reporter.restore(state["history"])
-        done = len(reporter.history)  # epochs trained so far, across phases
-        data = self.objective.data(recipe["image_size"])
+        """Phase after phase from where the checkpoint found left off (the first epoch without
+        one): the model as training left it (the last phase's best weights) and its data."""
+        resume = self.begin()
+        done = len(self.reporter.history)  # epochs trained so far, across phases
+        data = self.objective.data(self.recipe["image_size"])
         num_classes = len(data.class_names)
         # A continued trial keeps the batch size it was trained with (half the sampled one after an
-        # out-of-memory retry).
-        batch_size = state.get("batch_size", recipe["batch_size"]) if state is not None else recipe["batch_size"]
-        self.batch_size = batch_size  # what every checkpoint of this run records
+        # out-of-memory retry): what every checkpoint of this run records.
+        sampled = self.recipe["batch_size"]
+        self.batch_size = resume.state.get("batch_size", sampled) if resume is not None else sampled
+        inputs = self.fit_inputs(data, num_classes, done)
+        model, phases = self.objective.build(self.recipe, num_classes, self.reporter.seed)
+        self.record_model(model, data)
+
+        first_phase = resume.first_phase if resume is not None else 0
+        budget = self.reporter.epoch_budget
+        for index, phase in enumerate(phases):
+            if index < first_phase or phase.epochs <= 0:
+                continue
+            if budget is not None and done >= budget:
+                return model, data
+            continued = resume if resume is not None and resume.continues(index) else None
+            after = resume if resume is not None and index == first_phase and continued is None else None
+            phase_epoch = continued.state["phase_epoch"] if continued is not None else 0
+            phase_start = done - phase_epoch  # the trial epoch at which this phase began
+            self.enter_phase(model, phase, inputs.steps_per_epoch, continued, after)
+            last_epoch = phase.epochs if budget is None else min(phase.epochs, phase_epoch + budget - done)
+            reporting = self.fit_phase(model, index, phase, inputs, phase_start, phase_epoch, last_epoch, continued)
+            done += reporting.epochs_done
+            if reporting.pruned:
+                raise TrialPruned(f"pruned after epoch {done}")
+            finished = reporting.epochs_done < last_epoch - phase_epoch or last_epoch >= phase.epochs
+            if not finished:  # stopped by the engine's epoch budget
+                return model, data
+            self.restore_phase_best(model, phase_start, last=done - 1)  # the next phase starts from it
+            resume = None
+        return model, data
+
+    def begin(self) -> Resume | None:
+        """A fresh Keras session seeded with the trial's seed, and the latest checkpoint, if any,
+        with its history given back to the reporter."""
+        fresh_session()
+        keras.utils.set_random_seed(self.reporter.seed)
+        latest = self.store.latest()
+        if latest is None:
+            return None
+        resume = Resume(*latest)
+        self.reporter.restore(resume.state["history"])
+        return resume
+
+    def fit_inputs(self, data: LeafData, num_classes: int, done: int) -> FitInputs:
+        """The batches of every phase at `self.batch_size`, and what the recipe adds around them."""
+        recipe, seed, batch_size = self.recipe, self.reporter.seed, self.batch_size
         # A continued trial draws new shuffles rather than replaying the first epochs' order.
         # Background replacement finds the background in-band: the training images go marked.
         marked = recipe["aug_background"] > 0 or recipe["leaf_mask"]
@@ -278,74 +233,76 @@ class TrialTraining:
         precise = PreciseBatchNorm(train_images, data.train_idx, batch_size, seed) if recipe["precise_bn"] else None
         class_weight = class_weights(data.labels[data.train_idx], num_classes) if recipe["class_weights"] else None
         steps_per_epoch = math.ceil(len(data.train_idx) / batch_size)
-        model, phases = self.objective.build(recipe, num_classes, seed)
-        self.record_model(model, data)
+        return FitInputs(train, val, class_weight, steps_per_epoch, precise, wild)
 
-        first_phase = 0
-        if state is not None:
-            first_phase = state["phase"] + (1 if state["phase_done"] else 0)
-        budget = reporter.epoch_budget
-        for index, phase in enumerate(phases):
-            if index < first_phase or phase.epochs <= 0:
-                continue
-            if budget is not None and done >= budget:
-                return model, data
-            continuing = state is not None and index == state["phase"] and not state["phase_done"]
-            phase_epoch = state["phase_epoch"] if continuing else 0
-            phase_start = done - phase_epoch  # the trial epoch at which this phase began
-            if phase.prepare is not None:
-                phase.prepare(model)
-            if state is not None and index == first_phase and not continuing:  # the finished phase's best
-                best = state["phase_best"]
-                load_weights_only(model, resumed[0] if best is None else self.store.path(best))
-            model.compile(
-                optimizer=make_optimizer(recipe, phase.learning_rate, steps_per_epoch),
-                loss=make_loss(recipe["loss"], recipe["label_smoothing"], recipe["focal_gamma"], recipe["focal_alpha"]),
-                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-            )
-            if continuing:
-                load_training_state(model, resumed[0])
-            else:
-                build_optimizer(model)
-            last_epoch = phase.epochs if budget is None else min(phase.epochs, phase_epoch + budget - done)
-            reporting = ReporterCallback(reporter, phase_start)
-            others = phase_callbacks(recipe, self.objective.metric, self.mode, state if continuing else None)
-            if self.tensorboard is not None:
-                self.tensorboard.epoch_offset = phase_start
-                others.append(self.tensorboard)
+    def enter_phase(
+        self,
+        model: keras.Model,
+        phase: Phase,
+        steps_per_epoch: int,
+        continued: Resume | None,
+        after: Resume | None,
+    ) -> None:
+        """`model` ready for `phase`: the phase's own preparation (what it unfreezes), on a resume
+        after a finished phase that phase's best weights (`after`), a new optimizer compiled for the
+        phase, with its state from the checkpoint when the phase goes on (`continued`)."""
+        recipe = self.recipe
+        if phase.prepare is not None:
+            phase.prepare(model)
+        if after is not None:  # the finished phase's best
+            best = after.state["phase_best"]
+            load_weights_only(model, after.folder if best is None else self.store.path(best))
+        model.compile(
+            optimizer=make_optimizer(recipe, phase.learning_rate, steps_per_epoch),
+            loss=make_loss(recipe["loss"], recipe["label_smoothing"], recipe["focal_gamma"], recipe["focal_alpha"]),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+        if continued is not None:
+            load_training_state(model, continued.folder)
+        else:
+            build_optimizer(model)
 
-            def save(
-                phase_epochs_done: int, stopping: bool, index=index, phase=phase, phase_start=phase_start, others=others
-            ):
-                self.save(model, index, phase, phase_start, phase_epochs_done, stopping, others)
+    def fit_phase(
+        self,
+        model: keras.Model,
+        index: int,
+        phase: Phase,
+        inputs: FitInputs,
+        phase_start: int,
+        phase_epoch: int,
+        last_epoch: int,
+        continued: Resume | None,
+    ) -> ReporterCallback:
+        """`fit` from the phase's epoch `phase_epoch` to `last_epoch`, with the callbacks (their
+        counters from the checkpoint when the phase goes on); its reporting callback says how it ended."""
+        reporting = ReporterCallback(self.reporter, phase_start)
+        state = continued.state if continued is not None else None
+        others = phase_callbacks(self.recipe, self.objective.metric, self.mode, state)
+        if self.tensorboard is not None:
+            self.tensorboard.epoch_offset = phase_start
+            others.append(self.tensorboard)
 
-            model.fit(
-                train,
-                validation_data=val,
-                initial_epoch=phase_epoch,
-                epochs=last_epoch,
-                class_weight=class_weight,
-                shuffle=False,  # the dataset shuffles itself, seeded
-                callbacks=[
-                    *([precise] if precise else []),
-                    *([wild] if wild else []),
-                    reporting,
-                    *others,
-                    CheckpointCallback(save, reporting),
-                ],
-                verbose=0,
-            )
-            done += reporting.epochs_done
-            if reporting.pruned:
-                raise TrialPruned(f"pruned after epoch {done}")
-            finished = reporting.epochs_done < last_epoch - phase_epoch or last_epoch >= phase.epochs
-            if not finished:  # stopped by the engine's epoch budget
-                return model, data
-            best = self.best_epoch(since=phase_start)
-            if best is not None and best != done - 1 and self.store.load(best) is not None:
-                load_weights_only(model, self.store.path(best))  # the next phase starts from the best
-            state = None
-        return model, data
+        def save(phase_epochs_done: int, stopping: bool) -> None:
+            self.save(model, index, phase, phase_start, phase_epochs_done, stopping, others)
+
+        model.fit(
+            inputs.train,
+            validation_data=inputs.val,
+            initial_epoch=phase_epoch,
+            epochs=last_epoch,
+            class_weight=inputs.class_weight,
+            shuffle=False,  # the dataset shuffles itself, seeded
+            callbacks=[*inputs.callbacks(), reporting, *others, CheckpointCallback(save, reporting)],
+            verbose=0,
+        )
+        return reporting
+
+    def restore_phase_best(self, model: keras.Model, phase_start: int, last: int) -> None:
+        """The weights of the phase's best epoch (since `phase_start`), where that is not the
+        `last` epoch trained and its checkpoint is still there."""
+        best = self.best_epoch(since=phase_start)
+        if best is not None and best != last and self.store.load(best) is not None:
+            load_weights_only(model, self.store.path(best))
 
     def record_model(self, model: keras.Model, data: LeafData) -> None:
         """What `evaluate`, `export` and `predict` need besides the weights (the class names), and

@@ -13,7 +13,7 @@ from leafsearch.training.schedules import Triangular2CyclicalLearningRate, Trian
 
 def make_optimizer(recipe: Mapping[str, Any], learning_rate: float, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """Adam or Ranger, with a constant or triangular cyclical learning rate (its cycle in epochs,
-    hence `steps_per_epoch`). The plateau schedule is a callback, not a rate: see loop.py."""
+    hence `steps_per_epoch`). The plateau schedule is a callback, not a rate: see callbacks/resumable.py."""
     rate: Any = learning_rate
     schedule = recipe["lr_schedule"]
     if schedule in ("triangular", "triangular2"):

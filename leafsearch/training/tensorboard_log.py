@@ -15,6 +15,8 @@ from typing import Any
 
 import keras
 
+from leafsearch.runtime import import_tensorflow_quietly
+
 FOLDER = "tb"
 
 
@@ -36,7 +38,7 @@ class HParamsLogger(keras.callbacks.Callback):
 
     def __init__(self, folder: Path, trial_id: str, params: Mapping[str, Any]):
         super().__init__()
-        import tensorflow as tf
+        tf = import_tensorflow_quietly()  # under JAX, the trial's first import of TensorFlow
 
         self.folder = Path(folder)
         self.trial_id = trial_id

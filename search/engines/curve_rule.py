@@ -92,10 +92,14 @@ class CurveRule(PruningRule):
 
     def peer_gain(self, finished: list[dict[int, float]], step: int, value: float, horizon: int, sign: float) -> float:
         """The most a finished trial gained after `step`, among those whose value there was within
-        `peer_band` of this trial's: what a curve that looked like this one went on to do."""
+        `peer_band` of this trial's: what a curve that looked like this one went on to do (none
+        without a band)."""
+        band = self.peer_band
+        if band is None:
+            return 0.0
         gains = [0.0]
         for curve in finished:
-            if step in curve and abs(sign * curve[step] - value) <= self.peer_band:
+            if step in curve and abs(sign * curve[step] - value) <= band:
                 later = [sign * v for e, v in curve.items() if step < e < horizon]
                 gains.append(max(later, default=-math.inf) - sign * curve[step])
         return max(gains)

@@ -53,8 +53,8 @@ def build(
             if PARAM_PREFIX + name not in param_cols:
                 param_cols.append(PARAM_PREFIX + name)
         records.append(record)
-    multi = objectives is not None and len(objectives) > 1
-    columns = base_columns(metric) + (["pareto"] if multi else []) + param_cols
+    front = objectives if objectives is not None and len(objectives) > 1 else None  # what the front is over
+    columns = base_columns(metric) + (["pareto"] if front is not None else []) + param_cols
     frame = pd.DataFrame.from_records(records, columns=columns)
     for column in (
         "trial",
@@ -65,8 +65,8 @@ def build(
         "flops",
     ):  # stay integers even when some rows are blank
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
-    if multi:
-        frame["pareto"] = pareto(frame, objectives)
+    if front is not None:
+        frame["pareto"] = pareto(frame, front)
     return frame.sort_values("trial", kind="stable").reset_index(drop=True)
 
 

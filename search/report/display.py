@@ -49,7 +49,7 @@ class Display:
     def study_started(self, name: str, finished: int, target: int, engine: str, storage: str) -> None:
         todo = max(target - finished, 0)
         what = f"running {todo} more" if todo else "nothing left to run"
-        spent = f"; {self._budget_text(todo)}" if finished and self.budget is not None else ""
+        spent = f"; {self._budget_text(self.budget, todo)}" if finished and self.budget is not None else ""
         self._print(
             f"[bold]Study {name}[/]: {finished} of {target} trials finished, {what} ({engine}; storage {storage}){spent}"
         )
@@ -67,7 +67,7 @@ class Display:
         progress = ""
         if self.budget is not None:
             finished, target = self.budget[:2]
-            progress = f" | {finished}/{target} trials, {self._budget_text(max(target - finished, 0))}"
+            progress = f" | {finished}/{target} trials, {self._budget_text(self.budget, max(target - finished, 0))}"
         self._print(f"[{colour}]Trial {number} {state}[/] {shown} in {duration_s:.1f}s{self._best_text()}{progress}")
 
     def set_best(self, value: float, trial: int) -> None:
@@ -78,10 +78,11 @@ class Display:
         trials so far, across resumed runs (`timed` of them have a duration)."""
         self.budget = (finished, target, compute_s, timed)
 
-    def _budget_text(self, todo: int) -> str:
+    @staticmethod
+    def _budget_text(budget: tuple[int, int, float, int], todo: int) -> str:
         """'2m 10s of compute so far, about 5m 00s to the target' (the mean trial so far, times the
-        trials left)."""
-        _, _, compute_s, timed = self.budget
+        trials left; `budget` as `set_budget` keeps it)."""
+        _, _, compute_s, timed = budget
         text = f"{duration_text(compute_s)} of compute so far"
         if todo and timed:
             text += f", about {duration_text(compute_s / timed * todo)} to the target"

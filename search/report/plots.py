@@ -117,7 +117,10 @@ def study_from_frame(frame: pd.DataFrame, metric: str, direction: str, distribut
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=direction)
+    maximize = direction == "maximize"  # else minimize, as optimization_history reads it
+    study = optuna.create_study(
+        direction=optuna.study.StudyDirection.MAXIMIZE if maximize else optuna.study.StudyDirection.MINIMIZE
+    )
     states = {
         "COMPLETE": optuna.trial.TrialState.COMPLETE,
         "PRUNED": optuna.trial.TrialState.PRUNED,

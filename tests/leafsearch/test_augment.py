@@ -4,7 +4,8 @@ train step op by op under JAX (GPU idle; see bench/README.md)."""
 import keras
 import numpy as np
 
-from leafsearch.models.augment import RandomCropResize, augmentation_layers
+from leafsearch.models.augment import augmentation_layers
+from leafsearch.models.layers import RandomCropResize
 from leafsearch.training.recipe import resolve
 
 EVERY_AUGMENTATION = dict(aug_flip=True, aug_rotation=0.2, aug_zoom=0.2, aug_contrast=0.3, aug_crop=0.2, aug_noise=0.05)
@@ -72,7 +73,7 @@ def test_the_mask_covers_the_leaf_and_a_photo_without_black_background_is_not_us
 
 def test_background_replacement_changes_only_the_background_and_is_off_at_inference():
     from leafsearch.data import masks
-    from leafsearch.models.augment import BackgroundReplace
+    from leafsearch.models.layers import BackgroundReplace
 
     image, truth = leaf_on_black()
     marked = masks.MarkedImages(image[None])[np.array([0])].astype("float32")
@@ -91,7 +92,7 @@ def test_background_photos_come_from_the_folder_given(tmp_path):
     from PIL import Image
 
     from leafsearch.data import masks
-    from leafsearch.models.augment import BackgroundReplace
+    from leafsearch.models.layers import BackgroundReplace
 
     Image.fromarray(np.full((20, 20, 3), (200, 30, 30), np.uint8)).save(tmp_path / "red.png")
     image, truth = leaf_on_black()
@@ -103,7 +104,7 @@ def test_background_photos_come_from_the_folder_given(tmp_path):
 def test_a_few_background_photos_give_many_backgrounds_cropped_at_random(tmp_path):
     from PIL import Image
 
-    from leafsearch.models.augment import BANK, photo_bank
+    from leafsearch.data.background_photos import BANK, photo_bank
 
     half = np.zeros((40, 80, 3), np.uint8)
     half[:, 40:] = (0, 0, 250)  # left half black, right half blue: a crop's blue share says where it was cut
@@ -122,7 +123,7 @@ def test_a_new_background_shows_through_the_leafs_rim_as_the_black_did(tmp_path)
     from PIL import Image
 
     from leafsearch.data import masks
-    from leafsearch.models.augment import BackgroundReplace
+    from leafsearch.models.layers import BackgroundReplace
 
     Image.fromarray(np.full((20, 20, 3), (0, 0, 240), np.uint8)).save(tmp_path / "blue.png")
     image = np.zeros((24, 24, 3), np.uint8)
@@ -141,7 +142,7 @@ def test_clutter_puts_another_leaf_of_the_batch_behind_the_leaf(tmp_path):
     from PIL import Image
 
     from leafsearch.data import masks
-    from leafsearch.models.augment import BackgroundReplace
+    from leafsearch.models.layers import BackgroundReplace
 
     Image.fromarray(np.full((20, 20, 3), (30, 30, 200), np.uint8)).save(tmp_path / "blue.png")
     image, truth = leaf_on_black()

@@ -13,11 +13,17 @@ CNN_SPACE = ROOT / "spaces" / "cnn.py"
 TINY = ["--image-size", "32", "--max-epochs", "1", "--set", "batch_size=16"]
 
 
-def leafsearch(*args, cwd: Path, timeout=600) -> subprocess.CompletedProcess:
-    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+def leafsearch(*args, cwd: Path, timeout=600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m leafsearch ARGS` on the CPU, with `env` added to the environment."""
     import os
 
-    env = {**os.environ, **env}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": str(ROOT),
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "leafsearch", *map(str, args)],
         cwd=cwd,
@@ -127,6 +133,25 @@ def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.mark.slow  # a study in subprocesses
+def test_under_jax_no_tensorflow_start_up_logging_reaches_the_output(tmp_path, tiny_data):
+    """Keras under JAX does not import TensorFlow; the trial's TensorBoard logging (tf.summary)
+    does, and TensorFlow's C++ start-up lines, printed before its logging is set up, ignore
+    TF_CPP_MIN_LOG_LEVEL: six of them came between the progress lines of every trial."""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is None or importlib.util.find_spec("tensorboard") is None:
+        pytest.skip("needs JAX and TensorBoard installed")
+    done = leafsearch(
+        "run", CNN_SPACE, "--data", tiny_data, "--trials", "1", *TINY, cwd=tmp_path, env={"KERAS_BACKEND": "jax"}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Trial 0 COMPLETE" in done.stdout
+    assert any((tmp_path / "results" / "cnn" / "tb" / "0").iterdir())  # the trial imported TensorFlow and logged
+    chatter = ("absl::InitializeLog", "oneDNN", "cudart_stub", "Could not find cuda drivers")
+    assert [line for line in (done.stdout + done.stderr).splitlines() if any(c in line for c in chatter)] == []
 
 
 @pytest.mark.parametrize(
@@ -329,7 +354,7 @@ def test_a_bad_warm_start_is_one_line_and_writes_nothing(tmp_path, capsys, sourc
 
 @pytest.mark.parametrize("path", sorted((ROOT / "spaces").glob("*.py")), ids=lambda p: p.name)
 def test_every_shipped_space_file_is_valid(path):
-    from leafsearch.training.study import load_space
+    from leafsearch.training.setup import load_space
 
     space, spec = load_space(str(path))
     assert space.names and spec.trials >= 1

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow  # KerasTuner studies in subprocesses
 
 def optuna_columns() -> list[str]:
     """The columns an Optuna study of spaces/cnn.py writes (test_cli checks them on a real run)."""
-    from leafsearch.training.study import load_space
+    from leafsearch.training.setup import load_space
     from search.records.leaderboard import PARAM_PREFIX, base_columns
 
     space, _ = load_space(CNN_SPACE)

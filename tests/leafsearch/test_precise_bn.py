@@ -57,7 +57,7 @@ def test_the_callback_recalibrates_before_each_validation_on_the_same_images():
 
 
 def test_a_trial_with_background_replacement_keeps_it_in_the_statistics():
-    from leafsearch.models.augment import BackgroundReplace
+    from leafsearch.models.layers import BackgroundReplace
 
     inputs = keras.Input((8, 8, 3))
     x = BackgroundReplace(1.0, seed=0, name="aug_background")(inputs)

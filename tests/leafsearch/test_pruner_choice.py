@@ -4,7 +4,7 @@ in an Optuna study's settings for a joining worker (`leafsearch worker` prunes t
 import pytest
 
 from leafsearch.cli.main import build_parser
-from leafsearch.training import study
+from leafsearch.training import setup
 from search import UsageError
 from tests.search.fakes import Curve, run
 
@@ -12,18 +12,18 @@ from tests.search.fakes import Curve, run
 @pytest.mark.parametrize("backend", ["optuna", "kerastuner"])
 def test_curve_is_a_pruner_of_both_engines(backend):
     args = build_parser().parse_args(["run", "spaces/cnn.py", "--backend", backend, "--pruner", "curve"])
-    assert study.chosen_pruner(backend, args.pruner, args.no_prune) == "curve"
+    assert setup.chosen_pruner(backend, args.pruner, args.no_prune) == "curve"
     with pytest.raises(UsageError, match="--no-prune contradicts --pruner curve"):
-        study.chosen_pruner(backend, "curve", True)
+        setup.chosen_pruner(backend, "curve", True)
     assert (
-        study.chosen_pruner(backend, None, False) == {"optuna": "asha", "kerastuner": "curve"}[backend]
+        setup.chosen_pruner(backend, None, False) == {"optuna": "asha", "kerastuner": "curve"}[backend]
     )  # the defaults
 
 
 def test_a_joining_worker_takes_the_studys_pruner(tmp_path):
     settings = {"trials": 2, "max_epochs": 3, "algorithm": "tpe", "pruner": "curve"}
     run(tmp_path, Curve(), trials=2, pruner="curve", settings=settings)
-    _, _, asked = study.joined(study.Request(space_file=None, results=tmp_path, study="s"))
+    _, _, asked = setup.joined(setup.Request(space_file=None, results=tmp_path, study="s"))
     assert asked.pruner == "curve" and asked.backend == "optuna"
 
 
@@ -46,8 +46,8 @@ def test_the_command_line_and_the_engine_refuse_in_the_same_words(tmp_path, back
 
     spec = dataclasses.replace(SPEC, objectives=objectives)
     with pytest.raises(UsageError) as command_line:
-        study.prepare(
-            study.Request(space_file=None, results=tmp_path, backend=backend, **choices), SPACE, spec, note=print
+        setup.prepare(
+            setup.Request(space_file=None, results=tmp_path, backend=backend, **choices), SPACE, spec, note=print
         )
     with pytest.raises(UsageError) as engine:
         make_engine(SPACE, spec, RunOptions("s", tmp_path / "s", trials=1, backend=backend, **choices)).check_options()

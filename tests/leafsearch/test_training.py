@@ -7,10 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from leafsearch.models.augment import RandomCropResize, augmentation_layers
+from leafsearch.models.augment import augmentation_layers
 from leafsearch.models.cnn import build_cnn
+from leafsearch.models.layers import RandomCropResize
 from leafsearch.training import recipe as recipes
-from leafsearch.training.loop import phase_callbacks
+from leafsearch.training.callbacks import phase_callbacks
 from leafsearch.training.objective import LeafObjective
 from leafsearch.training.optimizers import make_optimizer
 from leafsearch.training.phases import Phase

@@ -24,6 +24,7 @@ from keras_tuner.engine.trial import TrialStatus
 from search.engines.base import Engine, FirstTrial, LocalWorkers, Outcome, Stop, Ticket, Wait
 from search.engines.choices import KERASTUNER_IDENTITY as IDENTITY_NAME
 from search.engines.choices import KERASTUNER_PROJECT as PROJECT_NAME
+from search.engines.choices import default_algorithm, default_pruner
 from search.engines.kerastuner.oracles import hyperband_budget, make_oracle
 from search.engines.kerastuner.space import declare, encode_values, sample
 from search.engines.pruning import PruningRule, Reference, curve_of
@@ -38,6 +39,7 @@ from search.reporter import summarise
 # KerasTuner's distributed mode: a chief serves the oracle over gRPC, workers train and ask it
 # for trials. These environment variables select the role (keras_tuner/src/distribute/utils.py).
 TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
+LOCAL_CHIEF = "LEAFSEARCH_KERASTUNER_LOCAL_CHIEF"  # set by `--workers N`: the chief starts (and outlives) its workers
 _STATES = {
     TrialStatus.COMPLETED: TrialState.COMPLETE,
     TrialStatus.RUNNING: TrialState.RUNNING,
@@ -102,10 +104,25 @@ class KerasTunerEngine(Engine):
     def study_dir(self):
         return self.options.study_dir
 
+    @property
+    def algorithm(self) -> str:
+        return self.options.algorithm or default_algorithm(self.backend)
+
+    @property
+    def pruner(self) -> str:
+        return self.options.pruner or default_pruner(self.backend)
+
+    @property
+    def opened(self) -> keras_tuner.Oracle:
+        """The oracle, once `start` made it (on a worker: the chief's, seen through `client`)."""
+        if self.oracle is None:
+            raise RuntimeError("the KerasTuner oracle is not made yet: the loop calls start() first")
+        return self.oracle
+
     @functools.cached_property
     def rule(self) -> PruningRule:
         """The study's pruning rule (its name was checked with the other options)."""
-        return pruning_rule(self.options.pruner)
+        return pruning_rule(self.pruner)
 
     @property
     def project_dir(self):
@@ -129,7 +146,7 @@ class KerasTunerEngine(Engine):
     def start(self, identity: Mapping[str, Any], first: Sequence[FirstTrial]) -> None:
         hp = declare(self.space, keras_tuner.HyperParameters())
         oracle = make_oracle(
-            self.options.algorithm, self.spec.metric, self.spec.direction, hp, self.options.seed, self.max_epochs
+            self.algorithm, self.spec.metric, self.spec.direction, hp, self.options.seed, self.max_epochs
         )
         oracle.first = [
             encode_values(self.space, trial.params) for trial in first
@@ -137,6 +154,8 @@ class KerasTunerEngine(Engine):
         # What Tuner.__init__ does with its directory; KerasTuner has no public call for an oracle alone.
         oracle._set_project_dir(str(self.study_dir), PROJECT_NAME)  # noqa: SLF001
         resuming = (self.project_dir / "oracle.json").exists()
+        # A chief restarted while its workers (started on their own) go on keeps their trials for them.
+        oracle.keep_ongoing = self.role == "chief" and not os.environ.get(LOCAL_CHIEF)
         if resuming and self.role != "worker":  # a worker's oracle is the chief's
             oracle.reload()  # its ongoing trials go to the front of its retry queue
         oracle.max_trials = self.options.trials
@@ -147,16 +166,16 @@ class KerasTunerEngine(Engine):
             oracle.save()  # so that a run stopped inside its first trial reloads this project
         self.oracle = oracle
         if self.role == "worker":
-            from keras_tuner.src.distribute import oracle_client
+            from search.engines.kerastuner.client import chief_patience, patient_client
 
-            self.client = oracle_client.OracleClient(oracle)
+            self.client = patient_client(oracle, chief_patience(self.options.storage_patience_s, self.options.note))
         else:
             self.client = oracle
 
     def finished(self) -> int:
         if self.role == "worker":
             return sum(row["state"] != TrialState.RUNNING for row in self.rows())
-        return sum(t.status in _FINISHED for t in self.oracle.trials.values())
+        return sum(t.status in _FINISHED for t in self.opened.trials.values())
 
     def target_met(self) -> bool:
         """A worker asks the chief until it answers STOPPED: the chief counts, and waits for every
@@ -232,16 +251,16 @@ class KerasTunerEngine(Engine):
             trial.status = TrialStatus.COMPLETED
         self.client.end_trial(trial)
         if self.role != "worker":
-            self.oracle.save()  # again: end_trial saves before it lets go of the ongoing trial (as Tuner.on_trial_end does)
+            self.opened.save()  # again: end_trial saves before it lets go of the ongoing trial (as Tuner.on_trial_end does)
 
     def rows(self) -> list[dict[str, Any]]:
         """The oracle's trials with what the loop wrote into their folders; a distributed worker,
         whose oracle is the chief's, reads the (shared) trial folders alone."""
-        metric, direction, algorithm = self.spec.metric, self.spec.direction, self.options.algorithm
+        metric, direction, algorithm = self.spec.metric, self.spec.direction, self.algorithm
         if self.role == "worker":
             return [folder_row(f, metric, direction, algorithm) for f in trial_files.numbered(self.study_dir)]
         rows = []
-        for trial in self.oracle.trials.values():
+        for trial in self.opened.trials.values():
             folder = trial_files.trial_dir(self.study_dir, int(trial.trial_id))
             info = trial_files.read(folder, trial_files.RUN, {}) or {}
             state = TrialState(info["state"]) if info.get("state") else _STATES.get(trial.status, TrialState.FAIL)
@@ -261,10 +280,10 @@ class KerasTunerEngine(Engine):
         return rows
 
     def describe(self) -> str:
-        engine = f"kerastuner/{self.options.algorithm}"
-        if self.options.algorithm == "hyperband":
+        engine = f"kerastuner/{self.algorithm}"
+        if self.algorithm == "hyperband":
             engine += f", up to {self.max_epochs} epochs a trial"
-        return engine + {"none": ", no pruning", "curve": ", curve pruning"}.get(self.options.pruner, "")
+        return engine + {"none": ", no pruning", "curve": ", curve pruning"}.get(self.pruner, "")
 
     def storage(self) -> str:
         return PROJECT_NAME
@@ -277,7 +296,7 @@ class KerasTunerEngine(Engine):
         return LocalWorkers(
             range(1, count + 1),
             False,
-            {**server, TUNER_ID: "chief"},
+            {**server, TUNER_ID: "chief", LOCAL_CHIEF: "1"},
             lambda index: {**server, TUNER_ID: f"tuner{index}"},
         )
 

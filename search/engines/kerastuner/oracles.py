@@ -24,9 +24,17 @@ class _QueuedFirst:
     1.4 has no public hook for first trials); the queue is saved with the oracle's state, so a
     resumed study serves what is left of it and never serves an entry twice."""
 
+    # Attributes of the KerasTuner oracle this class is mixed into, that it reads.
+    hyperparameters: keras_tuner.HyperParameters
+    _seed_state: int
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.first: list[dict[str, Any]] = []
+        # A chief whose workers run on their own (not started by it) and outlive its restart: the
+        # trials its previous life handed out stay with the tuners running them (see `reload`).
+        self.keep_ongoing = False
+        self._saved_ongoing: dict[str, str] = {}  # tuner id -> trial id, as the saved state had them
 
     def _random_values(self):
         while self.first:
@@ -53,10 +61,31 @@ class _QueuedFirst:
 
     def set_state(self, state):
         super().set_state(state)
+        self._saved_ongoing = dict(state.get("ongoing_trials", {}))
         if FIRST_STATE in state:
             self.first = list(state[FIRST_STATE])
         elif self.trials:  # saved before the queue was: its baseline was trial 0
             self.first = []
+
+    def reload(self):
+        """KerasTuner queues the trials that were running for any tuner to retry: right when every
+        process died with the chief, but a restarted chief whose workers lived on would hand a trial
+        one of them is still training to another. With `keep_ongoing` they stay with their tuner:
+        it ends them, or gets them back if it asks again (KerasTuner's rule for a tuner id)."""
+        super().reload()
+        if self.keep_ongoing:
+            for tuner_id, trial_id in self._saved_ongoing.items():
+                if trial_id in self._retry_queue and trial_id in self.trials:
+                    self._retry_queue.remove(trial_id)
+                    self.ongoing_trials[tuner_id] = self.trials[trial_id]
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        """Once per trial: a worker that sent it again after the reply was lost (the chief
+        restarting, the network) does not end it twice."""
+        if trial.trial_id in self.end_order and all(t.trial_id != trial.trial_id for t in self.ongoing_trials.values()):
+            return
+        super().end_trial(trial)
 
 
 class _RandomSearchOracle(_QueuedFirst, keras_tuner.oracles.RandomSearchOracle):

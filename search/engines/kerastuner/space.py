@@ -43,11 +43,12 @@ def encode(param: Param, value: Any) -> Any:
 
 def decode(param: Param, value: Any) -> Any:
     """A KerasTuner value as the space defines it (plain Python types, for JSON and the objective)."""
-    if _as_labels(param):
-        for option in _options(param):
+    options = _options(param)
+    if options is not None and _as_labels(param):
+        for option in options:
             if repr(option) == value:
                 return option
-        raise ValueError(f"KerasTuner value {value!r} is not one of {list(_options(param))!r}")
+        raise ValueError(f"KerasTuner value {value!r} is not one of {list(options)!r}")
     if isinstance(param, Bool):
         return bool(value)
     if isinstance(param, Int):

@@ -12,23 +12,39 @@ import datetime
 import logging
 import os
 import socket
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+from optuna.storages._heartbeat import BaseHeartbeat, get_heartbeat_thread, is_heartbeat_enabled
+from optuna.study import StudyDirection
 from optuna.trial import TrialState as OptunaState
 
 from search.engines.base import Engine, FirstTrial, Outcome, Ticket, Wait
+from search.engines.choices import default_algorithm, default_pruner
 from search.engines.optuna.algorithms import make_pruner, make_sampler
 from search.engines.optuna.shadow import ShadowPruning
 from search.engines.optuna.space import sample
-from search.engines.optuna.storage import GRACE_S, JOURNAL_NAME, counts_toward_target, make_storage, rows_from_study
+from search.engines.optuna.storage import (
+    GRACE_S,
+    HEARTBEAT_S,
+    JOURNAL_NAME,
+    counts_toward_target,
+    make_storage,
+    rows_from_study,
+    storage_patience,
+)
+from search.engines.patience import Patience, StorageDown
 from search.execution import processes
 from search.records.states import TrialState
 from search.urls import mask_url
 
 POLL_S = 2.0  # how often a worker waiting for other workers' trials looks again
+# A trial whose heartbeat looks stale is declared dead only by a process that has reached the
+# storage for this long without a break: after an outage every trial's heartbeat is old, and the
+# live ones beat again within one interval of the storage coming back.
+HEARD_S = 2 * HEARTBEAT_S
 # How a leaderboard state is told: an infeasible trial is PRUNED for Optuna (its samplers learn the
 # constraints only from complete and pruned trials), and flagged `infeasible` for the leaderboard.
 FINAL = {
@@ -63,18 +79,36 @@ class OptunaEngine(Engine):
         self._sent: dict[
             int, set[int]
         ] = {}  # epochs reported per trial (a retry after out-of-memory reports them again)
+        self._unsent: dict[int, dict[int, float]] = {}  # per trial, epochs reported while the storage was down
+        self._patience: Patience | None = None  # a database storage's: how its calls wait out an outage
         self._shadows: dict[int, ShadowPruning] = {}  # a multi-objective study's pruning, per trial
         self._curves: dict[int, list[float | None]] = {}
 
+    @property
+    def opened(self) -> optuna.Study:
+        """The study, once `stored_identity` found it or `start` created it."""
+        if self.study is None:
+            raise RuntimeError("the Optuna study is not open yet: the loop calls stored_identity() and start() first")
+        return self.study
+
+    @property
+    def algorithm(self) -> str:
+        return self.options.algorithm or default_algorithm(self.backend)
+
+    def _pruner(self) -> optuna.pruners.BasePruner:
+        return make_pruner(self.options.pruner or default_pruner(self.backend), self.options.max_resource)
+
     def stored_identity(self) -> Mapping[str, Any] | None:
         options = self.options
-        self._storage = make_storage(options.study_dir, options.storage)
+        if options.storage is not None:
+            self._patience = storage_patience(options.storage, options.storage_patience_s, options.note)
+        self._storage = make_storage(options.study_dir, options.storage, self._patience)
         summaries = {
             s.study_name: s.n_trials for s in optuna.get_all_study_summaries(self._storage, include_best_trial=False)
         }
         # A resumed run must not replay the first run's random draws, nor a worker another's.
         self._sampler = make_sampler(
-            options.algorithm,
+            self.algorithm,
             (options.seed + summaries.get(options.study_name, 0) + 7919 * options.sampler_stream) % 2**32,
         )
         if options.study_name not in summaries:
@@ -83,7 +117,7 @@ class OptunaEngine(Engine):
             study_name=options.study_name,
             storage=self._storage,
             sampler=self._sampler,
-            pruner=make_pruner(options.pruner, options.max_resource),
+            pruner=self._pruner(),
         )
         return {**self.study.user_attrs, "direction": self.study.directions[0].name.lower()}
 
@@ -96,9 +130,9 @@ class OptunaEngine(Engine):
         self.study = optuna.create_study(
             storage=self._storage,
             study_name=self.options.study_name,
-            directions=list(self.spec.all_objectives.values()),
+            directions=[StudyDirection[direction.upper()] for direction in self.spec.all_objectives.values()],
             sampler=self._sampler,
-            pruner=make_pruner(self.options.pruner, self.options.max_resource),
+            pruner=self._pruner(),
         )
         for key, value in {**identity, "settings": settings}.items():
             self.study.set_user_attr(key, value)
@@ -108,9 +142,16 @@ class OptunaEngine(Engine):
     def requeue_orphans(self) -> list[str]:
         """RUNNING trials whose process died (kill -9, a crash, a lost machine) are marked failed
         and their parameters queued again with the same seed, to continue from their checkpoint."""
-        storage, here, notes = self.study._storage, socket.gethostname(), []  # noqa: SLF001 - no public API for another process's trial
-        stale = set(storage._get_stale_trial_ids(self.study._study_id)) if is_heartbeat_enabled(storage) else set()  # noqa: SLF001 - what fail_stale_trials uses
-        trials = self.study.get_trials(deepcopy=False)
+        study = self.opened
+        storage, here, notes = study._storage, socket.gethostname(), []  # noqa: SLF001 - no public API for another process's trial
+        stale = (
+            set(storage._get_stale_trial_ids(study._study_id))  # noqa: SLF001 - what fail_stale_trials uses
+            if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)
+            else set()
+        )
+        if self._patience is not None and self._patience.up_for() < HEARD_S:  # asked after the call: it may have waited
+            stale = set()
+        trials = study.get_trials(deepcopy=False)
         continued = {t.user_attrs.get("resumes") for t in trials}
         for frozen in (t for t in trials if t.state == OptunaState.RUNNING):
             attrs, trial_id = frozen.user_attrs, frozen._trial_id  # noqa: SLF001
@@ -140,7 +181,7 @@ class OptunaEngine(Engine):
                 never_claimed or frozen.number in continued
             ):  # nothing to continue, or already queued (a Ctrl-C cut short)
                 continue
-            self.study.enqueue_trial(
+            study.enqueue_trial(
                 attrs.get("params") or frozen.params, user_attrs={"seed": attrs.get("seed"), "resumes": frozen.number}
             )
             notes.append(
@@ -149,7 +190,7 @@ class OptunaEngine(Engine):
         return notes
 
     def finished(self) -> int:
-        return sum(counts_toward_target(t) for t in self.study.get_trials(deepcopy=False))
+        return sum(counts_toward_target(t) for t in self.opened.get_trials(deepcopy=False))
 
     def _claimed(self, trials: list[optuna.trial.FrozenTrial], before: int) -> int:
         """Places toward the target taken by trials numbered below `before`: counted finished
@@ -160,32 +201,35 @@ class OptunaEngine(Engine):
         )
 
     def ask(self) -> Ticket | Wait:
-        trials, target = self.study.get_trials(deepcopy=False), self.options.trials
+        study = self.opened
+        trials, target = study.get_trials(deepcopy=False), self.options.trials
         if not any(t.state == OptunaState.WAITING for t in trials) and self._claimed(trials, len(trials)) >= target:
             # Other workers' trials will meet the target, unless one dies: then it is queued again here.
             return Wait(running=sum(t.state == OptunaState.RUNNING for t in trials), seconds=POLL_S)
-        trial = self.study.ask()
+        with warnings.catch_warnings():
+            # "Heartbeat of storage is supposed to be used with Study.optimize": this loop is the
+            # optimize loop here, and holds the heartbeat around training itself (`training`).
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed", UserWarning)
+            trial = study.ask()
         if (
             "resumes" not in trial.user_attrs
-            and self._claimed(self.study.get_trials(deepcopy=False), trial.number) >= target
+            and self._claimed(study.get_trials(deepcopy=False), trial.number) >= target
         ):
             trial.set_user_attr("surplus", True)  # another worker took the last place first: hidden
-            self.study.tell(trial, state=OptunaState.FAIL)
+            study.tell(trial, state=OptunaState.FAIL)
             return Wait(seconds=0.0)
         seed = trial.user_attrs.get("seed")
         seed = self.options.seed + trial.number if seed is None else seed
-        for key, value in {**processes.owner(), "seed": seed, "algorithm": self.options.algorithm}.items():
+        for key, value in {**processes.owner(), "seed": seed, "algorithm": self.algorithm}.items():
             trial.set_user_attr(key, value)
         params = sample(self.space, trial)
         trial.set_user_attr("params", params)
         if self.spec.multi_objective and self.options.prune:
-            self._shadows[trial.number] = ShadowPruning(
-                self.study, self.spec.direction, lambda: make_pruner(self.options.pruner, self.options.max_resource)
-            )
+            self._shadows[trial.number] = ShadowPruning(study, self.spec.direction, self._pruner)
         return Ticket(trial.number, params, seed, resumes=trial.user_attrs.get("resumes"), handle=trial)
 
     def training(self, ticket: Ticket):
-        return heartbeat(self.study._storage, ticket.handle._trial_id)  # noqa: SLF001
+        return heartbeat(self.opened._storage, ticket.handle._trial_id)  # noqa: SLF001
 
     def report(self, ticket: Ticket, epoch: int, value: float, curve: list[float | None]) -> bool:
         if self.spec.multi_objective:  # Optuna takes no intermediate values here: leafsearch prunes
@@ -193,17 +237,33 @@ class OptunaEngine(Engine):
             shadow = self._shadows.get(ticket.number)
             return shadow is not None and shadow.should_prune(epoch, value)
         sent = self._sent.setdefault(ticket.number, set())
+        unsent = self._unsent.setdefault(ticket.number, {})
         if epoch not in sent:
             sent.add(epoch)
+            unsent[epoch] = value
+        try:
+            with self._patience.at_once() if self._patience is not None else contextlib.nullcontext():
+                self._deliver(ticket)
+                return ticket.taken_over or ticket.handle.should_prune()
+        except StorageDown:  # the trial trains on; its epochs go to the storage, and it is judged, when it is back
+            return ticket.taken_over
+
+    def _deliver(self, ticket: Ticket) -> None:
+        """Send the trial's epochs the storage has not had yet, in order."""
+        unsent = self._unsent.get(ticket.number, {})
+        for epoch in sorted(unsent):
             try:
-                ticket.handle.report(value, step=epoch)
+                ticket.handle.report(unsent[epoch], step=epoch)
             except optuna.exceptions.UpdateFinishedTrialError:
                 ticket.taken_over = True  # another worker ended it in the storage (it thought us dead)
-        return ticket.taken_over or ticket.handle.should_prune()
+            del unsent[epoch]
 
     def tell(self, ticket: Ticket, outcome: Outcome) -> None:
         trial = ticket.handle
-        attrs = {
+        if not self.spec.multi_objective:
+            self._deliver(ticket)  # epochs reported during an outage: the study keeps the whole curve
+        self._unsent.pop(ticket.number, None)
+        attrs: dict[str, Any] = {
             "summary": dict(outcome.summary),
             "params": dict(outcome.params),
             "costs": outcome.costs or None,
@@ -211,7 +271,7 @@ class OptunaEngine(Engine):
         }
         if outcome.state == TrialState.INTERRUPTED:  # queued to continue from its last checkpoint
             attrs["requeued"] = True
-            self.study.enqueue_trial(ticket.params, user_attrs={"seed": ticket.seed, "resumes": ticket.number})
+            self.opened.enqueue_trial(ticket.params, user_attrs={"seed": ticket.seed, "resumes": ticket.number})
         elif outcome.state == TrialState.BAD_INPUT:  # not counted: the user fixes the input and runs again
             attrs["bad_input"] = True
         elif outcome.state == TrialState.INFEASIBLE:
@@ -231,7 +291,7 @@ class OptunaEngine(Engine):
         for name, bound in self.spec.constraints.items():  # <= 0: feasible; the samplers learn from these
             cost = (outcome.costs or {}).get(name)
             trial.set_constraint(name, float(cost) - bound if isinstance(cost, (int, float)) else 0.0)
-        self.study.tell(trial, values, state=state)
+        self.opened.tell(trial, values, state=state)
 
     def _values(self, outcome: Outcome) -> tuple[list[float] | float | None, OptunaState]:
         """What Optuna is told: the metric, then the cost objectives (None where one is missing)."""
@@ -242,10 +302,11 @@ class OptunaEngine(Engine):
             return outcome.value, state
         costs = outcome.costs or {}
         values = [outcome.value, *(costs.get(name) for name in self.spec.objectives)]
-        return (None if any(v is None for v in values) else [float(v) for v in values]), state
+        measured = [float(v) for v in values if v is not None]
+        return (measured if len(measured) == len(values) else None), state
 
     def rows(self) -> list[dict[str, Any]]:
-        return rows_from_study(self.study, self.spec.metric, self.options.algorithm)
+        return rows_from_study(self.opened, self.spec.metric, self.algorithm)
 
     def describe(self) -> str:
         return super().describe() + (

@@ -19,7 +19,7 @@ class ShadowPruning:
     def __init__(self, study: optuna.Study, direction: str, make_pruner: Callable[[], optuna.pruners.BasePruner]):
         shadow = optuna.create_study(
             study_name=study.study_name,
-            direction=direction,
+            direction=optuna.study.StudyDirection[direction.upper()],
             pruner=make_pruner(),
             sampler=optuna.samplers.RandomSampler(seed=0),
         )

@@ -1,6 +1,10 @@
-"""A study of the leaf pipeline, from a space file and the command line's choices to the search
-loop: every input checked before the study is touched, the data drawn (built-in leaves) or
-scanned and decoded once, the trial processes' fork server started early, the run options.
+"""A run's setup: from a space file and the command line's choices to what the search loop
+takes (the space, STUDY, the objective and the run options). Every input is checked before the
+study is touched, the data drawn (built-in leaves) or scanned and decoded once, the trial
+processes' fork server started early.
+
+Named `setup`, not `study`: "study" already names the space file's STUDY (`search.study.Study`),
+the engine's study and the results folder.
 
 It prints nothing: what the user should read goes through `note`, and the CLI decides how.
 """
@@ -15,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from leafsearch import runtime
-from leafsearch.data import IMAGE_EXTENSIONS, content_id, scan_folder
+from leafsearch.data import IMAGE_EXTENSIONS, ImageFolder, content_id, scan_folder
 from leafsearch.training import recipe
 from leafsearch.training.objective import LeafObjective
 from search import engines
 from search.errors import UsageError
 from search.execution.executor import TrialProcesses
-from search.options import RunOptions
+from search.options import RunOptions, WarmStart
 from search.space import Fixed, Space
 from search.spacefile import load_space_file
 from search.study import Study
@@ -219,9 +223,52 @@ def builtin_data(results: Path, note: Note) -> Path:
     return folder
 
 
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """The choices `check_inputs` found valid, before anything was written."""
+
+    name: str
+    trials: int
+    algorithm: str
+    pruner: str
+    warm: WarmStart | None
+    weights_origin: dict[str, Any] | None  # per `weights` value, where an EfficientNet's come from
+
+
 def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared:
     """Check every input (one UsageError, before the study is touched), then get the data, the
     device and the objective ready."""
+    checked = check_inputs(request, space, spec)
+    data_root = data_folder(request, note)
+    folder = scan_folder(data_root)  # a bad folder is reported before the study is touched
+    if request.storage is not None:  # an unreachable server is reported now, not after decoding
+        from search.engines.optuna.storage import make_storage
+
+        make_storage(request.results / checked.name, request.storage)
+    found = _device(request, request.backend)
+    max_epochs = request.max_epochs or spec.max_epochs
+    objective = leaf_objective(request, spec, data_root, max_epochs)
+    for size in recipe_values(space, "image_size", spec.pipeline):  # decode once, and find bad data now
+        objective.data(size)
+    device = found.result() if isinstance(found, Future) else found
+    options = run_options(request, space, spec, checked, max_epochs, data_root, folder, device)
+    return Prepared(
+        space,
+        spec,
+        objective,
+        options,
+        len(folder.paths),
+        tuple(folder.class_names),
+        device["device"],
+        device["policy"],
+        device["gpus"],
+    )
+
+
+def check_inputs(request: Request, space: Space, spec: Study) -> Checked:
+    """The engine's options, the study's name, the warm start, the backbones' weights, the
+    backgrounds and the results folder, in that order; the first bad one is a UsageError and
+    nothing has been written (but the probe of a writable results folder)."""
     backend = request.backend
     pruner = chosen_pruner(backend, request.pruner, request.no_prune)
     algorithm = request.algorithm or engines.default_algorithm(backend)
@@ -235,39 +282,43 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         from search.warmstart import plan
 
         warm = plan(request.results, request.warm_start, name, space, trials, request.storage)
-    if spec.pipeline == "efficientnet":  # unusable weights are reported before anything is written
-        runtime.import_keras_quietly()
-        from leafsearch.models import efficientnet
-
-        for backbone in recipe_values(space, "backbone", spec.pipeline):
-            for weights in recipe_values(space, "weights", spec.pipeline):
-                efficientnet.check_weights_available(backbone, weights)
-        backbones = [str(b) for b in recipe_values(space, "backbone", spec.pipeline)]
-        weights_origin = {
-            str(weights): weights_record(weights, backbones)
-            for weights in recipe_values(space, "weights", spec.pipeline)
-        }
-    else:
-        weights_origin = None
+    weights_origin = check_weights(space, spec.pipeline)
     flag = "--backgrounds" if (request.overrides or {}).get("backgrounds") is not None else None
     for backgrounds in recipe_values(space, "backgrounds", spec.pipeline):  # read in each trial's process: checked here
         check_backgrounds(backgrounds, flag, request.space_file)
     check_writable(request.results)
-    if request.data is None:
-        data_root = builtin_data(request.results, note)
-        note(
-            f"No --data given: using the built-in synthetic leaf dataset ({data_root}); pass --data DIR for your own images."
-        )
-    else:
-        data_root = request.data
-    folder = scan_folder(data_root)  # a bad folder is reported before the study is touched
-    if request.storage is not None:  # an unreachable server is reported now, not after decoding
-        from search.engines.optuna.storage import make_storage
+    return Checked(name, trials, algorithm, pruner, warm, weights_origin)
 
-        make_storage(request.results / name, request.storage)
-    found = _device(request, backend)
-    max_epochs = request.max_epochs or spec.max_epochs
-    objective = LeafObjective(
+
+def check_weights(space: Space, pipeline: str) -> dict[str, Any] | None:
+    """An EfficientNet study's weights, every backbone with every `weights` value the space can
+    give, checked before anything is written (unusable weights are a UsageError), and what each
+    trial's run.json records of their origin; None for another pipeline."""
+    if pipeline != "efficientnet":
+        return None
+    runtime.import_keras_quietly()
+    from leafsearch.models import efficientnet
+
+    for backbone in recipe_values(space, "backbone", pipeline):
+        for weights in recipe_values(space, "weights", pipeline):
+            efficientnet.check_weights_available(backbone, weights)
+    backbones = [str(b) for b in recipe_values(space, "backbone", pipeline)]
+    return {str(weights): weights_record(weights, backbones) for weights in recipe_values(space, "weights", pipeline)}
+
+
+def data_folder(request: Request, note: Note) -> Path:
+    """`--data`, or the built-in synthetic leaves (drawn on the first run)."""
+    if request.data is not None:
+        return request.data
+    data_root = builtin_data(request.results, note)
+    note(
+        f"No --data given: using the built-in synthetic leaf dataset ({data_root}); pass --data DIR for your own images."
+    )
+    return data_root
+
+
+def leaf_objective(request: Request, spec: Study, data_root: Path, max_epochs: int) -> LeafObjective:
+    return LeafObjective(
         data_root=data_root,
         pipeline=spec.pipeline,
         max_epochs=max_epochs,
@@ -277,44 +328,49 @@ def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared
         split_seed=request.seed,
         precision=request.precision,
     )
-    for size in recipe_values(space, "image_size", spec.pipeline):  # decode once, and find bad data now
-        objective.data(size)
-    device = found.result() if isinstance(found, Future) else found
-    options = RunOptions(
-        study_name=name,
-        study_dir=request.results / name,
-        trials=trials,
-        backend=backend,
+
+
+def run_options(
+    request: Request,
+    space: Space,
+    spec: Study,
+    checked: Checked,
+    max_epochs: int,
+    data_root: Path,
+    folder: ImageFolder,
+    device: Mapping[str, Any],
+) -> RunOptions:
+    """What the search loop is told: the study's name, folder, budget and engine, the identity a
+    resumed study must match, and what every trial's run.json records."""
+    return RunOptions(
+        study_name=checked.name,
+        study_dir=request.results / checked.name,
+        trials=checked.trials,
+        backend=request.backend,
         storage=request.storage,
-        algorithm=algorithm,
-        pruner=pruner,
+        algorithm=checked.algorithm,
+        pruner=checked.pruner,
         max_resource=most_epochs_a_trial(space, spec.pipeline, max_epochs),
         seed=request.seed,
         timeout_s=request.timeout_s,
         identity={"data": content_id(folder), "split_seed": request.seed},
-        settings={"trials": trials, "max_epochs": max_epochs, "algorithm": algorithm, "pruner": pruner},
+        settings={
+            "trials": checked.trials,
+            "max_epochs": max_epochs,
+            "algorithm": checked.algorithm,
+            "pruner": checked.pruner,
+        },
         run_info={
             **device["versions"],
             "precision": device["policy"],
             "data": str(data_root),
             "classes": len(folder.class_names),
-            **({"weights_origin": weights_origin} if weights_origin else {}),
+            **({"weights_origin": checked.weights_origin} if checked.weights_origin else {}),
         },
         worker_index=request.worker_index,
         in_process=request.in_process,
         preload=PRELOAD,
-        warm_start=warm,
-    )
-    return Prepared(
-        space,
-        spec,
-        objective,
-        options,
-        len(folder.paths),
-        tuple(folder.class_names),
-        device["device"],
-        device["policy"],
-        device["gpus"],
+        warm_start=checked.warm,
     )
 
 
