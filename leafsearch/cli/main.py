@@ -82,13 +82,36 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="leafsearch",
-        description="Declarative hyperparameter search for leaf image classification with Keras.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+RESULTS_HELP = "results root folder (default: results)"
 
+
+def _results(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--results", type=Path, default=Path("results"), help=RESULTS_HELP)
+
+
+def _storage(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help_text: str) -> None:
+    """`--storage URL`, defaulting to the environment variable that keeps a password off the command line."""
+    parser.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE), help=help_text)
+
+
+def _storage_patience(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-patience",
+        type=parse_duration,
+        default=STORAGE_PATIENCE,
+        metavar="DURATION",
+        help=STORAGE_PATIENCE_HELP,
+    )
+
+
+def _study_and_trial(parser: argparse.ArgumentParser) -> None:
+    """`--study NAME [--trial N]`: which trial's best checkpoint `evaluate` and `export` read."""
+    parser.add_argument("--study", required=True, help="the study's name")
+    parser.add_argument("--trial", type=non_negative_int, help="trial number (default: the best complete trial)")
+
+
+def _add_run(commands) -> None:
+    """`run SPACE`: the study of a space file, created or resumed."""
     run = commands.add_parser(
         "run",
         help="run (or resume) a study of a space file",
@@ -162,11 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="when the study ends, score its best trial on this test folder (one sub-folder per class, or "
         "subsets of them), as `leafsearch evaluate --data DIR` does, without a second process loading Keras",
     )
-    run.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
-    run.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_VARIABLE),
-        help=f"Optuna storage URL, e.g. postgresql://user@host/db, or set {STORAGE_VARIABLE} to keep a password "
+    _results(run)
+    _storage(
+        run,
+        f"Optuna storage URL, e.g. postgresql://user@host/db, or set {STORAGE_VARIABLE} to keep a password "
         f"off the command line (default: a journal file in the study folder)",
     )
     run.add_argument(
@@ -177,13 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_duration,
         help="stop starting new trials after this long, e.g. 2h or 90m; run again to continue",
     )
-    run.add_argument(
-        "--storage-patience",
-        type=parse_duration,
-        default=STORAGE_PATIENCE,
-        metavar="DURATION",
-        help=STORAGE_PATIENCE_HELP,
-    )
+    _storage_patience(run)
     run.add_argument(
         "--pruner",
         choices=ALL_PRUNERS,
@@ -204,7 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="worker processes sharing the study on this machine, one GPU each when there are GPUs (default: 1)",
     )
+    run.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="dtype policy (default: auto = mixed_float16 on a GPU, float32 on the CPU)",
+    )
 
+
+def _add_worker(commands) -> None:
+    """`worker`: one more process on an existing Optuna study."""
     worker = commands.add_parser(
         "worker",
         help="join a running study (from this machine or another) as one more worker",
@@ -213,19 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("space", nargs="?", help="space file (default: the study's space, read from the storage)")
     worker.add_argument("--study", required=True, help="the study's name")
-    worker.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_VARIABLE),
-        help=f"the study's storage URL, e.g. postgresql://user@host/db, or {STORAGE_VARIABLE} (default: the journal file in --results)",
+    _storage(
+        worker,
+        f"the study's storage URL, e.g. postgresql://user@host/db, or {STORAGE_VARIABLE} (default: the journal file in --results)",
     )
-    worker.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
-    worker.add_argument(
-        "--storage-patience",
-        type=parse_duration,
-        default=STORAGE_PATIENCE,
-        metavar="DURATION",
-        help=STORAGE_PATIENCE_HELP,
-    )
+    _results(worker)
+    _storage_patience(worker)
     worker.add_argument(
         "--data", type=Path, help="this machine's copy of the study's data (default: built-in synthetic leaves)"
     )
@@ -234,20 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--precision", default="auto", choices=PRECISIONS, help="dtype policy (default: auto)")
     worker.add_argument("--in-process", action="store_true", help="train every trial in this process (debugging)")
     worker.set_defaults(pins=[], image_size=None, backbone=None, weights=None, backgrounds=None)
-    run.add_argument(
-        "--precision",
-        default="auto",
-        choices=PRECISIONS,
-        help="dtype policy (default: auto = mixed_float16 on a GPU, float32 on the CPU)",
-    )
 
+
+def _add_report(commands) -> None:
+    """`report`: a study's header and leaderboard."""
     report = commands.add_parser("report", help="print a study's leaderboard, best first")
     report.add_argument("--study", help="study name (default: the most recently updated study in --results)")
-    report.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
-    report.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_VARIABLE),
-        help=f"read the trials from this Optuna storage URL (or {STORAGE_VARIABLE}) instead of the leaderboard file",
+    _results(report)
+    _storage(
+        report,
+        f"read the trials from this Optuna storage URL (or {STORAGE_VARIABLE}) instead of the leaderboard file",
     )
     report.add_argument("--top", type=positive_int, help="show only the K first trials (the K best by default)")
     report.add_argument(
@@ -277,41 +291,48 @@ def build_parser() -> argparse.ArgumentParser:
         "slices, learning curves); --format html embeds them",
     )
 
+
+def _add_studies(commands) -> None:
+    """`studies`: every study of a results folder or a storage."""
     studies = commands.add_parser(
         "studies", help="list every study with its trial counts, best value and last activity"
     )
     where = studies.add_mutually_exclusive_group()
-    where.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
-    where.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_VARIABLE),
-        help=f"list the studies of this Optuna storage URL (or {STORAGE_VARIABLE}) instead",
+    _results(where)
+    _storage(
+        where,
+        f"list the studies of this Optuna storage URL (or {STORAGE_VARIABLE}) instead",
     )
 
+
+def _add_evaluate(commands) -> None:
+    """`evaluate`: a trial's best checkpoint scored on a test folder."""
     evaluate = commands.add_parser(
         "evaluate",
         help="score a trial's best checkpoint on a test folder (accuracy, per class, confusion matrix)",
         description="Mean accuracy, per-class accuracy and a confusion-matrix PNG of a trial's best checkpoint on a test "
         "folder with the study's class sub-folders; stored in results/<study>/evaluations/.",
     )
-    evaluate.add_argument("--study", required=True, help="the study's name")
-    evaluate.add_argument("--trial", type=non_negative_int, help="trial number (default: the best complete trial)")
+    _study_and_trial(evaluate)
     evaluate.add_argument("--data", type=Path, required=True, help="test image folder, one sub-folder per class")
-    evaluate.add_argument(
-        "--results", type=Path, default=Path("results"), help="results root folder (default: results)"
-    )
+    _results(evaluate)
 
+
+def _add_export(commands) -> None:
+    """`export`: a trial's model as a .keras file."""
     export = commands.add_parser(
         "export",
         help="save a trial's model (best checkpoint) as a .keras file",
         description="Save a trial's model with its best weights as a .keras file for inference, "
         "its class names in a .labels.json file beside it.",
     )
-    export.add_argument("--study", required=True, help="the study's name")
-    export.add_argument("--trial", type=non_negative_int, help="trial number (default: the best complete trial)")
+    _study_and_trial(export)
     export.add_argument("--output", type=Path, required=True, help="model file to write, e.g. model.keras")
-    export.add_argument("--results", type=Path, default=Path("results"), help="results root folder (default: results)")
+    _results(export)
 
+
+def _add_predict(commands) -> None:
+    """`predict`: classes of images with an exported model."""
     predict = commands.add_parser("predict", help="class and probability of images with an exported model")
     predict.add_argument("model", type=Path, help="a .keras file written by leafsearch export")
     predict.add_argument(
@@ -321,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="write the predictions as CSV (path, class, probability) to this file"
     )
 
+
+def _add_weights(commands) -> None:
+    """`weights convert`: foreign backbone weights to a .weights.h5 file."""
     weights = commands.add_parser(
         "weights",
         help="backbone weights: convert Google's original EfficientNet checkpoints",
@@ -358,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
         "AutoAugment) or advprop (x*2/255 - 1)",
     )
 
+
+def _add_demo_data(commands) -> None:
+    """`demo-data`: the synthetic leaves as an image folder."""
     demo = commands.add_parser("demo-data", help="write the synthetic leaf dataset as an image folder")
     demo.add_argument("dir", type=Path, help="output folder (one sub-folder per species)")
     demo.add_argument("--images", type=positive_int, default=560, help="total number of images (default: 560)")
@@ -374,6 +401,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="a test folder in subsets, as the seed's: DIR/clean and DIR/wild, each with the class folders "
         "and --images images (`leafsearch evaluate` scores each)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="leafsearch",
+        description="Declarative hyperparameter search for leaf image classification with Keras.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+    _add_run(commands)
+    _add_worker(commands)
+    _add_report(commands)
+    _add_studies(commands)
+    _add_evaluate(commands)
+    _add_export(commands)
+    _add_predict(commands)
+    _add_weights(commands)
+    _add_demo_data(commands)
     return parser
 
 
