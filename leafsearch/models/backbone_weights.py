@@ -137,6 +137,21 @@ def original_names(backbone: keras.Model, scope: str) -> dict[str, str]:
     return out
 
 
+def save_weights_atomically(model: keras.Model, output: Path) -> None:
+    """`model`'s weights at `output`, whole or not at all: several workers may convert at once,
+    the last rename wins, all the same."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".converting-", suffix=".weights.h5", dir=output.parent)
+    os.close(handle)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras' notes on unbuilt optimizer state: none here
+            model.save_weights(temporary)
+        os.replace(temporary, output)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
 def _checkpoint_prefix(checkpoint: Path) -> str:
     """The checkpoint's prefix: a folder's latest (or its one `*.index`), or the prefix given."""
     import tensorflow as tf
@@ -208,23 +223,11 @@ def convert_checkpoint(
         values.append((weight, reader.get_tensor(source)))
     for weight, value in values:
         weight.assign(value)
-    if is_lite(backbone):
-        normalization = (
-            efficientnet_lite.NORMALIZATION
-        )  # fixed in the architecture, as the Lite checkpoints were trained
+    if is_lite(backbone):  # fixed in the architecture, as the Lite checkpoints were trained
+        normalization = efficientnet_lite.NORMALIZATION
     else:
         set_normalization(model, *NORMALIZATIONS[normalization])
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".converting-", suffix=".weights.h5", dir=output.parent)
-    os.close(handle)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.save_weights(temporary)
-        os.replace(temporary, output)  # whole or not at all
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    save_weights_atomically(model, Path(output))
     return {
         "variables": len(values),
         "ema": any(f"{n}/ExponentialMovingAverage" in shapes for n in original_names(model, scope).values()),

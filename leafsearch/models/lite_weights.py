@@ -18,14 +18,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
-import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from leafsearch.models import efficientnet_lite
+from leafsearch.models.backbone_weights import save_weights_atomically
 from leafsearch.models.torch_file import UnsafeFileError, read_state_dict
 from search.errors import UsageError
 
@@ -220,17 +219,7 @@ def convert_file(source: Path, variant: str, output: Path, expected_sha256: str 
     state = read_package_weights(Path(source), variant, expected_sha256)
     model = efficientnet_lite.EfficientNetLite(variant, include_top=False, input_shape=(32, 32, 3))
     assign_state_dict(model, variant, state, str(source))
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".converting-", suffix=".weights.h5", dir=output.parent)
-    os.close(handle)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.save_weights(temporary)
-        os.replace(temporary, output)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    save_weights_atomically(model, Path(output))
     return {"variables": len(model.weights), "ema": False, "scope": variant, "normalization": NORMALIZATION}
 
 
