@@ -226,6 +226,18 @@ def _add_run(commands) -> None:
         choices=PRECISIONS,
         help="dtype policy (default: auto = mixed_float16 on a GPU, float32 on the CPU)",
     )
+    _feature_cache(run)
+
+
+def _feature_cache(parser) -> None:
+    parser.add_argument(
+        "--no-feature-cache",
+        dest="feature_cache",
+        action="store_false",
+        help="EfficientNet trials train on images end to end, augmentation drawn anew every epoch (default: the "
+        "frozen backbone's features are computed once, feature_views augmented views per image, and shared by "
+        "the trials; see the EfficientNet guide)",
+    )
 
 
 def _add_worker(commands) -> None:
@@ -251,6 +263,7 @@ def _add_worker(commands) -> None:
     worker.add_argument("--max-epochs", type=positive_int, help=argparse.SUPPRESS)
     worker.add_argument("--precision", default="auto", choices=PRECISIONS, help="dtype policy (default: auto)")
     worker.add_argument("--in-process", action="store_true", help="train every trial in this process (debugging)")
+    _feature_cache(worker)
     worker.set_defaults(pins=[], image_size=None, backbone=None, weights=None, backgrounds=None)
 
 

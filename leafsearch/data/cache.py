@@ -141,7 +141,7 @@ def _npy_header(count: int, size: int) -> dict:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
+def file_lock(lock_path: Path) -> Iterator[None]:
     """Exclusive inter-process lock (so parallel trials decode a folder once); no-op without fcntl."""
     try:
         import fcntl
@@ -221,7 +221,7 @@ def load_images(
             len(cached.skipped),
         )
         return cached
-    with _locked(cache_dir / f"{stem}.lock"):
+    with file_lock(cache_dir / f"{stem}.lock"):
         # Another process may have finished the same entry while we waited for the lock.
         cached = _try_load_cache(npy, meta_path, folder, key, size)
         if cached is not None:

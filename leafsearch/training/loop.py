@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import keras
+import numpy as np
 
 from leafsearch.data import LeafData, class_weights
 from leafsearch.data.batches import make_batches
+from leafsearch.data.feature_batches import FeatureBatches
 from leafsearch.data.masks import MarkedImages
-from leafsearch.models import costs
+from leafsearch.models import costs, split
+from leafsearch.training import feature_cache
 from leafsearch.training.callbacks import (
     CheckpointCallback,
     ReporterCallback,
@@ -33,6 +36,7 @@ from leafsearch.training.callbacks import (
     callback_states,
     phase_callbacks,
 )
+from leafsearch.training.feature_cache import FeatureCache
 from leafsearch.training.losses import make_loss
 from leafsearch.training.optimizers import make_optimizer
 from leafsearch.training.phases import Phase
@@ -127,6 +131,8 @@ class TrialSetup(Protocol):
 
     def build(self, recipe: Mapping[str, Any], num_classes: int, seed: int) -> tuple[keras.Model, list[Phase]]: ...
 
+    def feature_cache(self) -> FeatureCache | None: ...
+
 
 class TrialTraining:
     """One trial's training: phase after phase, checkpointing every epoch, continuing from the
@@ -146,6 +152,7 @@ class TrialTraining:
         self.store = CheckpointStore(reporter.checkpoint_dir)
         self.mode = "max" if objective.direction == "maximize" else "min"
         self.batch_size = recipe["batch_size"]  # until `run` reads a continued trial's own
+        self.features: dict[str, feature_cache.Features] = {}  # by cut, once read from the feature cache
 
     def best_epoch(self, since: int = 0) -> int | None:
         """The trial's best epoch by the study's metric (among epochs >= `since`)."""
@@ -174,9 +181,11 @@ class TrialTraining:
         # out-of-memory retry): what every checkpoint of this run records.
         sampled = self.recipe["batch_size"]
         self.batch_size = resume.state.get("batch_size", sampled) if resume is not None else sampled
-        inputs = self.fit_inputs(data, num_classes, done)
+        images_inputs: FitInputs | None = None
         model, phases = self.objective.build(self.recipe, num_classes, self.reporter.seed)
         self.record_model(model, data)
+        # Epochs of finished phases that trained on cached features (a continued trial's from its record).
+        cached_epochs = cost_record.read(self.reporter.trial_dir).get("cached_epochs", 0) if resume is not None else 0
 
         first_phase = resume.first_phase if resume is not None else 0
         budget = self.reporter.epoch_budget
@@ -189,10 +198,21 @@ class TrialTraining:
             after = resume if resume is not None and index == first_phase and continued is None else None
             phase_epoch = continued.state["phase_epoch"] if continued is not None else 0
             phase_start = done - phase_epoch  # the trial epoch at which this phase began
-            self.enter_phase(model, phase, inputs.steps_per_epoch, continued, after)
+            if phase.prepare is not None:  # what it unfreezes: before the frozen part is cut off
+                phase.prepare(model)
+            trainer, inputs = self.cached_phase(model, phases, phase, data, num_classes, done)
+            if inputs is None:
+                images_inputs = images_inputs or self.fit_inputs(data, num_classes, done)
+                inputs = images_inputs
+            self.enter_phase(model, trainer, phase, inputs.steps_per_epoch, continued, after)
             last_epoch = phase.epochs if budget is None else min(phase.epochs, phase_epoch + budget - done)
-            reporting = self.fit_phase(model, index, phase, inputs, phase_start, phase_epoch, last_epoch, continued)
+            reporting = self.fit_phase(
+                model, trainer, index, phase, inputs, phase_start, phase_epoch, last_epoch, continued
+            )
             done += reporting.epochs_done
+            if trainer is not model:  # the whole phase, the epochs before a resume too
+                cached_epochs += done - phase_start
+                self.record_cached(int(cached_epochs))
             if reporting.pruned:
                 raise TrialPruned(f"pruned after epoch {done}")
             finished = reporting.epochs_done < last_epoch - phase_epoch or last_epoch >= phase.epochs
@@ -235,28 +255,77 @@ class TrialTraining:
         steps_per_epoch = math.ceil(len(data.train_idx) / batch_size)
         return FitInputs(train, val, class_weight, steps_per_epoch, precise, wild)
 
+    def cached_phase(
+        self, model: keras.Model, phases: list[Phase], phase: Phase, data: LeafData, num_classes: int, done: int
+    ) -> tuple[keras.Model, FitInputs | None]:
+        """What `phase` trains and on what: the part of `model` above its frozen part, on that part's
+        cached features (training/feature_cache.py), or `model` itself (inputs None: on images)
+        where there is no cache, the recipe needs images, or the features would not fit."""
+        cache = self.objective.feature_cache()
+        if cache is None or phase.name not in split.CACHEABLE_PHASES:
+            return model, None
+        if feature_cache.unusable(self.recipe, self.objective.metric) is not None:
+            return model, None
+        cut = split.cut_for(phase.name, self.recipe["unfreeze_blocks"])
+        if cut not in self.features:  # this phase's and the later ones', in one pass over the images
+            later = [
+                split.cut_for(p.name, self.recipe["unfreeze_blocks"])
+                for p in phases[phases.index(phase) :]
+                if p.name in split.CACHEABLE_PHASES and p.epochs > 0
+            ]
+            found = cache.features(
+                model, [c for c in dict.fromkeys(later) if c not in self.features], data, self.recipe
+            )
+            if isinstance(found, str):
+                cache.note(f"Trial {self.reporter.trial_number} trains its {phase.name} phase on images: {found}.")
+                return model, None
+            self.features.update(found)
+        features = self.features[cut]
+        trainer = split.upper_part(model, cut)
+        if [v.path for v in trainer.trainable_variables] != [v.path for v in model.trainable_variables]:
+            return model, None  # the optimizer's state must line up with `model`'s, whose checkpoints keep it
+        recipe, seed, batch_size = self.recipe, self.reporter.seed, self.batch_size
+        train_idx, val_idx = np.asarray(data.train_idx), np.asarray(data.val_idx)
+        train = FeatureBatches(
+            features.train_views(train_idx), data.labels[train_idx], num_classes, batch_size, True, seed + done
+        )
+        val = FeatureBatches(
+            np.asarray(features.plain[val_idx])[None], data.labels[val_idx], num_classes, batch_size, False, seed
+        )
+        precise = PreciseBatchNorm(features.plain, train_idx, batch_size, seed) if recipe["precise_bn"] else None
+        class_weight = class_weights(data.labels[train_idx], num_classes) if recipe["class_weights"] else None
+        return trainer, FitInputs(train, val, class_weight, math.ceil(len(train_idx) / batch_size), precise, None)
+
+    def record_cached(self, epochs: int) -> None:
+        """The leaderboard's `cached_epochs`: how many of the trial's epochs trained on cached features."""
+        trial_dir = self.reporter.trial_dir
+        cost_record.write(trial_dir, {**cost_record.read(trial_dir), "cached_epochs": epochs})
+
     def enter_phase(
         self,
         model: keras.Model,
+        trainer: keras.Model,
         phase: Phase,
         steps_per_epoch: int,
         continued: Resume | None,
         after: Resume | None,
     ) -> None:
-        """`model` ready for `phase`: the phase's own preparation (what it unfreezes), on a resume
-        after a finished phase that phase's best weights (`after`), a new optimizer compiled for the
-        phase, with its state from the checkpoint when the phase goes on (`continued`)."""
+        """`trainer` (`model`, or its part above a cached frozen part) ready for `phase`: on a
+        resume after a finished phase that phase's best weights (`after`), a new optimizer compiled
+        for the phase, with its state from the checkpoint when the phase goes on (`continued`).
+        `model` shares the trainer's optimizer, so its checkpoints hold the optimizer's state."""
         recipe = self.recipe
-        if phase.prepare is not None:
-            phase.prepare(model)
         if after is not None:  # the finished phase's best
             best = after.state["phase_best"]
             load_weights_only(model, after.folder if best is None else self.store.path(best))
-        model.compile(
+        loss = make_loss(recipe["loss"], recipe["label_smoothing"], recipe["focal_gamma"], recipe["focal_alpha"])
+        trainer.compile(
             optimizer=make_optimizer(recipe, phase.learning_rate, steps_per_epoch),
-            loss=make_loss(recipe["loss"], recipe["label_smoothing"], recipe["focal_gamma"], recipe["focal_alpha"]),
+            loss=loss,
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
+        if trainer is not model:  # the same (loss-scaled) optimizer object: Keras wraps it only once
+            model.compile(optimizer=trainer.optimizer, loss=loss)
         if continued is not None:
             load_training_state(model, continued.folder)
         else:
@@ -265,6 +334,7 @@ class TrialTraining:
     def fit_phase(
         self,
         model: keras.Model,
+        trainer: keras.Model,
         index: int,
         phase: Phase,
         inputs: FitInputs,
@@ -273,8 +343,9 @@ class TrialTraining:
         last_epoch: int,
         continued: Resume | None,
     ) -> ReporterCallback:
-        """`fit` from the phase's epoch `phase_epoch` to `last_epoch`, with the callbacks (their
-        counters from the checkpoint when the phase goes on); its reporting callback says how it ended."""
+        """`trainer.fit` from the phase's epoch `phase_epoch` to `last_epoch`, with the callbacks
+        (their counters from the checkpoint when the phase goes on), checkpointing `model`; its
+        reporting callback says how it ended."""
         reporting = ReporterCallback(self.reporter, phase_start)
         state = continued.state if continued is not None else None
         others = phase_callbacks(self.recipe, self.objective.metric, self.mode, state)
@@ -285,7 +356,7 @@ class TrialTraining:
         def save(phase_epochs_done: int, stopping: bool) -> None:
             self.save(model, index, phase, phase_start, phase_epochs_done, stopping, others)
 
-        model.fit(
+        trainer.fit(
             inputs.train,
             validation_data=inputs.val,
             initial_epoch=phase_epoch,
@@ -323,7 +394,8 @@ class TrialTraining:
         trial_dir = self.reporter.trial_dir
         if "infer_ms" not in cost_record.read(trial_dir):
             sample = data.images[sorted(data.val_idx[: costs.BATCH])]
-            cost_record.write(trial_dir, costs.measure_cached(model, sample, self.objective.cache_dir))
+            measured = costs.measure_cached(model, sample, self.objective.cache_dir)
+            cost_record.write(trial_dir, {**cost_record.read(trial_dir), **measured})
 
     def save(
         self,

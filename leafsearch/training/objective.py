@@ -19,6 +19,7 @@ from search.reporter import Reporter, summarise
 if TYPE_CHECKING:
     import keras
 
+    from leafsearch.training.feature_cache import FeatureCache
     from leafsearch.training.phases import Phase
 
 
@@ -40,6 +41,7 @@ class LeafObjective:
         direction: str = "maximize",
         split_seed: int = 0,
         precision: str | None = None,
+        feature_cache: bool = True,
     ):
         self.data_root = Path(data_root)
         self.pipeline = pipeline
@@ -49,6 +51,7 @@ class LeafObjective:
         self.direction = direction
         self.split_seed = split_seed
         self.precision = precision
+        self.use_feature_cache = feature_cache
         self._data: dict[int, LeafData] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -64,6 +67,15 @@ class LeafObjective:
         from leafsearch.training.phases import build_model
 
         return build_model(self.pipeline, recipe, num_classes, seed, self.max_epochs)
+
+    def feature_cache(self) -> FeatureCache | None:
+        """Where the frozen parts' features are cached (EfficientNet trials; off with
+        `--no-feature-cache`): beside the decode cache, shared by every trial of the results folder."""
+        if not self.use_feature_cache or self.cache_dir is None or self.pipeline != "efficientnet":
+            return None
+        from leafsearch.training.feature_cache import FeatureCache
+
+        return FeatureCache(self.cache_dir / "features")
 
     def __call__(self, params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
         from leafsearch.runtime import set_precision

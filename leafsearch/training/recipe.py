@@ -67,6 +67,10 @@ DEFAULTS: dict[str, Any] = {
     # Not the seed's: batch-norm statistics recomputed before every validation (precise_bn.py), so
     # that short trials validate what they learned; False keeps Keras' moving averages.
     "precise_bn": True,
+    # Not the seed's: an EfficientNet trial trains on its frozen part's cached features
+    # (training/feature_cache.py), each training image stored as this many augmented views, one
+    # drawn per epoch (augmentation drawn anew every epoch is `--no-feature-cache`).
+    "feature_views": 4,
 }
 
 PIPELINE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -92,6 +96,7 @@ _EFFICIENTNET_ONLY = (
     "finetune_lr",
     "finetune_epochs",
     "unfreeze_blocks",
+    "feature_views",
 )
 PIPELINE_ONLY = {"learning_rate": "cnn", "epochs": "cnn", **dict.fromkeys(_EFFICIENTNET_ONLY, "efficientnet")}
 _FOCAL, _CYCLICAL = ("focal", "sigmoid_focal"), ("triangular", "triangular2")

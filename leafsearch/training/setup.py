@@ -55,6 +55,7 @@ class Request:
     storage: str | None = None
     in_process: bool = False
     precision: str = "auto"
+    feature_cache: bool = True  # EfficientNet trials train on their frozen part's cached features
     worker_index: int | None = 0  # search.options.RunOptions.worker_index: None for `leafsearch worker`
     pins: Sequence[tuple[str, str]] = ()
     warm_start: str | None = None  # an earlier study whose best trials this one runs first (when created)
@@ -327,6 +328,7 @@ def leaf_objective(request: Request, spec: Study, data_root: Path, max_epochs: i
         direction=spec.direction,
         split_seed=request.seed,
         precision=request.precision,
+        feature_cache=request.feature_cache,
     )
 
 

@@ -19,12 +19,15 @@ FILE = "costs.json"
 # params: the model's parameter count; flops: floating-point operations of one image's forward
 # pass (blank where the backend cannot count them); infer_ms: measured milliseconds per image.
 COLUMNS = ("params", "flops", "infer_ms")
+# How the trial trained, kept in the same record and shown after the costs (not a cost a study may
+# bound or optimise): cached_epochs, the epochs that trained on cached features of a frozen part.
+TRAINING = ("cached_epochs",)
 
 
 def clean(costs: Mapping[str, Any] | None) -> dict[str, float | int]:
     """The known, finite numbers of a cost record (anything else is dropped)."""
     out: dict[str, float | int] = {}
-    for name in COLUMNS:
+    for name in COLUMNS + TRAINING:
         value = (costs or {}).get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             out[name] = value

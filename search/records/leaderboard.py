@@ -27,6 +27,7 @@ def base_columns(metric: str) -> list[str]:
         "epochs",
         "duration_s",
         *costs.COLUMNS,
+        *costs.TRAINING,
         "backend",
         "algorithm",
         "resumed_from",
@@ -63,6 +64,7 @@ def build(
         "resumed_from",
         "params",
         "flops",
+        "cached_epochs",
     ):  # stay integers even when some rows are blank
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     if front is not None:
