@@ -273,8 +273,8 @@ def probe_main(spec_path: Path) -> None:
     from leafsearch import data as leafdata
     from leafsearch.models import costs
     from leafsearch.models.cnn import build_cnn
-    from leafsearch.training.loop import save_training_state
     from leafsearch.training.recipe import resolve
+    from leafsearch.training.weights_files import Trainer
     from search.records.checkpoints import CheckpointStore
     from search.records.files import write_json_atomic
 
@@ -304,7 +304,7 @@ def probe_main(spec_path: Path) -> None:
     times, weights_only, history_writes = [], [], []
     for epoch in range(5):
         started = time.monotonic()
-        store.save(epoch, lambda folder: save_training_state(model, folder), {"history": history}, keep={0})
+        store.save(epoch, lambda folder: Trainer(model).save(model, folder), {"history": history}, keep={0})
         times.append(time.monotonic() - started)
         started = time.monotonic()
         model.save_weights(str(Path(spec_path).parent / "probe.weights.h5"))

@@ -15,9 +15,10 @@ from pathlib import Path
 import keras
 
 from leafsearch.data import scan_folder
-from leafsearch.training.loop import CLASSES, load_weights_only
+from leafsearch.training.loop import CLASSES
 from leafsearch.training.phases import build_model
 from leafsearch.training.recipe import rebuilt
+from leafsearch.training.weights_files import load_weights_only
 from search.errors import UsageError
 from search.records import leaderboard
 from search.records.checkpoints import CheckpointStore

@@ -42,6 +42,7 @@ from numpy.lib import format as npy_format
 
 from leafsearch.data import LeafData
 from leafsearch.data.cache import file_lock
+from leafsearch.data.masks import MarkedImages
 from leafsearch.models import split
 from leafsearch.models.augment import augmentation_layers
 
@@ -52,7 +53,7 @@ VIEW_SEED = 20261206  # the views' draws: the same for every trial, so that tria
 BUILD_BATCH = 32  # images per forward pass while building (fixed: the views must not depend on the trial)
 CHUNK = 256  # images per `predict` call, written to the memmap before the next
 # The recipe's knobs that change the pixels before the backbone (models/augment.py).
-AUGMENTATION_KNOBS = ("aug_flip", "aug_rotation", "aug_zoom", "aug_crop", "aug_contrast", "aug_noise")
+AUGMENTATION_KNOBS = ("aug_flip", "aug_rotation", "aug_zoom", "aug_crop", "aug_contrast", "aug_noise", "aug_background")
 
 Note = Callable[[str], None]
 
@@ -79,8 +80,6 @@ def unusable(recipe: Mapping[str, Any], metric: str) -> str | None:
     """Why a trial of this recipe cannot train on cached features, or None if it can."""
     if recipe.get("leaf_mask") not in (None, False, "none"):
         return "the leaf mask head trains below the backbone"
-    if recipe.get("aug_background", 0) > 0:
-        return "background replacement draws new backgrounds every epoch"
     if metric == "val_wild_accuracy":
         return "val_wild_accuracy validates on new backgrounds"
     if recipe.get("feature_views", 1) < 1:
@@ -167,8 +166,11 @@ class FeatureCache:
             augmenter = _Augmenting(
                 augmentation_layers(recipe, data.image_size, VIEW_SEED), split.lower_part(model, missing)
             )
+            # Background replacement finds the background in-band: the training images go marked, as
+            # the trial's own input does (training/loop.py).
+            source = MarkedImages(data.images) if recipe["aug_background"] > 0 else data.images
             for view in range(views):
-                _predict_into(augmenter, _Rows(data.images, train_idx), [out[view] for out in outs])
+                _predict_into(augmenter, _Rows(source, train_idx), [out[view] for out in outs])
 
         drawn, built = self._entries(
             augmented,
@@ -183,6 +185,7 @@ class FeatureCache:
         return {
             "train": hashlib.sha256(train_idx.astype(np.int64).tobytes()).hexdigest(),
             "augmentation": {name: recipe[name] for name in AUGMENTATION_KNOBS},
+            "backgrounds": _folder_stamp(recipe["backgrounds"]) if recipe["aug_background"] > 0 else None,
             "views": views,
             "seed": VIEW_SEED,
         }
@@ -277,6 +280,17 @@ def _predict_into(model: keras.Model, images, outs: list[np.ndarray]) -> None:
         predicted = model.predict(batch, batch_size=BUILD_BATCH, verbose=0)
         for out, values in zip(outs, predicted if isinstance(predicted, list) else [predicted]):
             out[start : start + len(batch)] = values.astype(DTYPE)
+
+
+def _folder_stamp(folder: Any) -> str | None:
+    """A folder of background photos as the views saw it: its path and its files' names, sizes and
+    modification times (a photo added or changed draws other views)."""
+    if folder is None:
+        return None
+    path = Path(str(folder)).expanduser()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    stamp = "".join(f"{p.relative_to(path)}:{p.stat().st_size}:{p.stat().st_mtime_ns}\n" for p in files)
+    return f"{path.resolve()}:{hashlib.sha256(stamp.encode()).hexdigest()}"
 
 
 def _free_bytes(folder: Path) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,45 +41,14 @@ from leafsearch.training.optimizers import make_optimizer
 from leafsearch.training.phases import Phase
 from leafsearch.training.precise_bn import PreciseBatchNorm
 from leafsearch.training.tensorboard_log import HParamsLogger
+from leafsearch.training.weights_files import Trainer, build_optimizer, load_weights_only
 from search.errors import TrialPruned
 from search.records import costs as cost_record
 from search.records.checkpoints import CheckpointStore
 from search.records.files import write_json_atomic
 from search.reporter import Reporter
 
-WEIGHTS = "model.weights.h5"
 CLASSES = "classes.json"  # in the trial folder: the class names, in the order of the model's outputs
-
-
-def save_training_state(model: keras.Model, folder: Path) -> None:
-    """Weights and optimizer state (moments, step count, learning rate): Keras writes the compiled
-    optimizer's variables into the same weights file."""
-    model.save_weights(folder / WEIGHTS)
-
-
-def build_optimizer(model: keras.Model) -> None:
-    """Create the compiled optimizer's variables (moments, step count) before `fit`. Without a
-    distribution strategy, Keras' TensorFlow trainer defers this to the first trace of the train
-    step (`_maybe_symbolic_build`); a `tf.function` that creates variables on its first trace is
-    traced a second time, so every trial paid for two traces. Built here, the train step is traced
-    once: the first epoch of the CNN loses 1.2 s of its 2.9 s trace (Adam) or 4.4 s of 7 s
-    (Ranger), measured in bench/README.md (cold_start.py)."""
-    model.optimizer.build(model.trainable_variables)
-
-
-def load_training_state(model: keras.Model, folder: Path) -> None:
-    """The inverse of `save_training_state`, on a model compiled for the same phase (its
-    optimizer is built first, so that Keras loads the optimizer's variables too)."""
-    build_optimizer(model)
-    model.load_weights(folder / WEIGHTS)
-
-
-def load_weights_only(model: keras.Model, folder: Path) -> None:
-    """The model's weights of a checkpoint (a phase's best), not its optimizer's: the next phase
-    compiles an optimizer of its own."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model.load_weights(folder / WEIGHTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +178,7 @@ class TrialTraining:
                 model, trainer, index, phase, inputs, phase_start, phase_epoch, last_epoch, continued
             )
             done += reporting.epochs_done
-            if trainer is not model:  # the whole phase, the epochs before a resume too
+            if trainer.cached:  # the whole phase, the epochs before a resume too
                 cached_epochs += done - phase_start
                 self.record_cached(int(cached_epochs))
             if reporting.pruned:
@@ -257,15 +225,15 @@ class TrialTraining:
 
     def cached_phase(
         self, model: keras.Model, phases: list[Phase], phase: Phase, data: LeafData, num_classes: int, done: int
-    ) -> tuple[keras.Model, FitInputs | None]:
+    ) -> tuple[Trainer, FitInputs | None]:
         """What `phase` trains and on what: the part of `model` above its frozen part, on that part's
         cached features (training/feature_cache.py), or `model` itself (inputs None: on images)
         where there is no cache, the recipe needs images, or the features would not fit."""
         cache = self.objective.feature_cache()
         if cache is None or phase.name not in split.CACHEABLE_PHASES:
-            return model, None
+            return Trainer(model), None
         if feature_cache.unusable(self.recipe, self.objective.metric) is not None:
-            return model, None
+            return Trainer(model), None
         cut = split.cut_for(phase.name, self.recipe["unfreeze_blocks"])
         if cut not in self.features:  # this phase's and the later ones', in one pass over the images
             later = [
@@ -278,12 +246,10 @@ class TrialTraining:
             )
             if isinstance(found, str):
                 cache.note(f"Trial {self.reporter.trial_number} trains its {phase.name} phase on images: {found}.")
-                return model, None
+                return Trainer(model), None
             self.features.update(found)
         features = self.features[cut]
         trainer = split.upper_part(model, cut)
-        if [v.path for v in trainer.trainable_variables] != [v.path for v in model.trainable_variables]:
-            return model, None  # the optimizer's state must line up with `model`'s, whose checkpoints keep it
         recipe, seed, batch_size = self.recipe, self.reporter.seed, self.batch_size
         train_idx, val_idx = np.asarray(data.train_idx), np.asarray(data.val_idx)
         train = FeatureBatches(
@@ -292,9 +258,17 @@ class TrialTraining:
         val = FeatureBatches(
             np.asarray(features.plain[val_idx])[None], data.labels[val_idx], num_classes, batch_size, False, seed
         )
-        precise = PreciseBatchNorm(features.plain, train_idx, batch_size, seed) if recipe["precise_bn"] else None
+        precise = None
+        if recipe["precise_bn"]:  # on the training images as validation sees them, but for the new backgrounds
+            if recipe["aug_background"] > 0:  # which only the views have (with the other augmentations)
+                precise = PreciseBatchNorm(
+                    features.train_views(train_idx)[0], np.arange(len(train_idx)), batch_size, seed
+                )
+            else:
+                precise = PreciseBatchNorm(features.plain, train_idx, batch_size, seed)
         class_weight = class_weights(data.labels[train_idx], num_classes) if recipe["class_weights"] else None
-        return trainer, FitInputs(train, val, class_weight, math.ceil(len(train_idx) / batch_size), precise, None)
+        steps = math.ceil(len(train_idx) / batch_size)
+        return Trainer(trainer, cut), FitInputs(train, val, class_weight, steps, precise, None)
 
     def record_cached(self, epochs: int) -> None:
         """The leaderboard's `cached_epochs`: how many of the trial's epochs trained on cached features."""
@@ -304,7 +278,7 @@ class TrialTraining:
     def enter_phase(
         self,
         model: keras.Model,
-        trainer: keras.Model,
+        trainer: Trainer,
         phase: Phase,
         steps_per_epoch: int,
         continued: Resume | None,
@@ -312,29 +286,26 @@ class TrialTraining:
     ) -> None:
         """`trainer` (`model`, or its part above a cached frozen part) ready for `phase`: on a
         resume after a finished phase that phase's best weights (`after`), a new optimizer compiled
-        for the phase, with its state from the checkpoint when the phase goes on (`continued`).
-        `model` shares the trainer's optimizer, so its checkpoints hold the optimizer's state."""
+        for the phase, with its state from the checkpoint when the phase goes on (`continued`)."""
         recipe = self.recipe
         if after is not None:  # the finished phase's best
             best = after.state["phase_best"]
             load_weights_only(model, after.folder if best is None else self.store.path(best))
         loss = make_loss(recipe["loss"], recipe["label_smoothing"], recipe["focal_gamma"], recipe["focal_alpha"])
-        trainer.compile(
+        trainer.model.compile(
             optimizer=make_optimizer(recipe, phase.learning_rate, steps_per_epoch),
             loss=loss,
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
-        if trainer is not model:  # the same (loss-scaled) optimizer object: Keras wraps it only once
-            model.compile(optimizer=trainer.optimizer, loss=loss)
         if continued is not None:
-            load_training_state(model, continued.folder)
+            trainer.load(model, continued.folder)
         else:
-            build_optimizer(model)
+            build_optimizer(trainer.model)
 
     def fit_phase(
         self,
         model: keras.Model,
-        trainer: keras.Model,
+        trainer: Trainer,
         index: int,
         phase: Phase,
         inputs: FitInputs,
@@ -354,9 +325,9 @@ class TrialTraining:
             others.append(self.tensorboard)
 
         def save(phase_epochs_done: int, stopping: bool) -> None:
-            self.save(model, index, phase, phase_start, phase_epochs_done, stopping, others)
+            self.save(model, trainer, index, phase, phase_start, phase_epochs_done, stopping, others)
 
-        trainer.fit(
+        trainer.model.fit(
             inputs.train,
             validation_data=inputs.val,
             initial_epoch=phase_epoch,
@@ -400,6 +371,7 @@ class TrialTraining:
     def save(
         self,
         model: keras.Model,
+        trainer: Trainer,
         index: int,
         phase: Phase,
         phase_start: int,
@@ -422,7 +394,7 @@ class TrialTraining:
             **callback_states(callbacks),
         }
         keep = {e for e in (best, phase_best) if e is not None}
-        self.store.save(epoch, lambda folder: save_training_state(model, folder), state, keep=keep)
+        trainer.saved(self.store.save(epoch, lambda folder: trainer.save(model, folder), state, keep=keep))
 
 
 def fresh_session() -> None:

@@ -90,7 +90,10 @@ def test_cold_and_warm_cache_train_the_same_trial_and_a_continued_trial_is_the_t
         trial(objective, tmp_path / "continued", interrupt_at=1)
     checkpoints = tmp_path / "continued" / "checkpoints"
     first = checkpoints / json.loads((checkpoints / "latest.json").read_text())["folder"]
-    assert optimizer_steps(first) == 5
+    # A cached phase's checkpoint: the whole model (linked from checkpoint to checkpoint) and the part
+    # above the cut with its optimizer, a small file
+    assert (first / "frozen.weights.h5").stat().st_size > 20 * (first / "above-pooled.weights.h5").stat().st_size
+    assert optimizer_steps(first, "above-pooled.weights.h5") == 5
     continued = trial(objective, tmp_path / "continued")
     assert numbers(continued)[0] == numbers(cold)[0] and len(continued) == 3
     # Uncached, the same recipe trains on images, augmentation drawn every epoch.
@@ -111,6 +114,7 @@ def test_every_input_of_the_frozen_part_keys_its_own_entry(model, data, tmp_path
         (model, ["block7"], data, recipe),  # the cut
         (model, [split.POOLED], data, {**recipe, "aug_rotation": 0.2}),  # augmentation: only the views
         (model, [split.POOLED], data, {**recipe, "feature_views": 3}),
+        (model, [split.POOLED], data, {**recipe, "aug_background": 0.5}),  # new backgrounds in the views
     ]
     for change in changes:
         cache.features(*change)

@@ -191,10 +191,10 @@ def test_nan_loss_fails_the_trial(tmp_path, tiny_folder):
         objective({"image_size": 32, "batch_size": 16, "learning_rate": 1e30}, ListReporter(tmp_path))
 
 
-def optimizer_steps(folder) -> int:
+def optimizer_steps(folder, name="model.weights.h5") -> int:
     import h5py
 
-    with h5py.File(folder / "model.weights.h5") as saved:
+    with h5py.File(folder / name) as saved:
         return int(saved["optimizer/vars/0"][()])  # Keras creates the iteration counter first
 
 

@@ -1,0 +1,255 @@
+"""The feature cache against training on images, side by side: EfficientNet-Lite0 with its ImageNet
+weights, `spaces/transfer.py` and `spaces/finetune.py`, the same data, seeds and budget.
+
+Per seed, each space runs twice from a cold results folder: `leafsearch run SPACE --backbone
+efficientnet_lite0 --set leaf_mask=none` (cached: the default) and the same with
+`--no-feature-cache`, in alternating order. From each study's files (leaderboard, every trial's history with its epochs' end times,
+the run's stderr):
+
+* `transfer_epoch_s`: median seconds of a transfer-phase epoch (not a trial's first: it includes
+  the build and trace), over the trials that trained cached in the cached study and the same trials
+  (seeded: the same parameters) in the other;
+* `trial0_s`: the first trial's duration (the spaces' defaults: `unfreeze_blocks=1`; cold cache);
+* `cache_build_s`, `cache_mb`: the cache's builds (from the "Feature cache" lines) and its size;
+* `views_built`, `cached`: how many views entries the study built, for which trials trained cached
+  (the hit rate is 1 - views_built / len(cached));
+* `time_to_target_s`: from the command's start to the first epoch of any trial whose validation
+  accuracy reached the uncached study's final best (same seed and space); its ratio to the uncached
+  study's wall time is `time_ratio`;
+* `test_accuracy`: the pick's accuracy on a test folder drawn with another seed (`--test`).
+
+Goal (issue 34): transfer epochs >= 10x faster; each cached study reaches the uncached study's
+final best validation accuracy in <= 0.3x its wall time; the picks' median test accuracy within 1
+point of the uncached picks'. One JSON object on stdout; progress on stderr.
+
+    python bench/feature_cache.py [--images 336] [--test-images 224] [--image-size 224]
+                                  [--trials 4] [--max-epochs 5] [--seeds 0 1 2] [--spaces transfer finetune]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from cli_run import REPO
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
+BUILT = re.compile(r"Feature cache: (.*) done in (\d+) s")
+
+
+def log(message: str) -> None:
+    print(f"[feature_cache] {message}", file=sys.stderr, flush=True)
+
+
+def leafsearch(args: list[str], cwd: Path) -> tuple[float, float, str]:
+    """`python -m leafsearch ARGS`: its start (Unix time), wall seconds and stderr."""
+    started, clock = time.time(), time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "leafsearch", *args], cwd=cwd, env=ENV, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"leafsearch {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return started, time.monotonic() - clock, done.stderr
+
+
+def draw(folder: Path, images: int, size: int, seed: int) -> Path:
+    leafsearch(
+        ["demo-data", str(folder), "--images", str(images), "--image-size", str(size), "--seed", str(seed)],
+        folder.parent,
+    )
+    return folder
+
+
+def study(space: str, cached: bool, root: Path, train: Path, test: Path, args: argparse.Namespace, seed: int) -> dict:
+    name = f"{space}_{'cached' if cached else 'images'}"
+    results = root / name
+    command = [
+        "run",
+        str(REPO / "spaces" / f"{space}.py"),
+        "--backbone",
+        "efficientnet_lite0",
+        "--image-size",
+        str(args.image_size),
+        "--data",
+        str(train),
+        "--results",
+        str(results),
+        "--study",
+        name,
+        "--trials",
+        str(args.trials),
+        "--max-epochs",
+        str(args.max_epochs),
+        "--seed",
+        str(seed),
+        "--test",
+        str(test),
+        "--set",
+        "leaf_mask=none",  # the mask head trains below the backbone: on images either way (not what is compared)
+        *([] if cached else ["--no-feature-cache"]),
+    ]
+    started, wall, stderr = leafsearch(command, root)
+    folder = results / name
+    board = pd.read_csv(folder / "leaderboard.csv")
+    histories = {
+        int(row.trial): json.loads((folder / "trials" / str(int(row.trial)) / "history.json").read_text())
+        for row in board.itertuples()
+        if (folder / "trials" / str(int(row.trial)) / "history.json").exists()
+    }
+    transfer_epochs = {}  # by trial: the same trial numbers have the same parameters in both studies (seeded)
+    for trial, history in histories.items():
+        row = board[board["trial"] == trial].iloc[0]
+        ends = [epoch["ended_at"] for epoch in history[: transfer_length(row, args.max_epochs)]]
+        transfer_epochs[trial] = [b - a for a, b in zip(ends, ends[1:])]
+    builds = [(what, int(seconds)) for what, seconds in BUILT.findall(stderr)]
+    complete = board[board["state"] == "COMPLETE"]
+    best = complete.loc[complete["val_accuracy"].idxmax()]
+    evaluation = json.loads(next((folder / "evaluations").glob("*.json")).read_text())
+    cache = results / ".cache" / "features"
+    epochs = [
+        (epoch["ended_at"] - started, epoch.get("val_accuracy", math.nan))
+        for history in histories.values()
+        for epoch in history
+    ]
+    return {
+        "wall_s": round(wall, 1),
+        "transfer_epochs_s": transfer_epochs,
+        "trial0_s": round(float(board.loc[board["trial"] == 0, "duration_s"].iloc[0]), 1),
+        "cache_build_s": sum(seconds for _, seconds in builds),
+        "cache_mb": round(sum(p.stat().st_size for p in cache.glob("*.npy")) / 1e6, 1) if cache.exists() else 0.0,
+        "views_built": sum("augmented views" in what for what, _ in builds),
+        "cached": [
+            int(t)
+            for t in board.loc[board.get("cached_epochs", pd.Series(0, index=board.index)).fillna(0) > 0, "trial"]
+        ],
+        "best_val_accuracy": round(float(best["val_accuracy"]), 4),
+        "test_accuracy": round(float(evaluation["accuracy"]), 4),
+        "epochs_trained": int(board["epochs"].fillna(0).sum()),
+        "epochs": sorted(epochs),  # (seconds since the start, validation accuracy), for the time to target
+    }
+
+
+def transfer_length(row, max_epochs: int) -> int:
+    """How many of a trial's epochs were transfer learning (the space's default where not searched)."""
+    value = row.get("param_transfer_epochs")
+    return min(int(value) if pd.notna(value) else 10, max_epochs)
+
+
+def time_to(epochs: list, target: float) -> float | None:
+    reached = [seconds for seconds, accuracy in epochs if accuracy >= target - 1e-4]  # target rounded to 4 places
+    return round(min(reached), 1) if reached else None
+
+
+def one_seed(args: argparse.Namespace, seed: int) -> dict:
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix=f"feature-cache-{seed}-") as tmp:
+        root = Path(tmp)
+        train = draw(root / "train", args.images, args.image_size, 300 + seed)
+        test = draw(root / "test", args.test_images, args.image_size, 400 + seed)
+        for space in args.spaces:
+            order = [False, True] if seed % 2 == 0 else [True, False]
+            runs = {}
+            for cached in order:
+                log(f"seed {seed}: {space} {'cached' if cached else 'on images'}")
+                runs[cached] = study(space, cached, root, train, test, args, seed)
+                log(
+                    f"seed {seed}: {space} {'cached' if cached else 'images'}: { {k: v for k, v in runs[cached].items() if k != 'epochs'} }"
+                )
+            # Transfer epochs of the trials that trained cached, against the same trials on images.
+            cached_trials = runs[True]["cached"]
+            for cached in (False, True):
+                times = [t for trial in cached_trials for t in runs[cached]["transfer_epochs_s"].get(trial, [])]
+                runs[cached]["transfer_epoch_s"] = round(statistics.median(times), 3) if times else None
+                runs[cached]["transfer_epochs_s"] = {
+                    k: [round(t, 2) for t in v] for k, v in runs[cached]["transfer_epochs_s"].items()
+                }
+            target = runs[False]["best_val_accuracy"]
+            for cached in (False, True):
+                reached = time_to(runs[cached].pop("epochs"), target)
+                runs[cached]["time_to_target_s"] = reached
+                runs[cached]["time_ratio"] = round(reached / runs[False]["wall_s"], 3) if reached is not None else None
+            out[space] = {"images": runs[False], "cached": runs[True]}
+    return out
+
+
+def spread(values: list) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
+
+
+def summary(per_seed: dict, spaces: list[str]) -> dict:
+    out = {}
+    for space in spaces:
+        rows = [seed[space] for seed in per_seed.values() if space in seed]
+        speedups = [
+            r["images"]["transfer_epoch_s"] / r["cached"]["transfer_epoch_s"]
+            for r in rows
+            if r["images"]["transfer_epoch_s"] and r["cached"]["transfer_epoch_s"]
+        ]
+        test_gap = [100 * (r["cached"]["test_accuracy"] - r["images"]["test_accuracy"]) for r in rows]
+        keys = (
+            "wall_s",
+            "transfer_epoch_s",
+            "trial0_s",
+            "cache_build_s",
+            "cache_mb",
+            "test_accuracy",
+            "best_val_accuracy",
+        )
+        out[space] = {
+            "images": {k: spread([r["images"][k] for r in rows]) for k in keys},
+            "cached": {k: spread([r["cached"][k] for r in rows]) for k in keys},
+            "transfer_epoch_speedup": spread(speedups),
+            "time_ratio": spread([r["cached"]["time_ratio"] for r in rows]),
+            "reached_target": [r["cached"]["time_ratio"] is not None for r in rows],
+            "test_gap_points": spread(test_gap),
+            "views_built_per_cached_trial": [
+                f"{r['cached']['views_built']}/{len(r['cached']['cached'])}" for r in rows
+            ],
+        }
+        medians = out[space]
+        out[space]["goal_met"] = bool(
+            medians["transfer_epoch_speedup"]
+            and medians["transfer_epoch_speedup"]["median"] >= 10
+            and all(medians["reached_target"])
+            and medians["time_ratio"]["median"] <= 0.3
+            and abs(medians["cached"]["test_accuracy"]["median"] - medians["images"]["test_accuracy"]["median"]) <= 0.01
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=336)
+    parser.add_argument("--test-images", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--max-epochs", type=int, default=5, help="per phase")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--spaces", nargs="+", default=["transfer", "finetune"], choices=["transfer", "finetune"])
+    args = parser.parse_args()
+    per_seed = {}
+    for seed in args.seeds:
+        per_seed[str(seed)] = one_seed(args, seed)
+        log(f"seed {seed} done: {json.dumps(per_seed[str(seed)])}")
+    print(
+        json.dumps(
+            {"config": vars(args), "per_seed": per_seed, "summary": summary(per_seed, args.spaces)},
+            indent=1,
+            default=str,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
