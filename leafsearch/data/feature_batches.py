@@ -1,7 +1,7 @@
 """Batches of cached features (training/feature_cache.py) for `fit`, under any Keras backend.
 
-Training draws, every epoch, a new seeded order and one of the stored augmented views for each
-image: the cached stand-in for augmentation drawn anew every epoch. Validation reads the plain
+Training draws, every epoch, a new seeded order and one of the augmented views built so far for
+each image: the cached stand-in for augmentation drawn anew every epoch. Validation reads the plain
 features in order. A `keras.utils.PyDataset`: the arrays are small next to images (1,280 numbers
 per image after pooling), so there is no input pipeline to overlap with the step.
 """
@@ -9,6 +9,7 @@ per image after pooling), so there is no input pipeline to overlap with the step
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -17,40 +18,45 @@ import numpy as np
 class FeatureBatches(keras.utils.PyDataset):
     """`(features (B, ...) float32, one-hot labels (B, C))` batches.
 
-    `features` is `(V, N, ...)`: V views of N rows, whose labels are `labels` (N,). With `shuffle`
-    (training) each epoch has a new order and a new view per row, drawn from `seed`, and, under a
-    backend that compiles one step per batch shape (JAX), every batch is full (the last wraps
-    around, as data/batches.py's `CachedBatches` does); without it rows go in order, view 0.
+    `view(v)` gives view v of the rows (N, ...), whose labels are `labels` (N,); there are `views`
+    of them. With `shuffle` (training) each epoch has a new order and, for each row, one of the
+    views 0..min(e, views - 1) for the phase's epoch e (counted from `epoch`, the first one fed),
+    drawn from `seed`; a view is asked for only once an epoch uses it (training/feature_cache.py
+    builds it then). Under a backend that compiles one step per batch shape (JAX) every training
+    batch is full (the last wraps around, as data/batches.py's `CachedBatches`). Without `shuffle`
+    rows go in order, view 0.
     """
 
     def __init__(
         self,
-        features: np.ndarray,
+        view: Callable[[int], np.ndarray],
+        views: int,
         labels: np.ndarray,
         num_classes: int,
         batch_size: int,
         shuffle: bool,
         seed: int,
-        full_batches: bool | None = None,
+        epoch: int = 0,
     ):
         super().__init__(workers=1, use_multiprocessing=False)
-        if features.ndim < 2 or features.shape[1] != len(labels):
-            raise ValueError(f"features must be (views, {len(labels)}, ...), got {features.shape}")
-        self.features = features
+        self.view, self.views, self.epoch = view, views, epoch
         self.onehot = np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.full_batches = shuffle and (
-            keras.backend.backend() != "tensorflow" if full_batches is None else full_batches
-        )
+        self.full_batches = shuffle and keras.backend.backend() != "tensorflow"
         self._rng = np.random.default_rng(seed)
         self._draw()
 
     def _draw(self) -> None:
         rows = len(self.onehot)
+        available = min(self.epoch, self.views - 1) + 1 if self.shuffle else 1
+        self._arrays = [self.view(v) for v in range(available)]
+        for array in self._arrays:
+            if len(array) != rows:
+                raise ValueError(f"a view has {len(array)} rows for {rows} labels")
         if self.shuffle:
             self._order = self._rng.permutation(rows)
-            self._views = self._rng.integers(0, len(self.features), size=rows)
+            self._views = self._rng.integers(0, available, size=rows)
         else:
             self._order = np.arange(rows)
             self._views = np.zeros(rows, dtype=np.int64)
@@ -63,12 +69,17 @@ class FeatureBatches(keras.utils.PyDataset):
             raise IndexError(f"batch {index} out of range [0, {len(self)})")
         start = index * self.batch_size
         if self.full_batches:
-            positions = np.take(self._order, np.arange(start, start + self.batch_size), mode="wrap")
+            rows = np.take(self._order, np.arange(start, start + self.batch_size), mode="wrap")
         else:
-            positions = self._order[start : start + self.batch_size]
-        rows = positions
-        return np.asarray(self.features[self._views[rows], rows], dtype=np.float32), self.onehot[rows]
+            rows = self._order[start : start + self.batch_size]
+        batch = np.empty((len(rows), *self._arrays[0].shape[1:]), dtype=np.float32)
+        for v, array in enumerate(self._arrays):
+            chosen = self._views[rows] == v
+            if chosen.any():
+                batch[chosen] = array[rows[chosen]]
+        return batch, self.onehot[rows]
 
     def on_epoch_end(self) -> None:
         if self.shuffle:
+            self.epoch += 1
             self._draw()

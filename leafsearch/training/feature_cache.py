@@ -9,9 +9,11 @@ pooling (transfer learning) or up to the first block that fine-tuning unfreezes.
 image depends only on the backbone's weights there, the image size, the cut, the image and what
 the augmentation did to it; those are the cache's key (`key`), so a change of any builds another
 entry. Augmentation cannot draw new images every epoch from a cache: each training image is
-stored as `views` augmented views, drawn with the trial's augmentation knobs and a fixed seed (so
-trials with the same knobs share them), and each epoch feeds one view per image, drawn anew
-(data/feature_batches.py). Validation images are stored once, unaugmented.
+stored as up to `feature_views` augmented views, drawn with the trial's augmentation knobs and a
+fixed seed per view (so trials with the same knobs share them), and epoch e feeds each image one of
+the views 0..min(e, V-1), drawn anew (data/feature_batches.py). A view is built the first time an
+epoch needs it, so a trial never computes more forward passes than it would on images, and a
+trial pruned after two epochs has paid for two views. Validation images are stored once, unaugmented.
 
 Entries live beside the decode cache (`<results>/.cache/features/`), as float16 `.npy` files read
 by memory map, written through a temporary file and `os.replace` under a file lock: concurrent
@@ -62,18 +64,43 @@ def stderr_note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+class Views:
+    """The augmented views of the training images (in `data.train_idx` order), for every cut of a
+    trial at once: view `v` is built (in one pass for all cuts) the first time a phase asks for it,
+    so a trial pays for a view only when an epoch uses it, and never for more than `count`."""
+
+    def __init__(self, count: int, build: Callable[[int], dict[str, np.ndarray]]):
+        self.count = count
+        self._build = build
+        self._built: dict[int, dict[str, np.ndarray]] = {}
+        self.cold = False  # whether this trial built one
+
+    def view(self, index: int, cut: str) -> np.ndarray:
+        if index not in self._built:
+            self._built[index] = self._build(index)
+        return self._built[index][cut]
+
+
 @dataclasses.dataclass(frozen=True)
 class Features:
     """A phase's cached inputs: `plain` (N, ...) is every image unaugmented, in `data.images`
-    order; `views` (V, len(train_idx), ...) the training images, in `data.train_idx` order,
-    augmented V ways (None when the recipe has no augmentation: `plain[train_idx]` is the one view)."""
+    order; `view(v)` the training images, in `data.train_idx` order, as augmented view v of
+    `views` (with no augmentation, one view: `plain[train_idx]`)."""
 
     plain: np.ndarray
-    views: np.ndarray | None
-    cold: bool  # whether this trial built some of it
+    cut: str
+    train_idx: np.ndarray
+    augmented: Views | None
+    cold: bool  # whether this trial built the plain features
 
-    def train_views(self, train_idx: np.ndarray) -> np.ndarray:
-        return self.views if self.views is not None else self.plain[np.asarray(train_idx)][None]
+    @property
+    def views(self) -> int:
+        return self.augmented.count if self.augmented is not None else 1
+
+    def view(self, index: int) -> np.ndarray:
+        if self.augmented is None:
+            return self.plain[self.train_idx]
+        return self.augmented.view(index, self.cut)
 
 
 def unusable(recipe: Mapping[str, Any], metric: str) -> str | None:
@@ -160,25 +187,28 @@ class FeatureCache:
             f"{label}: {len(data.images)} images",
         )
         if not views:
-            return {cut: Features(plains[cut], None, cold) for cut in cuts}
+            return {cut: Features(plains[cut], cut, train_idx, None, cold) for cut in cuts}
+        # Background replacement finds the background in-band: the training images go marked, as the
+        # trial's own input does (training/loop.py).
+        source = MarkedImages(data.images) if recipe["aug_background"] > 0 else data.images
 
-        def draw(missing: list[str], outs: list[np.ndarray]) -> None:
-            augmenter = _Augmenting(
-                augmentation_layers(recipe, data.image_size, VIEW_SEED), split.lower_part(model, missing)
+        def build(index: int) -> dict[str, np.ndarray]:
+            def draw(missing: list[str], outs: list[np.ndarray]) -> None:
+                layers = augmentation_layers(recipe, data.image_size, VIEW_SEED + 1000 * index)
+                _predict_into(_Augmenting(layers, split.lower_part(model, missing)), _Rows(source, train_idx), outs)
+
+            arrays, built = self._entries(
+                {cut: f"{augmented[cut]}-{index}" for cut in cuts},
+                {cut: (len(train_idx), *shapes[cut]) for cut in cuts},
+                draw,
+                f"{label}: {len(train_idx)} training images, augmented view {index + 1} of {views}",
+                quiet_start=True,
             )
-            # Background replacement finds the background in-band: the training images go marked, as
-            # the trial's own input does (training/loop.py).
-            source = MarkedImages(data.images) if recipe["aug_background"] > 0 else data.images
-            for view in range(views):
-                _predict_into(augmenter, _Rows(source, train_idx), [out[view] for out in outs])
+            group.cold = group.cold or built
+            return arrays
 
-        drawn, built = self._entries(
-            augmented,
-            {cut: (views, len(train_idx), *shapes[cut]) for cut in cuts},
-            draw,
-            f"{label}: {len(train_idx)} training images x {views} augmented views",
-        )
-        return {cut: Features(plains[cut], drawn[cut], cold or built) for cut in cuts}
+        group = Views(views, build)
+        return {cut: Features(plains[cut], cut, train_idx, group, cold) for cut in cuts}
 
     @staticmethod
     def _view_key(recipe: Mapping[str, Any], train_idx: np.ndarray, views: int) -> dict[str, Any]:
@@ -186,8 +216,7 @@ class FeatureCache:
             "train": hashlib.sha256(train_idx.astype(np.int64).tobytes()).hexdigest(),
             "augmentation": {name: recipe[name] for name in AUGMENTATION_KNOBS},
             "backgrounds": _folder_stamp(recipe["backgrounds"]) if recipe["aug_background"] > 0 else None,
-            "views": views,
-            "seed": VIEW_SEED,
+            "seed": VIEW_SEED,  # view v is drawn with VIEW_SEED + 1000 v: the same whatever `feature_views`
         }
 
     def _entries(
@@ -196,6 +225,7 @@ class FeatureCache:
         shapes: Mapping[str, tuple[int, ...]],
         compute: Callable[[list[str], list[np.ndarray]], Any],
         what: str,
+        quiet_start: bool = False,
     ) -> tuple[dict[str, np.ndarray], bool]:
         """The entries `names` (one per cut) read by memory map; those missing built first, by one
         process (each entry's lock held, in name order), through `compute(cuts, arrays to fill)`."""
@@ -208,7 +238,7 @@ class FeatureCache:
                 locks.enter_context(file_lock(self.folder / f"{name}.lock"))
             missing = [cut for cut, path in paths.items() if not path.exists()]  # another trial may have built some
             if missing:
-                self._build(missing, {cut: paths[cut] for cut in missing}, shapes, compute, what)
+                self._build(missing, {cut: paths[cut] for cut in missing}, shapes, compute, what, quiet_start)
         return {cut: np.load(path, mmap_mode="r") for cut, path in paths.items()}, bool(missing)
 
     def _build(
@@ -218,10 +248,12 @@ class FeatureCache:
         shapes: Mapping[str, tuple[int, ...]],
         compute: Callable[[list[str], list[np.ndarray]], Any],
         what: str,
+        quiet_start: bool,
     ) -> None:
         """Fill temporary files and move them into place: a killed build leaves no entry."""
         nbytes = sum(math.prod(shapes[cut]) for cut in cuts) * np.dtype(DTYPE).itemsize
-        self.note(f"Feature cache: computing {what} ({nbytes / 1e6:.0f} MB) ...")
+        if not quiet_start:
+            self.note(f"Feature cache: computing {what} ({nbytes / 1e6:.0f} MB) ...")
         started = time.monotonic()
         temporaries = {}
         try:
@@ -241,7 +273,7 @@ class FeatureCache:
             for temporary in temporaries.values():
                 if os.path.exists(temporary):
                     os.unlink(temporary)
-        self.note(f"Feature cache: {what} done in {time.monotonic() - started:.0f} s")
+        self.note(f"Feature cache: {what} done in {time.monotonic() - started:.0f} s ({nbytes / 1e6:.0f} MB)")
 
 
 class _Rows:
@@ -277,9 +309,12 @@ def _predict_into(model: keras.Model, images, outs: list[np.ndarray]) -> None:
     """`model`'s outputs (one per array of `outs`) for every image, `CHUNK` images per `predict`."""
     for start in range(0, len(images), CHUNK):
         batch = np.asarray(images[start : start + CHUNK], dtype=np.float32)
+        count = len(batch)
+        if count % BUILD_BATCH:  # padded to whole batches: one batch shape, which XLA (JAX) compiles once
+            batch = np.concatenate([batch, np.repeat(batch[-1:], BUILD_BATCH - count % BUILD_BATCH, axis=0)])
         predicted = model.predict(batch, batch_size=BUILD_BATCH, verbose=0)
         for out, values in zip(outs, predicted if isinstance(predicted, list) else [predicted]):
-            out[start : start + len(batch)] = values.astype(DTYPE)
+            out[start : start + count] = values[:count].astype(DTYPE)
 
 
 def _folder_stamp(folder: Any) -> str | None:

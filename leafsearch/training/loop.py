@@ -168,7 +168,7 @@ class TrialTraining:
             phase_start = done - phase_epoch  # the trial epoch at which this phase began
             if phase.prepare is not None:  # what it unfreezes: before the frozen part is cut off
                 phase.prepare(model)
-            trainer, inputs = self.cached_phase(model, phases, phase, data, num_classes, done)
+            trainer, inputs = self.cached_phase(model, phases, phase, data, num_classes, done, phase_epoch)
             if inputs is None:
                 images_inputs = images_inputs or self.fit_inputs(data, num_classes, done)
                 inputs = images_inputs
@@ -224,7 +224,14 @@ class TrialTraining:
         return FitInputs(train, val, class_weight, steps_per_epoch, precise, wild)
 
     def cached_phase(
-        self, model: keras.Model, phases: list[Phase], phase: Phase, data: LeafData, num_classes: int, done: int
+        self,
+        model: keras.Model,
+        phases: list[Phase],
+        phase: Phase,
+        data: LeafData,
+        num_classes: int,
+        done: int,
+        phase_epoch: int,
     ) -> tuple[Trainer, FitInputs | None]:
         """What `phase` trains and on what: the part of `model` above its frozen part, on that part's
         cached features (training/feature_cache.py), or `model` itself (inputs None: on images)
@@ -253,17 +260,21 @@ class TrialTraining:
         recipe, seed, batch_size = self.recipe, self.reporter.seed, self.batch_size
         train_idx, val_idx = np.asarray(data.train_idx), np.asarray(data.val_idx)
         train = FeatureBatches(
-            features.train_views(train_idx), data.labels[train_idx], num_classes, batch_size, True, seed + done
+            features.view,
+            features.views,
+            data.labels[train_idx],
+            num_classes,
+            batch_size,
+            True,
+            seed + done,
+            phase_epoch,
         )
-        val = FeatureBatches(
-            np.asarray(features.plain[val_idx])[None], data.labels[val_idx], num_classes, batch_size, False, seed
-        )
+        val_features = np.asarray(features.plain[val_idx])
+        val = FeatureBatches(lambda v: val_features, 1, data.labels[val_idx], num_classes, batch_size, False, seed)
         precise = None
         if recipe["precise_bn"]:  # on the training images as validation sees them, but for the new backgrounds
             if recipe["aug_background"] > 0:  # which only the views have (with the other augmentations)
-                precise = PreciseBatchNorm(
-                    features.train_views(train_idx)[0], np.arange(len(train_idx)), batch_size, seed
-                )
+                precise = PreciseBatchNorm(features.view(0), np.arange(len(train_idx)), batch_size, seed)
             else:
                 precise = PreciseBatchNorm(features.plain, train_idx, batch_size, seed)
         class_weight = class_weights(data.labels[train_idx], num_classes) if recipe["class_weights"] else None

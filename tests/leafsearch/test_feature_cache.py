@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from leafsearch.data import prepare
+from leafsearch.data.feature_batches import FeatureBatches
 from leafsearch.models import split
 from leafsearch.models.efficientnet import build_efficientnet, unfreeze_top_blocks
 from leafsearch.training import feature_cache
@@ -77,9 +78,10 @@ def test_cold_and_warm_cache_train_the_same_trial_and_a_continued_trial_is_the_t
     objective = LeafObjective(leaves, "efficientnet", max_epochs=3, cache_dir=tmp_path / "cache")
     cold = trial(objective, tmp_path / "cold")
     built = entries(tmp_path / "cache" / "features")
-    # pooled and block7, each: every image plain and the training images in 2 augmented views; both
-    # cuts in one pass
-    assert len(built) == 4 and capfd.readouterr().err.count("Feature cache: computing") == 2
+    # pooled and block7 (in one pass), each: every image plain, and the training images in the 2
+    # augmented views the two transfer epochs used (fine-tuning's one epoch used the first again)
+    err = capfd.readouterr().err
+    assert len(built) == 6 and err.count("Feature cache: computing") == 1 and err.count("augmented view") == 2
     warm = trial(objective, tmp_path / "warm")
     assert entries(tmp_path / "cache" / "features") == built and "computing" not in capfd.readouterr().err
     assert numbers(warm) == numbers(cold) and len(cold) == 3
@@ -107,28 +109,32 @@ def test_every_input_of_the_frozen_part_keys_its_own_entry(model, data, tmp_path
     recipe = resolve(PARAMS, "efficientnet")
     first = cache.features(model, [split.POOLED], data, recipe)[split.POOLED]
     assert first.cold and first.plain.shape == (len(data.images), 1280) and first.plain.dtype == np.float16
-    assert first.views.shape == (2, len(data.train_idx), 1280)
-    assert not cache.features(model, [split.POOLED], data, recipe)[split.POOLED].cold  # the same: read back
+    assert len(entries(tmp_path)) == 1  # the views are built when an epoch first asks for them
+    assert first.views == 2 and first.view(1).shape == (len(data.train_idx), 1280) and len(entries(tmp_path)) == 2
+    assert not np.array_equal(first.view(0), first.view(1)) and len(entries(tmp_path)) == 3
+    again = cache.features(model, [split.POOLED], data, recipe)[split.POOLED]
+    assert not again.cold and np.array_equal(again.view(1), first.view(1)) and not again.augmented.cold  # read back
+    cache.features(model, [split.POOLED], data, {**recipe, "feature_views": 3})[split.POOLED].view(1)
     count = len(entries(tmp_path))
+    assert count == 3  # view v does not depend on how many views a trial takes: shared
     changes = [
         (model, ["block7"], data, recipe),  # the cut
         (model, [split.POOLED], data, {**recipe, "aug_rotation": 0.2}),  # augmentation: only the views
-        (model, [split.POOLED], data, {**recipe, "feature_views": 3}),
         (model, [split.POOLED], data, {**recipe, "aug_background": 0.5}),  # new backgrounds in the views
     ]
     for change in changes:
-        cache.features(*change)
+        cache.features(*change)[change[1][0]].view(0)
         assert len(entries(tmp_path)) > count
         count = len(entries(tmp_path))
     other_images = data.__class__(**{**data.__dict__, "images": np.ascontiguousarray(data.images[:, ::-1])})
-    cache.features(model, [split.POOLED], other_images, recipe)  # the data
+    cache.features(model, [split.POOLED], other_images, recipe)[split.POOLED].view(0)  # the data
     assert len(entries(tmp_path)) == count + 2
     count += 2
     changed = keras.models.clone_model(model)
     changed.set_weights(model.get_weights())
     kernel = changed.get_layer("backbone").get_layer("block7a_project_conv")
     kernel.kernel.assign(kernel.kernel * 1.01)  # the weights
-    cache.features(changed, [split.POOLED], data, recipe)
+    cache.features(changed, [split.POOLED], data, recipe)[split.POOLED].view(0)
     assert len(entries(tmp_path)) == count + 2
     # Two cuts at once (a trial's transfer and fine-tuning phases): one pass, the same features.
     both = FeatureCache(tmp_path / "both", note=lambda text: None).features(
@@ -137,7 +143,7 @@ def test_every_input_of_the_frozen_part_keys_its_own_entry(model, data, tmp_path
     for cut in (split.POOLED, "block7"):
         alone = cache.features(model, [cut], data, recipe)[cut]
         np.testing.assert_array_equal(both[cut].plain, alone.plain)
-        np.testing.assert_array_equal(both[cut].views, alone.views)
+        np.testing.assert_array_equal(both[cut].view(1), alone.view(1))
 
 
 def test_a_killed_build_leaves_no_entry_and_an_entry_too_large_is_not_built(model, data, tmp_path, monkeypatch):
@@ -157,7 +163,8 @@ def test_a_killed_build_leaves_no_entry_and_an_entry_too_large_is_not_built(mode
     features = FeatureCache(tmp_path, note=lambda text: None).features(model, [split.POOLED], data, recipe)[
         split.POOLED
     ]
-    assert features.cold and features.views is None and not (np.asarray(features.plain) == 1.0).all()
+    assert features.cold and features.augmented is None and not (np.asarray(features.plain) == 1.0).all()
+    np.testing.assert_array_equal(features.view(0), features.plain[data.train_idx])  # no augmentation: one view
     notes = []
     small = FeatureCache(tmp_path / "small", budget_bytes=1000, note=notes.append)
     reason = small.features(model, ["block7"], data, recipe)
@@ -204,3 +211,22 @@ def test_the_full_model_predicts_what_the_cached_composition_does(model, data, b
     stored = upper.predict(features.astype(np.float16).astype(np.float32), verbose=0)
     np.testing.assert_allclose(stored, full, atol=2e-3)
     assert [v.path for v in upper.trainable_variables] == [v.path for v in model.trainable_variables]
+
+
+def test_an_epoch_feeds_each_image_one_of_the_views_built_so_far():
+    asked = []
+
+    def view(v):
+        asked.append(v)
+        return np.full((10, 3), float(v), dtype=np.float16)
+
+    batches = FeatureBatches(view, 3, np.arange(10) % 2, 2, batch_size=4, shuffle=True, seed=0)
+    seen = []
+    for epoch in range(4):
+        values = np.concatenate([batches[i][0][:, 0] for i in range(len(batches))])
+        assert len(values) == 10 and set(values) <= set(range(min(epoch, 2) + 1))
+        seen.append(set(values))
+        batches.on_epoch_end()
+    assert sorted(set(asked)) == [0, 1, 2] and seen[0] == {0} and seen[3] == {0, 1, 2}
+    resumed = FeatureBatches(view, 3, np.arange(10) % 2, 2, batch_size=4, shuffle=True, seed=0, epoch=5)
+    assert set(np.concatenate([resumed[i][0][:, 0] for i in range(len(resumed))])) <= {0, 1, 2}
