@@ -39,15 +39,21 @@ class FeatureBatches(keras.utils.PyDataset):
         epoch: int = 0,
     ):
         super().__init__(workers=1, use_multiprocessing=False)
-        self.view, self.views, self.epoch = view, views, epoch
+        self.view, self.views, self.epoch, self.first_epoch = view, views, epoch, epoch
+        self._epochs_begun = 0
         self.onehot = np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.full_batches = shuffle and keras.backend.backend() != "tensorflow"
         self._rng = np.random.default_rng(seed)
+        self._drawn_for: int | None = None
         self._draw()
 
     def _draw(self) -> None:
+        """The order and each row's view for `self.epoch` (once per epoch)."""
+        if self._drawn_for == self.epoch:
+            return
+        self._drawn_for = self.epoch
         rows = len(self.onehot)
         available = min(self.epoch, self.views - 1) + 1 if self.shuffle else 1
         self._arrays = [self.view(v) for v in range(available)]
@@ -79,7 +85,10 @@ class FeatureBatches(keras.utils.PyDataset):
                 batch[chosen] = array[rows[chosen]]
         return batch, self.onehot[rows]
 
-    def on_epoch_end(self) -> None:
+    def on_epoch_begin(self) -> None:
+        """Keras calls this once at the start of every epoch (and `on_epoch_end` more than once: at
+        the end of an epoch and when `fit` resets its iterator), so the epoch advances here."""
         if self.shuffle:
-            self.epoch += 1
+            self.epoch = self.first_epoch + self._epochs_begun
+            self._epochs_begun += 1
             self._draw()

@@ -222,11 +222,15 @@ def test_an_epoch_feeds_each_image_one_of_the_views_built_so_far():
 
     batches = FeatureBatches(view, 3, np.arange(10) % 2, 2, batch_size=4, shuffle=True, seed=0)
     seen = []
+    batches.on_epoch_end()  # as `fit` resets its iterator: not an epoch
     for epoch in range(4):
+        batches.on_epoch_begin()
         values = np.concatenate([batches[i][0][:, 0] for i in range(len(batches))])
         assert len(values) == 10 and set(values) <= set(range(min(epoch, 2) + 1))
         seen.append(set(values))
         batches.on_epoch_end()
+        if epoch == 1:
+            assert sorted(set(asked)) == [0, 1]  # a view is built when an epoch first uses it
     assert sorted(set(asked)) == [0, 1, 2] and seen[0] == {0} and seen[3] == {0, 1, 2}
     resumed = FeatureBatches(view, 3, np.arange(10) % 2, 2, batch_size=4, shuffle=True, seed=0, epoch=5)
     assert set(np.concatenate([resumed[i][0][:, 0] for i in range(len(resumed))])) <= {0, 1, 2}
