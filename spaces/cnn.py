@@ -18,6 +18,7 @@ SPACE = Space(
     aug_flip=Fixed("both"),
     aug_rotation=Fixed(0.1),
     aug_zoom=Fixed(0.1),
+    leaf_mask=Fixed("none"),  # "scratch" or "lite0" (on ImageNet features): a head that finds the leaf
 )
 
 STUDY = Study(pipeline="cnn", metric="val_accuracy", direction="maximize", trials=20, max_epochs=30)

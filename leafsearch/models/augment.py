@@ -10,7 +10,7 @@ from typing import Any
 
 import keras
 
-from leafsearch.models import leaf_mask
+from leafsearch.models import leaf_mask, lite_mask_head
 from leafsearch.models.layers import BackgroundReplace, RandomCropResize
 
 PREFIX = "aug_"  # every augmentation layer's name starts so: an exported model drops them by it
@@ -19,21 +19,42 @@ BACKGROUND = "aug_background"  # the background replacement layer (first when pr
 # -> Keras' RandomFlip mode. Keras 3 draws once per image for "horizontal_and_vertical": both axes or
 # neither (a half turn), not the four orientations; kept as every study here has trained so far.
 FLIP_MODES = {"none": None, "horizontal": "horizontal", "vertical": "vertical", "both": "horizontal_and_vertical"}
+# `leaf_mask` (as training/recipe.py resolves it: True and False of older studies become scratch and none).
+LEAF_MASKS = ("none", "scratch", "lite0")
 
 
 def augmented(inputs, recipe: Mapping[str, Any], seed: int):
     """`inputs` (0-255 images) through the recipe's augmentation and, with `leaf_mask`, the leaf
     mask head (leaf_mask.py), whose target is the leaf as the geometric augmentations left it."""
     x, target = inputs, None
+    head = leaf_mask_of(recipe)
     for layer in augmentation_layers(recipe, int(inputs.shape[1]), seed):
-        if layer.name == BACKGROUND and recipe.get("leaf_mask"):
+        if layer.name == BACKGROUND and head != "none":
             target = leaf_mask.LeafTarget(name=leaf_mask.TARGET)(x)
         x = layer(x)
-    if recipe.get("leaf_mask"):
+    if head != "none":
         if target is None:  # no replacement: the images still have their (marked) black backgrounds
             target = leaf_mask.LeafTarget(name=leaf_mask.TARGET)(x)
-        x = leaf_mask.masked(x, target, int(inputs.shape[1]))
+        x = leaf_mask.masked(x, target, mask_probabilities(x, recipe))
     return x
+
+
+def leaf_mask_of(recipe: Mapping[str, Any]) -> str:
+    """The recipe's leaf mask head, one of `LEAF_MASKS` ("none" when it names none)."""
+    head = recipe.get("leaf_mask", "none")
+    if not isinstance(head, str) or head not in LEAF_MASKS:
+        raise ValueError(f"Argument `leaf_mask` must be one of {', '.join(LEAF_MASKS)}. Received: leaf_mask={head!r}")
+    return head
+
+
+def mask_probabilities(images, recipe: Mapping[str, Any]):
+    """The recipe's leaf mask head on `images`: the probability map each pixel is leaf. The
+    pretrained one loads its ImageNet weights unless the model is built with `weights="none"`
+    (a model rebuilt for a checkpoint: every weight then comes from it)."""
+    size = int(images.shape[1])
+    if leaf_mask_of(recipe) == "lite0":
+        return lite_mask_head.mask_head(images, size, pretrained=recipe.get("weights", "none") != "none")
+    return leaf_mask.mask_head(images, size)
 
 
 def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -> list[keras.layers.Layer]:

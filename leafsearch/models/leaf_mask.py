@@ -86,17 +86,20 @@ class MaskSupervision(keras.layers.Layer):
         return {**super().get_config(), "weight": self.weight, "own": self.own, "seed": self.seed}
 
 
+def conv_bn_relu(x, filters: int, name: str, dilation: int = 1):
+    """3x3 conv, batch norm, ReLU: the block both heads' U-Nets are made of."""
+    L = keras.layers
+    x = L.Conv2D(filters, 3, padding="same", dilation_rate=dilation, use_bias=False, name=name)(x)
+    x = L.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    return L.Activation("relu", name=f"{name}_relu")(x)
+
+
 def mask_head(images, size: int):
     """0-255 images -> the probability that each pixel is leaf, `(H, W, 1)` float32: a small
     U-Net (Ronneberger et al. 2015) of Keras layers with batch norm (a third more wild IoU in a
     30-epoch trial than without, bench/README.md), at most `MAX_RESOLUTION` px."""
     L = keras.layers
-
-    def conv(x, filters, name, dilation=1):
-        x = L.Conv2D(filters, 3, padding="same", dilation_rate=dilation, use_bias=False, name=name)(x)
-        x = L.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
-        return L.Activation("relu", name=f"{name}_relu")(x)
-
+    conv = conv_bn_relu
     work = min(size, MAX_RESOLUTION)
     x = L.Rescaling(1.0 / 255.0, name="mask_rescale")(images)
     if work != size:
@@ -114,8 +117,14 @@ def mask_head(images, size: int):
             x = L.Resizing(skip.shape[1], skip.shape[2], name=f"mask_fit{i}")(x)
         x = L.Concatenate(name=f"mask_skip{i}")([x, skip])
         x = conv(x, filters, f"mask_up{i}_conv")
-    x = L.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="mask_logit")(x)
-    if work != size:
+    return mask_output(x, size)
+
+
+def mask_output(features, size: int):
+    """A head's last features -> its probability map at `size` px (`mask_logit`, float32)."""
+    L = keras.layers
+    x = L.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="mask_logit")(features)
+    if x.shape[1] != size:
         x = L.Resizing(size, size, dtype="float32", name="mask_up")(x)
     return x
 
@@ -137,11 +146,11 @@ def hard_eroded(mask):
     return eroded(x, ERODE, "mask_eroded")
 
 
-def masked(images, target, size: int):
-    """`images` with everything the head does not take for leaf blacked out, trained against
-    `target` (the true masks, from `LeafTarget`), gated by them in training. The head's mask is
-    trimmed by `HALO` px first (a min-pool commutes with the threshold)."""
-    predicted = mask_head(images, size)
+def masked(images, target, predicted):
+    """`images` with everything the head does not take for leaf blacked out: `predicted` is the
+    head's probability map (`mask_head`, or the pretrained one of lite_mask_head.py), trained
+    against `target` (the true masks, from `LeafTarget`), gated by them in training. The head's
+    mask is trimmed by `HALO` px first (a min-pool commutes with the threshold)."""
     proposed = eroded(predicted, HALO, "mask_trimmed") if HALO else predicted
     gate, _, _ = MaskSupervision(name=SUPERVISION)([proposed, target, predicted])
     return keras.layers.Multiply(name="mask_apply")([images, hard_eroded(gate)])

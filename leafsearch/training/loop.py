@@ -207,7 +207,7 @@ class TrialTraining:
         recipe, seed, batch_size = self.recipe, self.reporter.seed, self.batch_size
         # A continued trial draws new shuffles rather than replaying the first epochs' order.
         # Background replacement finds the background in-band: the training images go marked.
-        marked = recipe["aug_background"] > 0 or recipe["leaf_mask"]
+        marked = recipe["aug_background"] > 0 or recipe["leaf_mask"] != "none"
         train_images = MarkedImages(data.images) if marked else data.images
         train = make_batches(
             train_images, data.labels, data.train_idx, num_classes, batch_size, shuffle=True, seed=seed + done

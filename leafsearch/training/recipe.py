@@ -22,6 +22,8 @@ LOSSES = ("ce", "ce_smooth", "focal", "sigmoid_focal")
 LR_SCHEDULES = ("constant", "reduce_on_plateau", "triangular", "triangular2")
 FLIPS = ("none", "horizontal", "vertical", "both")
 OLD_FLIPS = {False: "none", True: "both"}  # `aug_flip` was a switch: older studies and spaces say True/False
+LEAF_MASKS = ("none", "scratch", "lite0")  # no head, the scratch U-Net, the one on Lite0's ImageNet features
+OLD_LEAF_MASKS = {False: "none", True: "scratch"}  # `leaf_mask` was a switch: older studies and spaces say True/False
 
 # The seed report's choices (see ../shared/seed): the baseline every space starts from.
 DEFAULTS: dict[str, Any] = {
@@ -62,8 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "aug_background": 0.0,  # the share of training images that get a new background (0: off)
     "backgrounds": None,  # a folder of background photos (default: procedural backgrounds)
     # Not the seed's: a segmentation head learns each leaf's mask from the black backgrounds and
-    # blacks out the rest before the classifier (models/leaf_mask.py); with aug_background.
-    "leaf_mask": False,
+    # blacks out the rest before the classifier; with aug_background. "scratch" (models/leaf_mask.py)
+    # or "lite0", on EfficientNet-Lite0's ImageNet features (models/lite_mask_head.py).
+    "leaf_mask": "none",
     # Not the seed's: batch-norm statistics recomputed before every validation (precise_bn.py), so
     # that short trials validate what they learned; False keeps Keras' moving averages.
     "precise_bn": True,
@@ -135,6 +138,10 @@ def resolve(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
     if problem:
         raise UsageError(problem)
     recipe["aug_flip"] = OLD_FLIPS.get(recipe["aug_flip"], recipe["aug_flip"])
+    problem = leaf_mask_problem(recipe["leaf_mask"])
+    if problem:
+        raise UsageError(problem)
+    recipe["leaf_mask"] = OLD_LEAF_MASKS.get(recipe["leaf_mask"], recipe["leaf_mask"])
     is_cnn = recipe["backbone"] == "cnn"
     if is_cnn != (pipeline == "cnn"):
         raise UsageError(
@@ -149,6 +156,13 @@ def flip_problem(value: Any) -> str | None:
     if isinstance(value, bool) or (isinstance(value, str) and value in FLIPS):
         return None
     return f"parameter `aug_flip`: {value!r} is not one of {', '.join(FLIPS)} (or True/False: both/none)"
+
+
+def leaf_mask_problem(value: Any) -> str | None:
+    """What is wrong with a `leaf_mask` value, if anything (True and False stand for scratch and none)."""
+    if isinstance(value, bool) or (isinstance(value, str) and value in LEAF_MASKS):
+        return None
+    return f"parameter `leaf_mask`: {value!r} is not one of {', '.join(LEAF_MASKS)} (or True/False: scratch/none)"
 
 
 def rebuilt(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
@@ -206,4 +220,8 @@ def space_problems(space: Space, pipeline: str) -> list[str]:
         param = space["aug_flip"]
         offered = param.values if isinstance(param, Choice) else (param.value,) if isinstance(param, Fixed) else ()
         out.extend(problem for problem in map(flip_problem, offered) if problem)
+    if "leaf_mask" in space:
+        param = space["leaf_mask"]
+        offered = param.values if isinstance(param, Choice) else (param.value,) if isinstance(param, Fixed) else ()
+        out.extend(problem for problem in map(leaf_mask_problem, offered) if problem)
     return out

@@ -26,7 +26,7 @@ from search import engines
 from search.errors import UsageError
 from search.execution.executor import TrialProcesses
 from search.options import RunOptions, WarmStart
-from search.space import Fixed, Space
+from search.space import Bool, Fixed, Space
 from search.spacefile import load_space_file
 from search.study import Study
 
@@ -294,7 +294,16 @@ def check_inputs(request: Request, space: Space, spec: Study) -> Checked:
 def check_weights(space: Space, pipeline: str) -> dict[str, Any] | None:
     """An EfficientNet study's weights, every backbone with every `weights` value the space can
     give, checked before anything is written (unusable weights are a UsageError), and what each
-    trial's run.json records of their origin; None for another pipeline."""
+    trial's run.json records of their origin; None for another pipeline. A space that can give
+    `leaf_mask="lite0"` (any pipeline) needs EfficientNet-Lite0's ImageNet weights, unless every
+    trial builds without pretrained weights (`weights="none"`)."""
+    if "lite0" in leaf_masks_offered(space, pipeline) and any(
+        weights != "none" for weights in recipe_values(space, "weights", pipeline)
+    ):
+        runtime.import_keras_quietly()
+        from leafsearch.models import lite_mask_head
+
+        lite_mask_head.check_weights_available()
     if pipeline != "efficientnet":
         return None
     runtime.import_keras_quietly()
@@ -305,6 +314,14 @@ def check_weights(space: Space, pipeline: str) -> dict[str, Any] | None:
             efficientnet.check_weights_available(backbone, weights)
     backbones = [str(b) for b in recipe_values(space, "backbone", pipeline)]
     return {str(weights): weights_record(weights, backbones) for weights in recipe_values(space, "weights", pipeline)}
+
+
+def leaf_masks_offered(space: Space, pipeline: str) -> tuple:
+    """Every leaf mask head a trial of the space can build (True and False of older spaces read as
+    scratch and none; a `Bool` gives no other)."""
+    if isinstance(space["leaf_mask"] if "leaf_mask" in space else None, Bool):
+        return ("none", "scratch")
+    return tuple(recipe.OLD_LEAF_MASKS.get(value, value) for value in recipe_values(space, "leaf_mask", pipeline))
 
 
 def data_folder(request: Request, note: Note) -> Path:
