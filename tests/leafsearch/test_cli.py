@@ -62,7 +62,8 @@ def test_run_then_resume_adds_exactly_the_missing_trials(tmp_path, tiny_data):
         "aug_flip",
         "aug_rotation",
         "aug_zoom",
-    ]  # the leaves' augmentations, named in the space
+        "leaf_mask",
+    ]  # the leaves' augmentations and the (absent) leaf mask head, named in the space
     assert sorted(c for c in board.columns if c.startswith("param_")) == sorted("param_" + p for p in space_params)
     from search.records.leaderboard import base_columns
 

@@ -211,12 +211,27 @@ def bad_inputs(root: Path, data: Path) -> list[tuple[list, str]]:
     ]
 
 
-def test_every_bad_input_exits_2_with_one_line_and_leaves_the_study_untouched(existing_study, tiny_data):  # noqa: F811
+def test_every_bad_input_exits_2_with_one_line_and_leaves_the_study_untouched(
+    existing_study,
+    tiny_data,  # noqa: F811
+    capfd,
+    monkeypatch,
+):
+    """Through the CLI's `main` in this process: that `leafsearch run` itself, in a subprocess, exits
+    2 with one line on stderr (a missing, broken or out-of-range space file, a missing or flat data
+    folder, a bad --algorithm...) is test_cli.py's test_bad_input_exits_2_with_one_line."""
+    from leafsearch.cli.main import main
+
+    monkeypatch.chdir(existing_study)  # the default --results, as for the command run there
     before = study_bytes(existing_study)
     for args, fragment in bad_inputs(existing_study, tiny_data):
-        done = leafsearch(*args, cwd=existing_study)
-        lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2, (args, done.stderr[-2000:])
-        assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in done.stderr, (args, done.stderr)
-        assert "s3cret" not in done.stderr + done.stdout
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+        out, err = capfd.readouterr()
+        lines = err.strip().splitlines()
+        assert code == 2, (args, err[-2000:])
+        assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in err, (args, err)
+        assert "s3cret" not in err + out
         assert study_bytes(existing_study) == before, args

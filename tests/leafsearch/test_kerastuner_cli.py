@@ -1,5 +1,6 @@
-"""`leafsearch run --backend kerastuner` end to end: each algorithm, the shared leaderboard schema,
-Hyperband's budgets, resume, and `leafsearch report`."""
+"""`leafsearch run --backend kerastuner` end to end: Hyperband's budgets, its continued trials and
+resume. Bayesian through the command line into the shared leaderboard schema, and `leafsearch report`:
+test_workers.py (the chief and two workers); random: test_storage_faults.py (a chief restarted)."""
 
 import json
 
@@ -11,40 +12,13 @@ pytestmark = pytest.mark.slow  # KerasTuner studies in subprocesses
 
 
 def optuna_columns() -> list[str]:
-    """The columns an Optuna study of spaces/cnn.py writes (test_cli checks them on a real run)."""
+    """The columns an Optuna study of spaces/cnn.py writes (test_cli checks them on a real run); a
+    KerasTuner study writes the same (test_workers.py checks them)."""
     from leafsearch.training.setup import load_space
     from search.records.leaderboard import PARAM_PREFIX, base_columns
 
     space, _ = load_space(CNN_SPACE)
     return base_columns("val_accuracy") + [PARAM_PREFIX + name for name in space.names]
-
-
-@pytest.mark.parametrize("algorithm", ["bayesian"])  # random, the default, runs through the CLI in test_workers
-def test_each_algorithm_runs_through_the_cli_into_the_shared_schema(tmp_path, tiny_data, algorithm):  # noqa: F811
-    done = leafsearch(
-        "run",
-        CNN_SPACE,
-        "--data",
-        tiny_data,
-        "--backend",
-        "kerastuner",
-        "--algorithm",
-        algorithm,
-        "--trials",
-        "2",
-        *TINY,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"kerastuner/{algorithm}" in done.stdout and "Best: trial" in done.stdout
-    board = pd.read_csv(tmp_path / "results" / "cnn" / "leaderboard.csv")
-    assert list(board.columns) == optuna_columns()
-    assert board["trial"].tolist() == [0, 1] and (board["state"] == "COMPLETE").all()
-    assert (board["backend"] == "kerastuner").all() and (board["algorithm"] == algorithm).all()
-    assert board["val_accuracy"].between(0, 1).all() and (board["param_batch_size"] == 16).all()
-
-    report = leafsearch("report", "--format", "json", cwd=tmp_path)
-    assert report.returncode == 0 and len(json.loads(report.stdout)) == 2
 
 
 def test_hyperband_budgets_continuation_and_resume(tmp_path, tiny_data):  # noqa: F811

@@ -150,7 +150,7 @@ def test_an_outage_longer_than_the_patience_stops_with_one_line_and_the_next_run
 ):
     proxy, url = proxied
     name = f"f{uuid.uuid4().hex[:8]}"
-    args = study_args(tiny_data, name, url, "--trials", "2")
+    args = study_args(tiny_data, name, url, "--trials", "1")
     run = Running([*args, "--storage-patience", "3s"], tmp_path)
     try:
         run.wait_for(" epoch 1: ")
@@ -167,7 +167,7 @@ def test_an_outage_longer_than_the_patience_stops_with_one_line_and_the_next_run
     again = leafsearch(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Trial 0 was left running by a process that died: queued to continue" in again.stdout
-    board = assert_target_met_exactly(tmp_path, name, postgres_url, 2)
+    board = assert_target_met_exactly(tmp_path, name, postgres_url, 1)
     assert 0 in board["resumed_from"].tolist()  # continued from its checkpoint, shown once
     optuna.delete_study(study_name=name, storage=postgres_url)
 

@@ -13,6 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 from test_cli import CNN_SPACE, ROOT, TINY, leafsearch, tiny_data  # noqa: F401 - tiny_data is a fixture
+from test_kerastuner_cli import optuna_columns
 
 from search.engines.optuna.storage import counts_toward_target, make_storage
 
@@ -51,11 +52,12 @@ def assert_target_met_exactly(root: Path, name: str, url: str | None, target: in
     return board
 
 
-@pytest.mark.parametrize("storage", ["journal", "postgresql"])
-def test_three_workers_meet_the_target_exactly(tmp_path, tiny_data, request, storage):  # noqa: F811
+def test_three_workers_meet_the_target_exactly(tmp_path, tiny_data, postgres_url):  # noqa: F811
+    """On PostgreSQL; on the journal file (the default storage), workers meeting the target exactly
+    is checked by test_a_worker_killed_mid_trial_... below and by test_nothing_left_behind.py."""
     name = f"w{uuid.uuid4().hex[:8]}"
-    url = request.getfixturevalue("postgres_url") if storage == "postgresql" else None
-    extra = ["--storage", url, "--pruner", "none"] if url else []  # a worker joining later must use the same pruner
+    url = postgres_url
+    extra = ["--storage", url, "--pruner", "none"]  # a worker joining later must use the same pruner
     done = leafsearch(
         "run",
         CNN_SPACE,
@@ -74,36 +76,35 @@ def test_three_workers_meet_the_target_exactly(tmp_path, tiny_data, request, sto
     assert done.returncode == 0, done.stderr[-3000:]
     assert {"worker 0 |", "worker 1 |", "worker 2 |"} <= {line[:10] for line in done.stdout.splitlines()}
     assert_target_met_exactly(tmp_path, name, url, 6)
-    if url:
-        password = url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
-        assert password not in done.stdout + done.stderr
-        for path in (tmp_path / "results").rglob("*"):
-            if path.is_file() and path.suffix in (".json", ".csv", ".journal", ".txt", ""):
-                assert password.encode() not in path.read_bytes(), path
-        assert "***@" in done.stdout
-        report = leafsearch("report", "--storage", url, "--study", name, "--format", "json", cwd=tmp_path)
-        assert report.returncode == 0 and len(__import__("json").loads(report.stdout)) == 6
-        assert password not in report.stdout + report.stderr
-        # Another machine joins: no space file, its own copy of the data; space and settings from the storage.
-        joined = leafsearch(
-            "worker",
-            "--study",
-            name,
-            "--storage",
-            url,
-            "--data",
-            tiny_data,
-            "--trials",
-            "7",
-            "--results",
-            tmp_path / "elsewhere",
-            cwd=tmp_path,
-        )
-        assert joined.returncode == 0, joined.stderr[-3000:]
-        assert "6 of 7 trials finished, running 1 more (optuna/tpe, no pruning;" in joined.stdout
-        assert password not in joined.stdout + joined.stderr
-        assert len(finished_numbers(tmp_path, name, url)) == 7
-        optuna.delete_study(study_name=name, storage=url)
+    password = url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    assert password not in done.stdout + done.stderr
+    for path in (tmp_path / "results").rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".csv", ".journal", ".txt", ""):
+            assert password.encode() not in path.read_bytes(), path
+    assert "***@" in done.stdout
+    report = leafsearch("report", "--storage", url, "--study", name, "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0 and len(__import__("json").loads(report.stdout)) == 6
+    assert password not in report.stdout + report.stderr
+    # Another machine joins: no space file, its own copy of the data; space and settings from the storage.
+    joined = leafsearch(
+        "worker",
+        "--study",
+        name,
+        "--storage",
+        url,
+        "--data",
+        tiny_data,
+        "--trials",
+        "7",
+        "--results",
+        tmp_path / "elsewhere",
+        cwd=tmp_path,
+    )
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    assert "6 of 7 trials finished, running 1 more (optuna/tpe, no pruning;" in joined.stdout
+    assert password not in joined.stdout + joined.stderr
+    assert len(finished_numbers(tmp_path, name, url)) == 7
+    optuna.delete_study(study_name=name, storage=url)
 
 
 def worker_pids(parent: int) -> dict[int, int]:
@@ -173,6 +174,8 @@ def test_a_worker_killed_mid_trial_is_continued_by_the_others_and_the_target_hol
 
 
 def test_kerastuner_chief_and_two_workers_finish_the_target(tmp_path, tiny_data):  # noqa: F811
+    """Bayesian, through the command line into the leaderboard schema an Optuna study writes (random,
+    KerasTuner's default, runs through it in test_storage_faults.py; Hyperband in test_kerastuner_cli.py)."""
     done = leafsearch(
         "run",
         CNN_SPACE,
@@ -180,6 +183,8 @@ def test_kerastuner_chief_and_two_workers_finish_the_target(tmp_path, tiny_data)
         tiny_data,
         "--backend",
         "kerastuner",
+        "--algorithm",
+        "bayesian",
         "--workers",
         "2",
         "--trials",
@@ -189,12 +194,17 @@ def test_kerastuner_chief_and_two_workers_finish_the_target(tmp_path, tiny_data)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "KerasTuner chief: serving the oracle on 127.0.0.1:" in done.stdout
+    assert "kerastuner/bayesian" in done.stdout and "Best: trial" in done.stdout
     trained_by = {
         line.split(" | ")[0] for line in done.stdout.splitlines() if " | Trial " in line and "COMPLETE" in line
     }
     assert trained_by == {"worker 1", "worker 2"}  # both workers trained; the chief only served
     board = pd.read_csv(tmp_path / "results" / "cnn" / "leaderboard.csv")
     assert board["trial"].tolist() == [0, 1, 2] and (board["state"] == "COMPLETE").all()
-    assert (board["backend"] == "kerastuner").all()
+    assert list(board.columns) == optuna_columns()
+    assert (board["backend"] == "kerastuner").all() and (board["algorithm"] == "bayesian").all()
+    assert board["val_accuracy"].between(0, 1).all() and (board["param_batch_size"] == 16).all()
     oracle = __import__("json").loads((tmp_path / "results" / "cnn" / "kerastuner" / "oracle.json").read_text())
     assert len(oracle["end_order"]) == 3  # the chief's oracle saw every trial end
+    report = leafsearch("report", "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0 and len(__import__("json").loads(report.stdout)) == 3
