@@ -94,7 +94,7 @@ def study(space: str, cached: bool, root: Path, train: Path, test: Path, args: a
         str(test),
         "--set",
         "leaf_mask=none",  # the mask head trains below the backbone: on images either way (not what is compared)
-        *([] if cached else ["--no-feature-cache"]),
+        "--feature-cache" if cached else "--no-feature-cache",
     ]
     started, wall, stderr = leafsearch(command, root)
     folder = results / name

@@ -41,7 +41,7 @@ class LeafObjective:
         direction: str = "maximize",
         split_seed: int = 0,
         precision: str | None = None,
-        feature_cache: bool = True,
+        feature_cache: bool = False,
     ):
         self.data_root = Path(data_root)
         self.pipeline = pipeline
@@ -70,7 +70,7 @@ class LeafObjective:
 
     def feature_cache(self) -> FeatureCache | None:
         """Where the frozen parts' features are cached (EfficientNet trials; off with
-        `--no-feature-cache`): beside the decode cache, shared by every trial of the results folder."""
+        on with `--feature-cache`): beside the decode cache, shared by every trial of the results folder."""
         if not self.use_feature_cache or self.cache_dir is None or self.pipeline != "efficientnet":
             return None
         from leafsearch.training.feature_cache import FeatureCache

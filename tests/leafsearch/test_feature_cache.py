@@ -75,7 +75,7 @@ def numbers(history):
 
 
 def test_cold_and_warm_cache_train_the_same_trial_and_a_continued_trial_is_the_trial(leaves, tmp_path, capfd):
-    objective = LeafObjective(leaves, "efficientnet", max_epochs=3, cache_dir=tmp_path / "cache")
+    objective = LeafObjective(leaves, "efficientnet", max_epochs=3, cache_dir=tmp_path / "cache", feature_cache=True)
     cold = trial(objective, tmp_path / "cold")
     built = entries(tmp_path / "cache" / "features")
     # pooled and block7 (in one pass), each: every image plain, and the training images in the 2
