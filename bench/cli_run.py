@@ -19,3 +19,19 @@ def leafsearch(*args: str, cwd: Path) -> float:
     if done.returncode != 0:
         raise SystemExit(f"leafsearch {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return round(time.monotonic() - started, 1)
+
+
+def draw_leaves(folder: Path, images: int, size: int, seed: int) -> Path:
+    """`leafsearch demo-data`: `images` synthetic leaves of `size` px drawn with `seed` into `folder`."""
+    leafsearch(
+        "demo-data",
+        str(folder),
+        "--images",
+        str(images),
+        "--image-size",
+        str(size),
+        "--seed",
+        str(seed),
+        cwd=folder.parent,
+    )
+    return folder

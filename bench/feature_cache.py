@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from cli_run import REPO
+from cli_run import REPO, draw_leaves
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
 BUILT = re.compile(r"Feature cache: (.*) done in (\d+) s")
@@ -58,14 +58,6 @@ def leafsearch(args: list[str], cwd: Path) -> tuple[float, float, str]:
     if done.returncode != 0:
         raise SystemExit(f"leafsearch {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return started, time.monotonic() - clock, done.stderr
-
-
-def draw(folder: Path, images: int, size: int, seed: int) -> Path:
-    leafsearch(
-        ["demo-data", str(folder), "--images", str(images), "--image-size", str(size), "--seed", str(seed)],
-        folder.parent,
-    )
-    return folder
 
 
 def study(space: str, cached: bool, root: Path, train: Path, test: Path, args: argparse.Namespace, seed: int) -> dict:
@@ -152,8 +144,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix=f"feature-cache-{seed}-") as tmp:
         root = Path(tmp)
-        train = draw(root / "train", args.images, args.image_size, 300 + seed)
-        test = draw(root / "test", args.test_images, args.image_size, 400 + seed)
+        train = draw_leaves(root / "train", args.images, args.image_size, 300 + seed)
+        test = draw_leaves(root / "test", args.test_images, args.image_size, 400 + seed)
         for space in args.spaces:
             order = [False, True] if seed % 2 == 0 else [True, False]
             runs = {}

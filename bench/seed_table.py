@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
-from cli_run import REPO
+from cli_run import REPO, draw_leaves, leafsearch
 
 SPACES = REPO / "spaces"
 CONTENDERS = {
@@ -44,48 +41,15 @@ CONTENDERS = {
     "tl_ft_none": [str(SPACES / "finetune.py"), "--backbone", "efficientnet_lite0", "--weights", "none"],
 }
 SEED_PAPER = {"cnn": 0.598, "tl": 0.802, "tl_ft": 0.936}  # the seed's test accuracies (../shared/seed)
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
 
 
 def log(message: str) -> None:
     print(f"[seed_table] {message}", file=sys.stderr, flush=True)
 
 
-def run(command: list[str], cwd: Path) -> float:
-    """Run a command; its wall seconds. A failure ends the benchmark."""
-    started = time.monotonic()
-    done = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return time.monotonic() - started
-
-
-def draw(folder: Path, images: int, size: int, seed: int, cwd: Path) -> Path:
-    run(
-        [
-            sys.executable,
-            "-m",
-            "leafsearch",
-            "demo-data",
-            str(folder),
-            "--images",
-            str(images),
-            "--image-size",
-            str(size),
-            "--seed",
-            str(seed),
-        ],
-        cwd,
-    )
-    return folder
-
-
 def study(name: str, root: Path, train: Path, test: Path, args: argparse.Namespace, seed: int) -> dict:
     results = root / name
     command = [
-        sys.executable,
-        "-m",
-        "leafsearch",
         "run",
         *CONTENDERS[name],
         "--data",
@@ -105,7 +69,7 @@ def study(name: str, root: Path, train: Path, test: Path, args: argparse.Namespa
         "--test",
         str(test),
     ]
-    wall = run(command, root)
+    wall = leafsearch(*command, cwd=root)
     folder = results / name
     board = pd.read_csv(folder / "leaderboard.csv")
     evaluation = json.loads(next((folder / "evaluations").glob("*.json")).read_text())
@@ -128,8 +92,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
         if args.data:
             train, test = Path(args.data).resolve(), Path(args.test_data).resolve()
         else:
-            train = draw(root / "train", args.images, args.image_size, 100 + seed, root)
-            test = draw(root / "test", args.test_images, args.image_size, 200 + seed, root)
+            train = draw_leaves(root / "train", args.images, args.image_size, 100 + seed)
+            test = draw_leaves(root / "test", args.test_images, args.image_size, 200 + seed)
         out = {}
         for name in args.contenders:
             log(f"seed {seed}: {name}")
