@@ -171,7 +171,7 @@ class FeatureCache:
             shapes[cut] = tuple(int(d) for d in lower.output.shape[1:])
             common = {**shared, "cut": cut, "weights": weights_digest(lower)}
             plain[cut] = f"plain-{key(common)}"
-            augmented[cut] = f"views-{key({**common, **self._view_key(recipe, train_idx, views)})}"
+            augmented[cut] = f"views-{key({**common, **self._view_key(recipe, train_idx)})}"
         size = sum(math.prod(shape) for shape in shapes.values()) * (len(data.images) + views * len(train_idx)) * 2
         room = min(self.budget_bytes, _free_bytes(self.folder))
         if size > room and not all((self.folder / f"{plain[c]}.npy").exists() for c in cuts):
@@ -211,7 +211,7 @@ class FeatureCache:
         return {cut: Features(plains[cut], cut, train_idx, group, cold) for cut in cuts}
 
     @staticmethod
-    def _view_key(recipe: Mapping[str, Any], train_idx: np.ndarray, views: int) -> dict[str, Any]:
+    def _view_key(recipe: Mapping[str, Any], train_idx: np.ndarray) -> dict[str, Any]:
         return {
             "train": hashlib.sha256(train_idx.astype(np.int64).tobytes()).hexdigest(),
             "augmentation": {name: recipe[name] for name in AUGMENTATION_KNOBS},
