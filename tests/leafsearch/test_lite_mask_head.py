@@ -86,6 +86,18 @@ def test_a_missing_weights_package_is_one_line_naming_the_extra_for_any_pipeline
     assert not (tmp_path / "results").exists()
 
 
+def test_run_json_records_where_the_lite0_heads_encoder_starts_from():
+    """Per `weights` value a trial can take, the head's origin as run.json keeps it: the package's
+    file and pinned hash with ImageNet weights, nothing without; no record when no trial has it."""
+    from leafsearch.training import setup
+
+    offered = Space(leaf_mask=Choice(["none", "lite0"]), weights=Choice(["imagenet", "none"]))
+    origins = setup.mask_head_origin(offered, "efficientnet")
+    assert origins == {"imagenet": lite_weights.origin(LITE0), "none": {"weights": "none"}}
+    assert origins["imagenet"]["sha256"] == lite_weights.PACKAGES[LITE0][2]
+    assert setup.mask_head_origin(Space(leaf_mask=Choice(["none", "scratch"])), "cnn") is None
+
+
 def test_the_encoder_starts_from_imagenet_and_a_rebuild_needs_no_weights_package(monkeypatch):
     """Built for training, the encoder holds Lite0's ImageNet weights; its convolutions train from
     stage `TRAIN_FROM` on, its batch norm never (it keeps ImageNet's statistics, and precise batch
