@@ -1,7 +1,9 @@
 """Batches of cached features (training/feature_cache.py) for `fit`, under any Keras backend.
 
 Training draws, every epoch, a new seeded order and one of the augmented views built so far for
-each image: the cached stand-in for augmentation drawn anew every epoch. Validation reads the plain
+each image: the cached stand-in for augmentation drawn anew every epoch. A phase's first
+`plain_epochs` epochs read the plain (unaugmented) features instead, which every trial shares, so
+a trial stopped by the pruner by then builds no view of its own. Validation reads the plain
 features in order. A `keras.utils.PyDataset`: the arrays are small next to images (1,280 numbers
 per image after pooling), so there is no input pipeline to overlap with the step.
 """
@@ -20,9 +22,9 @@ class FeatureBatches(keras.utils.PyDataset):
 
     `view(v)` gives view v of the rows (N, ...), whose labels are `labels` (N,); there are `views`
     of them. With `shuffle` (training) each epoch has a new order and, for each row, one of the
-    views 0..min(e, views - 1) for the phase's epoch e (counted from `epoch`, the first one fed),
-    drawn from `seed`; a view is asked for only once an epoch uses it (training/feature_cache.py
-    builds it then). Under a backend that compiles one step per batch shape (JAX) every training
+    views 0..min(e - plain_epochs, views - 1) for the phase's epoch e (counted from `epoch`, the
+    first one fed), drawn from `seed`, or `plain()` for the epochs e < `plain_epochs`; a view is
+    asked for only once an epoch uses it (training/feature_cache.py builds it then). Under a backend that compiles one step per batch shape (JAX) every training
     batch is full (the last wraps around, as data/batches.py's `CachedBatches`). Without `shuffle`
     rows go in order, view 0.
     """
@@ -37,9 +39,12 @@ class FeatureBatches(keras.utils.PyDataset):
         shuffle: bool,
         seed: int,
         epoch: int = 0,
+        plain: Callable[[], np.ndarray] | None = None,
+        plain_epochs: int = 0,
     ):
         super().__init__(workers=1, use_multiprocessing=False)
         self.view, self.views, self.epoch, self.first_epoch = view, views, epoch, epoch
+        self.plain, self.plain_epochs = plain, plain_epochs if plain is not None else 0
         self._epochs_begun = 0
         self.onehot = np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
         self.batch_size = batch_size
@@ -55,8 +60,11 @@ class FeatureBatches(keras.utils.PyDataset):
             return
         self._drawn_for = self.epoch
         rows = len(self.onehot)
-        available = min(self.epoch, self.views - 1) + 1 if self.shuffle else 1
-        self._arrays = [self.view(v) for v in range(available)]
+        if self.shuffle and self.epoch < self.plain_epochs:
+            available, self._arrays = 1, [self.plain()]
+        else:
+            available = min(self.epoch - self.plain_epochs, self.views - 1) + 1 if self.shuffle else 1
+            self._arrays = [self.view(v) for v in range(available)]
         for array in self._arrays:
             if len(array) != rows:
                 raise ValueError(f"a view has {len(array)} rows for {rows} labels")
@@ -84,6 +92,11 @@ class FeatureBatches(keras.utils.PyDataset):
             if chosen.any():
                 batch[chosen] = array[rows[chosen]]
         return batch, self.onehot[rows]
+
+    def fed(self) -> np.ndarray:
+        """What this epoch feeds in place of augmented images: the plain features in the first
+        epochs, view 0 after them (in row order)."""
+        return self._arrays[0]
 
     def on_epoch_begin(self) -> None:
         """Keras calls this once at the start of every epoch (and `on_epoch_end` more than once: at

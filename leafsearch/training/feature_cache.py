@@ -10,10 +10,12 @@ image depends only on the backbone's weights there, the image size, the cut, the
 the augmentation did to it; those are the cache's key (`key`), so a change of any builds another
 entry. Augmentation cannot draw new images every epoch from a cache: each training image is
 stored as up to `feature_views` augmented views, drawn with the trial's augmentation knobs and a
-fixed seed per view (so trials with the same knobs share them), and epoch e feeds each image one of
-the views 0..min(e, V-1), drawn anew (data/feature_batches.py). A view is built the first time an
-epoch needs it, so a trial never computes more forward passes than it would on images, and a
-trial pruned after two epochs has paid for two views. Validation images are stored once, unaugmented.
+fixed seed per view (so trials with the same knobs share them). A phase's first
+`feature_plain_epochs` epochs (P) train on the unaugmented features, which every trial shares;
+then epoch e feeds each image one of the views 0..min(e-P, V-1), drawn anew
+(data/feature_batches.py). A view is built the first time an epoch needs it, so a trial never
+computes more forward passes than it would on images, and a trial the pruner stops within its
+first P epochs (the first rung: 2) builds none. Validation images are stored once, unaugmented.
 
 Entries live beside the decode cache (`<results>/.cache/features/`), as float16 `.npy` files read
 by memory map, written through a temporary file and `os.replace` under a file lock: concurrent
@@ -99,8 +101,12 @@ class Features:
 
     def view(self, index: int) -> np.ndarray:
         if self.augmented is None:
-            return self.plain[self.train_idx]
+            return self.train_plain()
         return self.augmented.view(index, self.cut)
+
+    def train_plain(self) -> np.ndarray:
+        """The training images unaugmented, in `train_idx` order: shared by every trial."""
+        return self.plain[self.train_idx]
 
 
 def unusable(recipe: Mapping[str, Any], metric: str) -> str | None:

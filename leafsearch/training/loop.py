@@ -268,13 +268,16 @@ class TrialTraining:
             True,
             seed + done,
             phase_epoch,
+            plain=features.train_plain,
+            plain_epochs=max(0, int(recipe["feature_plain_epochs"])),
         )
         val_features = np.asarray(features.plain[val_idx])
         val = FeatureBatches(lambda v: val_features, 1, data.labels[val_idx], num_classes, batch_size, False, seed)
         precise = None
         if recipe["precise_bn"]:  # on the training images as validation sees them, but for the new backgrounds
-            if recipe["aug_background"] > 0:  # which only the views have (with the other augmentations)
-                precise = PreciseBatchNorm(features.view(0), np.arange(len(train_idx)), batch_size, seed)
+            if recipe["aug_background"] > 0:  # which only the views have (with the other augmentations):
+                # what the epoch fed (the plain features in the first epochs, view 0 after them)
+                precise = PreciseBatchNorm(train.fed, np.arange(len(train_idx)), batch_size, seed)
             else:
                 precise = PreciseBatchNorm(features.plain, train_idx, batch_size, seed)
         class_weight = class_weights(data.labels[train_idx], num_classes) if recipe["class_weights"] else None

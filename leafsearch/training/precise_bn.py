@@ -89,16 +89,20 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     """Recalibrates before each validation of `fit` (`on_test_begin`), on the same `IMAGES`
     training images all through the trial (drawn by the trial's seed), `CHUNK` or the trial's
     batch size at a time, whichever is larger. `images` are the ones training is fed (marked, with
-    background replacement)."""
+    background replacement), or a function that gives them at each validation (a cached trial's
+    features change from the plain ones to an augmented view: data/feature_batches.py)."""
 
     def __init__(self, images, train_idx: np.ndarray, batch_size: int, seed: int):
         super().__init__()
         chosen = np.random.default_rng(seed).choice(np.asarray(train_idx), min(IMAGES, len(train_idx)), replace=False)
-        self.images = images[np.sort(chosen)]
+        self.rows = np.sort(chosen)
+        self.source = images if callable(images) else None
+        self.images = None if callable(images) else images[self.rows]
         self.batch_size = max(batch_size, CHUNK)
         self._forward = None
 
     def on_test_begin(self, logs=None):
         if self._forward is None or self._forward[0] is not self.model:  # built once per model
             self._forward = (self.model, as_validated(self.model))
-        recalibrate(self.model, self.images, self.batch_size, self._forward[1])
+        images = self.images if self.source is None else self.source()[self.rows]
+        recalibrate(self.model, images, self.batch_size, self._forward[1])

@@ -72,8 +72,11 @@ DEFAULTS: dict[str, Any] = {
     "precise_bn": True,
     # Not the seed's: with `--feature-cache`, an EfficientNet trial trains on its frozen part's cached
     # features (training/feature_cache.py), each training image stored as up to this many augmented
-    # views, one drawn per epoch (without it, augmentation is drawn anew every epoch).
+    # views, one drawn per epoch (without it, augmentation is drawn anew every epoch); the first
+    # `feature_plain_epochs` epochs of a cached phase train on the unaugmented features, which every
+    # trial shares: a trial the pruner stops by then (its first rung: 2 epochs) builds no view.
     "feature_views": 4,
+    "feature_plain_epochs": 2,
 }
 
 PIPELINE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -100,6 +103,7 @@ _EFFICIENTNET_ONLY = (
     "finetune_epochs",
     "unfreeze_blocks",
     "feature_views",
+    "feature_plain_epochs",
 )
 PIPELINE_ONLY = {"learning_rate": "cnn", "epochs": "cnn", **dict.fromkeys(_EFFICIENTNET_ONLY, "efficientnet")}
 _FOCAL, _CYCLICAL = ("focal", "sigmoid_focal"), ("triangular", "triangular2")

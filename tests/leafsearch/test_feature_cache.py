@@ -37,6 +37,7 @@ PARAMS = {
     "finetune_epochs": 1,
     "unfreeze_blocks": 1,
     "feature_views": 2,
+    "feature_plain_epochs": 1,
 }
 
 
@@ -78,10 +79,10 @@ def test_cold_and_warm_cache_train_the_same_trial_and_a_continued_trial_is_the_t
     objective = LeafObjective(leaves, "efficientnet", max_epochs=3, cache_dir=tmp_path / "cache", feature_cache=True)
     cold = trial(objective, tmp_path / "cold")
     built = entries(tmp_path / "cache" / "features")
-    # pooled and block7 (in one pass), each: every image plain, and the training images in the 2
-    # augmented views the two transfer epochs used (fine-tuning's one epoch used the first again)
+    # pooled and block7 (in one pass), each: every image plain, and the training images in the one
+    # augmented view the second transfer epoch used (the first epoch of each phase trains plain)
     err = capfd.readouterr().err
-    assert len(built) == 6 and err.count("Feature cache: computing") == 1 and err.count("augmented view") == 2
+    assert len(built) == 4 and err.count("Feature cache: computing") == 1 and err.count("augmented view") == 1
     warm = trial(objective, tmp_path / "warm")
     assert entries(tmp_path / "cache" / "features") == built and "computing" not in capfd.readouterr().err
     assert numbers(warm) == numbers(cold) and len(cold) == 3
@@ -214,23 +215,33 @@ def test_the_full_model_predicts_what_the_cached_composition_does(model, data, b
 
 
 def test_an_epoch_feeds_each_image_one_of_the_views_built_so_far():
+    """After the plain (shared) epochs, each image gets one of the augmented views built so far, a
+    view being built only when an epoch first uses it: a trial stopped within its plain epochs
+    builds none."""
     asked = []
 
     def view(v):
         asked.append(v)
         return np.full((10, 3), float(v), dtype=np.float16)
 
-    batches = FeatureBatches(view, 3, np.arange(10) % 2, 2, batch_size=4, shuffle=True, seed=0)
+    def plain():
+        return np.full((10, 3), -1.0, dtype=np.float16)
+
+    batches = FeatureBatches(view, 3, np.arange(10) % 2, 2, 4, True, 0, plain=plain, plain_epochs=2)
     seen = []
     batches.on_epoch_end()  # as `fit` resets its iterator: not an epoch
-    for epoch in range(4):
+    for epoch in range(5):
         batches.on_epoch_begin()
         values = np.concatenate([batches[i][0][:, 0] for i in range(len(batches))])
-        assert len(values) == 10 and set(values) <= set(range(min(epoch, 2) + 1))
+        allowed = {-1.0} if epoch < 2 else set(range(min(epoch - 2, 2) + 1))
+        assert len(values) == 10 and set(values) <= allowed
+        assert batches.fed()[0, 0] == (-1.0 if epoch < 2 else 0.0)  # what precise batch norm reads
         seen.append(set(values))
         batches.on_epoch_end()
         if epoch == 1:
+            assert asked == []  # the plain epochs build no view
+        if epoch == 3:
             assert sorted(set(asked)) == [0, 1]  # a view is built when an epoch first uses it
-    assert sorted(set(asked)) == [0, 1, 2] and seen[0] == {0} and seen[3] == {0, 1, 2}
-    resumed = FeatureBatches(view, 3, np.arange(10) % 2, 2, batch_size=4, shuffle=True, seed=0, epoch=5)
+    assert sorted(set(asked)) == [0, 1, 2] and seen[2] == {0} and seen[4] == {0, 1, 2}
+    resumed = FeatureBatches(view, 3, np.arange(10) % 2, 2, 4, True, 0, epoch=5, plain=plain, plain_epochs=2)
     assert set(np.concatenate([resumed[i][0][:, 0] for i in range(len(resumed))])) <= {0, 1, 2}

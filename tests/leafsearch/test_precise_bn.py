@@ -56,6 +56,22 @@ def test_the_callback_recalibrates_before_each_validation_on_the_same_images():
     np.testing.assert_allclose(model.get_layer("bn").moving_mean.numpy(), images[:12].mean(axis=(0, 1, 2)), rtol=1e-4)
 
 
+def test_the_callback_reads_what_training_feeds_at_each_validation():
+    """A cached trial feeds its plain features first, then an augmented view: given a function,
+    each validation recalibrates on what it gives then, the same rows every time."""
+    model = small_model()
+    rng = np.random.default_rng(2)
+    first, later = (rng.uniform(0, 255, (12, 4, 4, 3)).astype("float32") for _ in range(2))
+    fed = [first]
+    callback = PreciseBatchNorm(lambda: fed[0], np.arange(12), batch_size=4, seed=0)
+    callback.set_model(model)
+    callback.on_test_begin()
+    np.testing.assert_allclose(model.get_layer("bn").moving_mean.numpy(), first.mean(axis=(0, 1, 2)), rtol=1e-4)
+    fed[0] = later
+    callback.on_test_begin()
+    np.testing.assert_allclose(model.get_layer("bn").moving_mean.numpy(), later.mean(axis=(0, 1, 2)), rtol=1e-4)
+
+
 def test_a_trial_with_background_replacement_keeps_it_in_the_statistics():
     from leafsearch.models.layers import BackgroundReplace
 
