@@ -6,7 +6,11 @@ black background? Through the real CLI, on the same data and seed:
 * `selected`: the same search, chosen by `val_wild_accuracy` (the validation images with their
   backgrounds replaced, the same copy for every trial);
 * `masked`: `selected` with the leaf mask head (`leaf_mask=True`: it learns where the leaf is from
-  the black backgrounds and blacks out the rest before the classifier).
+  the black backgrounds and blacks out the rest before the classifier);
+* `finetune`, `finetune_lite0`: the pretrained pipeline, `spaces/finetune.py` (transfer learning
+  then fine-tuning, `aug_background` among its knobs) on EfficientNet-Lite0's ImageNet weights,
+  chosen by `val_wild_accuracy`, without a mask head and with the "lite0" one; draw the data at
+  128 px (`--image-size 128`) for pretrained features.
 
 Each study's best trial is scored by `leafsearch evaluate` on one test folder in three subsets,
 none drawn by the augmentation's code: `clean` (another draw of the synthetic leaves), `wild`
@@ -17,6 +21,7 @@ Goal (issue 18): wild accuracy within 5 points of clean accuracy, clean accuracy
 points below the baseline's. Prints one JSON object; progress goes to stderr.
 
     python bench/wild.py [--images 560] [--test-images 280] [--image-size 64] [--trials 4] [--epochs 10] [--seeds 0 1 2] [--configs ...]
+    python bench/wild.py --configs finetune finetune_lite0 --image-size 128 [--trials 4] [--epochs 8]
 """
 
 from __future__ import annotations
@@ -47,7 +52,18 @@ CONFIGS = {
     "replaced": (SEARCHED, "val_accuracy", False),
     "selected": (SEARCHED, "val_wild_accuracy", False),
     "masked": (SEARCHED, "val_wild_accuracy", True),
+    "finetune": (None, "val_wild_accuracy", "none"),
+    "finetune_lite0": (None, "val_wild_accuracy", "lite0"),
 }
+# The shipped finetune space as it is (its aug_background levels included) on Lite0 at the data's
+# size, with the leaf mask head fixed.
+FINETUNE = """import runpy
+from search import Fixed, Space, Study
+base = runpy.run_path({path!r})["SPACE"]
+SPACE = Space(**{{**dict(base.items()), "backbone": Fixed("efficientnet_lite0"), "image_size": Fixed({size}),
+                 "leaf_mask": Fixed({leaf_mask!r})}})
+STUDY = Study(pipeline="efficientnet", metric="{metric}", trials={trials}, max_epochs={epochs})
+"""
 
 
 def photo_subset(clean: Path, out: Path, seed: int) -> None:
@@ -118,17 +134,29 @@ def one_seed(root: Path, train: Path, test: Path, seed: int, args) -> dict:
     for name in args.configs:
         background, metric, leaf_mask = CONFIGS[name]
         space = root / f"{name}.py"
-        space.write_text(
-            SPACE.format(
-                size=args.image_size,
-                epochs=args.epochs,
-                patience=max(5, args.epochs // 3),
-                trials=args.trials,
-                background=background,
-                metric=metric,
-                leaf_mask=leaf_mask,
+        if background is None:
+            space.write_text(
+                FINETUNE.format(
+                    path=str(REPO / "spaces" / "finetune.py"),
+                    size=args.image_size,
+                    leaf_mask=leaf_mask,
+                    metric=metric,
+                    trials=args.trials,
+                    epochs=args.epochs,
+                )
             )
-        )
+        else:
+            space.write_text(
+                SPACE.format(
+                    size=args.image_size,
+                    epochs=args.epochs,
+                    patience=max(5, args.epochs // 3),
+                    trials=args.trials,
+                    background=background,
+                    metric=metric,
+                    leaf_mask=leaf_mask,
+                )
+            )
         print(f"seed {seed}: {name} ...", file=sys.stderr)
         wall = leafsearch("run", str(space), "--data", str(train), "--seed", str(seed), "--pruner", "none", cwd=root)
         leafsearch("evaluate", "--study", name, "--data", str(test), cwd=root)
