@@ -13,11 +13,14 @@ lost, the head's mask or the classifier.
 The `tl_*` configurations are the pretrained classifier itself, the seed's real setting: the
 efficientnet pipeline on EfficientNet-Lite0's ImageNet weights, `--epochs` of transfer learning
 then `--epochs` of fine-tuning the last block (the seed's learning rates), without background
-replacement (`tl_baseline`), with it (`tl_replaced`), and with the Lite0 mask head too
-(`tl_masked`). Pretrained features want larger images than the CNN: draw the data at 128 px.
+replacement (`tl_baseline`), with it (`tl_replaced`), with the Lite0 mask head too
+(`tl_masked`), and with photographs for backgrounds instead of procedural ones (`tl_photos`:
+`backgrounds` set to scikit-learn's two sample photos, a palace and a flower; the photos subset
+uses scikit-image's, none of them). Pretrained features want larger images than the CNN: draw
+the data at 128 px.
 
     python bench/wild_fixed.py [--configs baseline replaced masked lite0] [--seeds 0 1 2] [--epochs 30] [--gates]
-    python bench/wild_fixed.py --configs tl_baseline tl_replaced tl_masked --image-size 128 --epochs 10 [--gates]
+    python bench/wild_fixed.py --configs tl_baseline tl_replaced tl_masked tl_photos --image-size 128 --epochs 8 [--gates]
 """
 
 from __future__ import annotations
@@ -52,7 +55,19 @@ CONFIGS = {
     "tl_baseline": 'aug_background=Fixed(0.0), leaf_mask=Fixed("none")',
     "tl_replaced": 'aug_background=Fixed(0.5), leaf_mask=Fixed("none")',
     "tl_masked": 'aug_background=Fixed(0.5), leaf_mask=Fixed("lite0")',
+    "tl_photos": 'aug_background=Fixed(0.5), leaf_mask=Fixed("none"), backgrounds=Fixed({photos!r})',
 }
+
+
+def sample_photos(folder: Path) -> str:
+    """scikit-learn's two sample photographs (no leaves in the way of a leaf), as a backgrounds folder."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    folder.mkdir(exist_ok=True)
+    for name, image in zip(("china", "flower"), load_sample_images().images):
+        Image.fromarray(image).save(folder / f"{name}.png")
+    return str(folder)
 
 
 def gate_scores(results: Path, test: Path, twins: Path, chain: bool) -> dict:
@@ -145,7 +160,11 @@ def main() -> None:
                 run.mkdir()
                 template = TL_SPACE if name.startswith("tl_") else SPACE
                 (run / "fixed.py").write_text(
-                    template.format(size=args.image_size, epochs=args.epochs, extra=CONFIGS[name])
+                    template.format(
+                        size=args.image_size,
+                        epochs=args.epochs,
+                        extra=CONFIGS[name].format(photos=sample_photos(root / "photos")),
+                    )
                 )
                 print(f"{name}, seed {seed} ...", file=sys.stderr)
                 wall = leafsearch(
