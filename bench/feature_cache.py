@@ -79,14 +79,17 @@ def study(
     args: argparse.Namespace,
     seed: int,
     more: tuple[int, float, float] | None = None,
+    variant: str | None = None,
+    space_file: Path | None = None,
 ) -> dict:
     """One study's run and what its files say. `more`: (trials, timeout s, the first run's wall s)
-    to continue the cached study; its epochs are then timed from the first run's start."""
-    name = f"{space}_{'cached' if cached else 'images'}"
+    to continue the cached study; its epochs are then timed from the first run's start. `variant`
+    and `space_file`: another study name and space file (bench/feature_views.py)."""
+    name = f"{space}_{variant or ('cached' if cached else 'images')}"
     results = root / name
     command = [
         "run",
-        str(REPO / "spaces" / f"{space}.py"),
+        str(space_file or REPO / "spaces" / f"{space}.py"),
         "--backbone",
         "efficientnet_lite0",
         "--image-size",
