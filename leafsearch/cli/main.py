@@ -233,10 +233,10 @@ def _feature_cache(parser) -> None:
     parser.add_argument(
         "--feature-cache",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=True,
         help="EfficientNet trials train on the frozen backbone's features, computed once (feature_views augmented "
-        "views per image) and shared by the trials (default: off, until bench/feature_cache.py shows the picks "
-        "score as well as on images; see the EfficientNet guide)",
+        "views per image) and shared by the trials (default: on; --no-feature-cache trains every epoch on images; "
+        "see the EfficientNet guide)",
     )
 
 

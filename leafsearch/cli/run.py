@@ -39,7 +39,7 @@ def request(args: argparse.Namespace) -> setup.Request:
         storage=args.storage,
         in_process=args.in_process,
         precision=args.precision,
-        feature_cache=getattr(args, "feature_cache", False),
+        feature_cache=getattr(args, "feature_cache", True),
         worker_index=int(os.environ.get(WORKER_INDEX, "0")),
         pins=args.pins,
         warm_start=getattr(args, "warm_start", None),

@@ -69,8 +69,8 @@ class LeafObjective:
         return build_model(self.pipeline, recipe, num_classes, seed, self.max_epochs)
 
     def feature_cache(self) -> FeatureCache | None:
-        """Where the frozen parts' features are cached (EfficientNet trials; off with
-        on with `--feature-cache`): beside the decode cache, shared by every trial of the results folder."""
+        """Where the frozen parts' features are cached (EfficientNet trials, unless
+        `--no-feature-cache`): beside the decode cache, shared by every trial of the results folder."""
         if not self.use_feature_cache or self.cache_dir is None or self.pipeline != "efficientnet":
             return None
         from leafsearch.training.feature_cache import FeatureCache

@@ -55,7 +55,7 @@ class Request:
     storage: str | None = None
     in_process: bool = False
     precision: str = "auto"
-    feature_cache: bool = False  # EfficientNet trials train on their frozen part's cached features
+    feature_cache: bool = True  # EfficientNet trials train on their frozen part's cached features
     worker_index: int | None = 0  # search.options.RunOptions.worker_index: None for `leafsearch worker`
     pins: Sequence[tuple[str, str]] = ()
     warm_start: str | None = None  # an earlier study whose best trials this one runs first (when created)
