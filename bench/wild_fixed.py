@@ -168,7 +168,16 @@ def main() -> None:
                 )
                 print(f"{name}, seed {seed} ...", file=sys.stderr)
                 wall = leafsearch(
-                    "run", str(run / "fixed.py"), "--data", str(train), "--seed", str(seed), "--pruner", "none", cwd=run
+                    "run",
+                    str(run / "fixed.py"),
+                    "--data",
+                    str(train),
+                    "--seed",
+                    str(seed),
+                    "--pruner",
+                    "none",
+                    "--no-feature-cache",  # on images, augmentation drawn every epoch, as the figures were taken
+                    cwd=run,
                 )
                 leafsearch("evaluate", "--study", "fixed", "--data", str(test), cwd=run)
                 [record] = [

@@ -301,6 +301,9 @@ class _Augmenting(keras.Model):
 
     def __init__(self, augmentation: list[keras.layers.Layer], lower: keras.Model):
         super().__init__(name="augmented_frozen_part")
+        for layer in augmentation:  # built now, eagerly: a layer that makes a tensor in `build` (the
+            if not layer.built:  # background photos' bank) cannot make it inside `predict`'s traced step
+                layer.build((None, *lower.input.shape[1:]))
         self.augmentation = augmentation
         self.lower = lower
 

@@ -106,6 +106,12 @@ def test_cold_and_warm_cache_train_the_same_trial_and_a_continued_trial_is_the_t
 
 
 def test_every_input_of_the_frozen_part_keys_its_own_entry(model, data, tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"  # a background photos folder (--backgrounds)
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(photos / "a.png")
+    tmp_path = tmp_path / "features"
     cache = FeatureCache(tmp_path, note=lambda text: None)
     recipe = resolve(PARAMS, "efficientnet")
     first = cache.features(model, [split.POOLED], data, recipe)[split.POOLED]
@@ -122,6 +128,7 @@ def test_every_input_of_the_frozen_part_keys_its_own_entry(model, data, tmp_path
         (model, ["block7"], data, recipe),  # the cut
         (model, [split.POOLED], data, {**recipe, "aug_rotation": 0.2}),  # augmentation: only the views
         (model, [split.POOLED], data, {**recipe, "aug_background": 0.5}),  # new backgrounds in the views
+        (model, [split.POOLED], data, {**recipe, "aug_background": 0.5, "backgrounds": str(photos)}),  # photos
     ]
     for change in changes:
         cache.features(*change)[change[1][0]].view(0)
