@@ -24,9 +24,9 @@ class FeatureBatches(keras.utils.PyDataset):
     of them. With `shuffle` (training) each epoch has a new order and, for each row, one of the
     views 0..min(e - plain_epochs, views - 1) for the phase's epoch e (counted from `epoch`, the
     first one fed), drawn from `seed`, or `plain()` for the epochs e < `plain_epochs`; a view is
-    asked for only once an epoch uses it (training/feature_cache.py builds it then). Under a backend that compiles one step per batch shape (JAX) every training
-    batch is full (the last wraps around, as data/batches.py's `CachedBatches`). Without `shuffle`
-    rows go in order, view 0.
+    asked for only once an epoch uses it (training/feature_cache.py builds it then). Under a
+    backend that compiles one step per batch shape (JAX) every training batch is full (the last
+    wraps around, as data/batches.py's `CachedBatches`). Without `shuffle` rows go in order, view 0.
     """
 
     def __init__(

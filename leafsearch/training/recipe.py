@@ -70,9 +70,9 @@ DEFAULTS: dict[str, Any] = {
     # Not the seed's: batch-norm statistics recomputed before every validation (precise_bn.py), so
     # that short trials validate what they learned; False keeps Keras' moving averages.
     "precise_bn": True,
-    # Not the seed's: with `--feature-cache`, an EfficientNet trial trains on its frozen part's cached
-    # features (training/feature_cache.py), each training image stored as up to this many augmented
-    # views, one drawn per epoch (without it, augmentation is drawn anew every epoch); the first
+    # Not the seed's: an EfficientNet trial trains on its frozen part's cached features
+    # (training/feature_cache.py), each training image stored as up to this many augmented views, one
+    # drawn per epoch (`--no-feature-cache`: augmentation drawn anew every epoch); the first
     # `feature_plain_epochs` epochs of a cached phase train on the unaugmented features, which every
     # trial shares: a trial the pruner stops by then (its first rung: 2 epochs) builds no view.
     "feature_views": 4,
