@@ -11,8 +11,13 @@ the run's stderr):
   (seeded: the same parameters) in the other;
 * `trial0_s`: the first trial's duration (the spaces' defaults: `unfreeze_blocks=1`; cold cache);
 * `cache_build_s`, `cache_mb`: the cache's builds (from the "Feature cache" lines) and its size;
+* `transfer_epoch_mean_s`: the same epochs' mean, which counts the epochs that build a view at
+  their weight; `study_transfer_epoch_mean_s`: the mean over every trial of the run (of the
+  continued study: its new trials), cached or not;
 * `views_built`, `cached`: how many augmented views the study built (each for every cut of a
-  trial at once), and which trials trained cached;
+  trial at once), and which trials trained cached; `views_asked`: how many views the cached
+  trials' epochs read, so `view_hit_rate` is the share of them another trial had built (trials
+  with the same `augment` level and `aug_background` share them);
 * `time_to_target_s`: from the command's start to the first epoch of any trial whose validation
   accuracy reached the uncached study's final best (same seed and space); its ratio to the uncached
   study's wall time is `time_ratio`;
@@ -52,6 +57,9 @@ from pathlib import Path
 
 import pandas as pd
 from cli_run import REPO, draw_leaves
+
+sys.path.insert(0, str(REPO))
+from leafsearch.training.recipe import DEFAULTS
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
 BUILT = re.compile(r"Feature cache: (.*) done in (\d+) s")
@@ -128,6 +136,7 @@ def study(
         ends = [epoch["ended_at"] for epoch in history[: transfer_length(row, args.max_epochs)]]
         transfer_epochs[trial] = [b - a for a, b in zip(ends, ends[1:])]
     builds = [(what, int(seconds)) for what, seconds in BUILT.findall(stderr)]
+    own = [t for trial, times in transfer_epochs.items() if not more or trial >= args.trials for t in times]
     complete = board[board["state"] == "COMPLETE"]
     best = complete.loc[complete["val_accuracy"].idxmax()]
     evaluation = max(  # the pick this run scored (`--test`): the newest evaluation
@@ -135,6 +144,9 @@ def study(
         key=lambda record: record["evaluated_at"],
     )
     cache = results / ".cache" / "features"
+    cached = [
+        int(t) for t in board.loc[board.get("cached_epochs", pd.Series(0, index=board.index)).fillna(0) > 0, "trial"]
+    ]
     epochs = [
         (epoch["ended_at"] - started + before, epoch.get("val_accuracy", math.nan))
         for history in histories.values()
@@ -146,14 +158,17 @@ def study(
         "trials": int(len(complete)),
         "val_by_trial": {int(r.trial): float(r.val_accuracy) for r in complete.itertuples()},
         "transfer_epochs_s": transfer_epochs,
+        "study_transfer_epoch_mean_s": round(statistics.mean(own), 3) if own else None,  # this run's trials, all
         "trial0_s": round(float(board.loc[board["trial"] == 0, "duration_s"].iloc[0]), 1),
         "cache_build_s": sum(seconds for _, seconds in builds),
         "cache_mb": round(sum(p.stat().st_size for p in cache.glob("*.npy")) / 1e6, 1) if cache.exists() else 0.0,
         "views_built": sum("augmented view" in what for what, _ in builds),
-        "cached": [
-            int(t)
-            for t in board.loc[board.get("cached_epochs", pd.Series(0, index=board.index)).fillna(0) > 0, "trial"]
-        ],
+        "views_asked": sum(  # by this run's trials (a continued study's new ones)
+            views_asked(row, args.max_epochs)
+            for row in board.itertuples()
+            if int(row.trial) in cached and (not more or int(row.trial) >= args.trials)
+        ),
+        "cached": cached,
         "best_val_accuracy": round(float(best["val_accuracy"]), 4),
         "test_accuracy": round(float(evaluation["accuracy"]), 4),
         "pick": int(evaluation["trial"]),
@@ -166,6 +181,17 @@ def transfer_length(row, max_epochs: int) -> int:
     """How many of a trial's epochs were transfer learning (the space's default where not searched)."""
     value = row.get("param_transfer_epochs")
     return min(int(value) if pd.notna(value) else 10, max_epochs)
+
+
+def views_asked(row, max_epochs: int) -> int:
+    """The augmented views a cached trial's epochs read (recipe defaults: V views after P plain
+    epochs, per phase; shared by the phases): what it would build with no other trial's views."""
+    level, background = getattr(row, "param_augment", "seed"), getattr(row, "param_aug_background", 0.0)
+    if level == "none" and not background:
+        return 0
+    views, plain = DEFAULTS["feature_views"], DEFAULTS["feature_plain_epochs"]
+    transfer = min(transfer_length(row._asdict(), max_epochs), int(row.epochs))
+    return max(min(max(n - plain, 0), views) for n in (transfer, int(row.epochs) - transfer))
 
 
 def time_to(epochs: list, target: float) -> float | None:
@@ -193,6 +219,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict:
             for cached in (False, True):
                 times = [t for trial in cached_trials for t in runs[cached]["transfer_epochs_s"].get(trial, [])]
                 runs[cached]["transfer_epoch_s"] = round(statistics.median(times), 3) if times else None
+                # The mean counts the epochs that build a view at their weight: the trials' real cost.
+                runs[cached]["transfer_epoch_mean_s"] = round(statistics.mean(times), 3) if times else None
                 runs[cached]["transfer_epochs_s"] = {
                     k: [round(t, 2) for t in v] for k, v in runs[cached]["transfer_epochs_s"].items()
                 }
@@ -237,6 +265,11 @@ def summary(per_seed: dict, spaces: list[str]) -> dict:
             for r in rows
             if r["images"]["transfer_epoch_s"] and r["cached"]["transfer_epoch_s"]
         ]
+        mean_speedups = [
+            r["images"]["transfer_epoch_mean_s"] / r["cached"]["transfer_epoch_mean_s"]
+            for r in rows
+            if r["images"]["transfer_epoch_mean_s"] and r["cached"]["transfer_epoch_mean_s"]
+        ]
         test_gap = [100 * (r["cached"]["test_accuracy"] - r["images"]["test_accuracy"]) for r in rows]
         more_gap = [100 * ((r["more"] or r["cached"])["test_accuracy"] - r["images"]["test_accuracy"]) for r in rows]
         trial_gaps = [gap for r in rows for gap in r["cached"]["same_trial_val_gap"].values()]
@@ -245,16 +278,26 @@ def summary(per_seed: dict, spaces: list[str]) -> dict:
         keys = (
             "wall_s",
             "transfer_epoch_s",
+            "transfer_epoch_mean_s",
             "trial0_s",
             "cache_build_s",
             "cache_mb",
             "test_accuracy",
             "best_val_accuracy",
         )
+        # Every transfer epoch of the study (the continued one where there is one), view builds
+        # included, against every one of the study on images: what the epochs cost on average.
+        study_speedups = [
+            r["images"]["study_transfer_epoch_mean_s"] / (r["more"] or r["cached"])["study_transfer_epoch_mean_s"]
+            for r in rows
+            if r["images"]["study_transfer_epoch_mean_s"] and (r["more"] or r["cached"])["study_transfer_epoch_mean_s"]
+        ]
         out[space] = {
+            "study_transfer_epoch_speedup": spread(study_speedups),
             "images": {k: spread([r["images"][k] for r in rows]) for k in keys},
             "cached": {k: spread([r["cached"][k] for r in rows]) for k in keys},
             "transfer_epoch_speedup": spread(speedups),
+            "transfer_epoch_mean_speedup": spread(mean_speedups),
             "time_ratio_median": statistics.median(ratios),
             "time_ratio": spread([r["cached"]["time_ratio"] for r in rows]),
             "more_trials": [(r["more"] or r["cached"])["trials"] for r in rows],
@@ -264,6 +307,12 @@ def summary(per_seed: dict, spaces: list[str]) -> dict:
             "test_gap_points": spread(test_gap),
             "views_built_per_cached_trial": [
                 f"{r['cached']['views_built']}/{len(r['cached']['cached'])}" for r in rows
+            ],
+            # The share of the views the cached trials read that another trial had built.
+            "view_hit_rate": [
+                round(1 - run["views_built"] / run["views_asked"], 2) if run["views_asked"] else None
+                for r in rows
+                for run in (r["cached"], *([r["more"]] if r["more"] else []))
             ],
         }
         medians = out[space]

@@ -28,12 +28,12 @@ SPACE = Space(
     finetune_epochs=Fixed(0),
     patience=Int(3, 10, default=10),
     class_weights=Bool(default=False),
-    aug_flip=Bool(default=True),  # both flips (the leaves') or none; a Choice may offer "horizontal", "vertical"
-    # Augmentation strengths in a few levels, not ranges: trials with the same levels share their
-    # cached features' augmented views (--no-feature-cache draws new augmentations every epoch).
-    aug_rotation=Choice([0.0, 0.1, 0.2, 0.3], default=0.1),
-    aug_zoom=Choice([0.0, 0.1, 0.2, 0.3], default=0.1),
-    aug_background=Choice([0.0, 0.25, 0.5, 1.0], default=0.0),  # the share given a new background (wild leaves)
+    # Augmentation in a few named levels (recipe.AUGMENT_PRESETS; "seed" is the seed's flips, rotation
+    # and zoom), not knob by knob: trials with the same level share their cached features' augmented
+    # views, where the knobs' combinations would give each trial its own (--no-feature-cache draws
+    # new augmentations every epoch either way). Drop `augment` to search the aug_* knobs one by one.
+    augment=Choice(["none", "seed", "strong"], default="seed"),
+    aug_background=Choice([0.0, 0.5], default=0.0),  # the share given a new background (wild leaves)
     # A head that finds the leaf, with aug_background; add "lite0" (on Lite0's ImageNet features,
     # `pip install 'leafsearch[lite]'`) to search it too.
     leaf_mask=Choice(["none", "scratch"], default="none"),

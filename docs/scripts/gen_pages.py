@@ -161,6 +161,21 @@ def recipe_page() -> str:
         ]
         allowed = ", ".join(f"`{v}`" for v in choices.get(name, ()))
         out.append(f"| `{name}` | `{value!r}` | " + " | ".join(per_pipeline) + f" | {allowed} |")
+    presets = getattr(recipe, "AUGMENT_PRESETS", {})
+    if presets:
+        knobs = list(recipe.AUGMENT_KNOBS)
+        out += [
+            "",
+            "`augment` levels: each sets the six knobs below at once (`custom`, the default, reads the knobs "
+            "themselves); a space names either `augment` or those knobs.",
+            "",
+            "| `augment` | " + " | ".join(f"`{k}`" for k in knobs) + " |",
+            "| --- | " + " | ".join("---" for _ in knobs) + " |",
+        ]
+        out += [
+            f"| `{level}` | " + " | ".join(f"`{values[k]!r}`" for k in knobs) + " |"
+            for level, values in presets.items()
+        ]
     out += [
         "",
         f"Pipelines (`STUDY.pipeline`): {', '.join(f'`{p}`' for p in recipe.PIPELINES)}. "

@@ -25,6 +25,24 @@ OLD_FLIPS = {False: "none", True: "both"}  # `aug_flip` was a switch: older stud
 LEAF_MASKS = ("none", "scratch", "lite0")  # no head, the scratch U-Net, the one on Lite0's ImageNet features
 OLD_LEAF_MASKS = {False: "none", True: "scratch"}  # `leaf_mask` was a switch: older studies and spaces say True/False
 
+# `augment`: the augmentation knobs below in a few named levels, which a space searches as one
+# Choice. Trials with the same level draw the same augmented views of their cached features
+# (training/feature_cache.py), so an EfficientNet study shares them across trials; every knob searched
+# on its own gives hundreds of combinations, and each trial then builds views of its own.
+# "custom" (the default) reads the knobs themselves. `aug_background` stays a knob of its own.
+AUGMENT_KNOBS = ("aug_flip", "aug_rotation", "aug_zoom", "aug_contrast", "aug_crop", "aug_noise")
+AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
+    "none": dict(aug_flip="none", aug_rotation=0.0, aug_zoom=0.0, aug_contrast=0.0, aug_crop=0.0, aug_noise=0.0),
+    # The seed's augmentation layers: flips, a rotation and a zoom of up to 10 %.
+    "seed": dict(aug_flip="both", aug_rotation=0.1, aug_zoom=0.1, aug_contrast=0.0, aug_crop=0.0, aug_noise=0.0),
+    # Its further attempt: RandomCrop (test images may be cropped) and GaussianNoise.
+    "seed_crop_noise": dict(
+        aug_flip="both", aug_rotation=0.1, aug_zoom=0.1, aug_contrast=0.0, aug_crop=0.1, aug_noise=0.05
+    ),
+    "strong": dict(aug_flip="both", aug_rotation=0.3, aug_zoom=0.2, aug_contrast=0.2, aug_crop=0.2, aug_noise=0.05),
+}
+AUGMENTS = ("custom", *AUGMENT_PRESETS)
+
 # The seed report's choices (see ../shared/seed): the baseline every space starts from.
 DEFAULTS: dict[str, Any] = {
     "backbone": "cnn",
@@ -55,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "class_weights": False,
     # The leaves' own flips: a leaf is a leaf upside down. For other data (digits, text, scenes)
     # a flip changes the class or the scene: name `aug_flip` in the space ("horizontal", "none").
+    "augment": "custom",  # or a level of AUGMENT_PRESETS, which sets the six knobs below
     "aug_flip": "both",
     "aug_rotation": 0.1,
     "aug_zoom": 0.1,
@@ -120,6 +139,7 @@ READ_WHEN: dict[
     "finetune_lr": ("finetune_epochs", lambda epochs: epochs > 0),
     "unfreeze_blocks": ("finetune_epochs", lambda epochs: epochs > 0),
     "backgrounds": ("aug_background", lambda share: share > 0),
+    **{knob: ("augment", lambda level: level == "custom") for knob in AUGMENT_KNOBS},
 }
 EPOCH_KNOBS = ("epochs", "transfer_epochs", "finetune_epochs")  # each capped at the study's max_epochs (phases.py)
 
@@ -129,6 +149,7 @@ _CHOICES = {
     "optimizer": OPTIMIZERS,
     "loss": LOSSES,
     "lr_schedule": LR_SCHEDULES,
+    "augment": AUGMENTS,
 }
 
 
@@ -138,6 +159,11 @@ def resolve(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
     for name, allowed in _CHOICES.items():
         if recipe[name] not in allowed:
             raise UsageError(f"parameter `{name}`: {recipe[name]!r} is not one of {', '.join(allowed)}")
+    if recipe["augment"] != "custom":
+        named = [knob for knob in AUGMENT_KNOBS if knob in params]
+        if named:
+            raise UsageError(augment_conflict(named))
+        recipe.update(AUGMENT_PRESETS[recipe["augment"]])
     problem = flip_problem(recipe["aug_flip"])
     if problem:
         raise UsageError(problem)
@@ -153,6 +179,13 @@ def resolve(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
             f"(use backbone 'cnn' with pipeline 'cnn', efficientnet_b0..b7 or efficientnet_lite0..lite4 with 'efficientnet')"
         )
     return recipe
+
+
+def augment_conflict(knobs: list[str]) -> str:
+    return (
+        f"parameter `{knobs[0]}`: `augment` sets {', '.join(AUGMENT_KNOBS)} from its levels; name either "
+        f'`augment` or those knobs (`augment="custom"` reads the knobs; e.g. --set augment=none)'
+    )
 
 
 def flip_problem(value: Any) -> str | None:
@@ -201,31 +234,33 @@ def fixed_part(space: Space, pipeline: str, max_epochs: int) -> dict[str, Any]:
 
 
 def space_problems(space: Space, pipeline: str) -> list[str]:
-    """Values a space offers for a categorical knob that the pipeline does not have."""
+    """Values a space offers for a categorical knob that the pipeline does not have, and knobs an
+    `augment` level would set too."""
     out = []
     if "backbone" in space:
-        offered = (
-            space["backbone"].values
-            if isinstance(space["backbone"], Choice)
-            else (getattr(space["backbone"], "value", None),)
-        )
-        for value in offered:
+        for value in _offered(space["backbone"]):
             if value in BACKBONES and (value == "cnn") != (pipeline == "cnn"):
                 out.append(f"parameter `backbone`: {value!r} does not fit the {pipeline!r} pipeline")
     for name, allowed in _CHOICES.items():
         if name not in space:
             continue
-        param = space[name]
-        offered = param.values if isinstance(param, Choice) else (param.value,) if isinstance(param, Fixed) else ()
-        for value in offered:
+        for value in _offered(space[name]):
             if value not in allowed:
                 out.append(f"parameter `{name}`: {value!r} is not one of {', '.join(allowed)}")
+    named = [knob for knob in AUGMENT_KNOBS if knob in space]
+    if named and "augment" in space and any(level != "custom" for level in _offered(space["augment"])):
+        out.append(augment_conflict(named))
     if "aug_flip" in space:
-        param = space["aug_flip"]
-        offered = param.values if isinstance(param, Choice) else (param.value,) if isinstance(param, Fixed) else ()
-        out.extend(problem for problem in map(flip_problem, offered) if problem)
+        out.extend(problem for problem in map(flip_problem, _offered(space["aug_flip"])) if problem)
     if "leaf_mask" in space:
-        param = space["leaf_mask"]
-        offered = param.values if isinstance(param, Choice) else (param.value,) if isinstance(param, Fixed) else ()
-        out.extend(problem for problem in map(leaf_mask_problem, offered) if problem)
+        out.extend(problem for problem in map(leaf_mask_problem, _offered(space["leaf_mask"])) if problem)
     return out
+
+
+def _offered(param: Any) -> tuple:
+    """The values a Choice or Fixed offers (none for a range)."""
+    if isinstance(param, Choice):
+        return tuple(param.values)
+    if isinstance(param, Fixed):
+        return (param.value,)
+    return ()

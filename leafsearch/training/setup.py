@@ -92,6 +92,11 @@ def load_space(
     )
     spec = with_objectives(spec, objectives, constraints)
     for name, value in pins:
+        if name in recipe.AUGMENT_KNOBS and name not in space and "augment" in space:
+            raise UsageError(
+                f"--set {name}={value}: this space sets {name} through `augment` (a level of "
+                f"{', '.join(recipe.AUGMENT_PRESETS)}); pin a level instead, e.g. --set augment=none"
+            )
         space = space.pin(name, value)
     for name, value in (overrides or {}).items():
         if value is not None:

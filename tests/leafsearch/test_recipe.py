@@ -113,3 +113,50 @@ def test_the_fixed_part_is_what_no_trial_searches_less_what_no_trial_reads():
     efficient = recipe.fixed_part(Space(finetune_epochs=Fixed(0), aug_flip=Fixed(True)), "efficientnet", max_epochs=20)
     assert efficient["aug_flip"] == "both" and efficient["finetune_epochs"] == 0
     assert "finetune_lr" not in efficient and "unfreeze_blocks" not in efficient and "epochs" not in efficient
+
+
+def test_an_augment_level_sets_the_six_knobs_and_the_seed_level_is_the_defaults():
+    strong = recipe.resolve({"augment": "strong"}, "efficientnet")
+    assert {knob: strong[knob] for knob in recipe.AUGMENT_KNOBS} == recipe.AUGMENT_PRESETS["strong"]
+    assert strong["aug_background"] == 0.0  # a knob of its own
+    assert recipe.resolve({"augment": "none", "aug_background": 0.5}, "cnn")["aug_background"] == 0.5
+    seed, custom = recipe.resolve({"augment": "seed"}, "efficientnet"), recipe.resolve({}, "efficientnet")
+    assert {k: seed[k] for k in recipe.AUGMENT_KNOBS} == {k: custom[k] for k in recipe.AUGMENT_KNOBS}
+    # The same pixels before the backbone: a "seed" trial shares its cached views with the defaults'.
+    from leafsearch.training.feature_cache import FeatureCache
+
+    rows = np.arange(10)
+    assert FeatureCache._view_key(seed, rows) == FeatureCache._view_key(custom, rows)
+    assert FeatureCache._view_key(strong, rows) != FeatureCache._view_key(custom, rows)
+
+
+def test_an_augment_level_and_a_knob_it_sets_are_one_line_naming_both():
+    with pytest.raises(UsageError) as raised:
+        recipe.resolve({"augment": "none", "aug_zoom": 0.2}, "cnn")
+    assert str(raised.value).startswith("parameter `aug_zoom`: `augment` sets aug_flip, aug_rotation")
+    assert recipe.resolve({"augment": "custom", "aug_zoom": 0.2}, "cnn")["aug_zoom"] == 0.2
+    assert recipe.space_problems(Space(augment=Choice(["none", "seed"]), aug_flip=Fixed("none")), "cnn") == [
+        recipe.augment_conflict(["aug_flip"])
+    ]
+    assert recipe.space_problems(Space(augment=Fixed("custom"), aug_flip=Fixed("none")), "cnn") == []
+    assert recipe.space_problems(Space(augment=Choice(["seed", "heavy"])), "cnn") == [
+        "parameter `augment`: 'heavy' is not one of custom, none, seed, seed_crop_noise, strong"
+    ]
+    # What a run prints once: the level, not knobs that no trial reads.
+    fixed = recipe.fixed_part(Space(augment=Choice(["none", "strong"])), "efficientnet", max_epochs=5)
+    assert not set(recipe.AUGMENT_KNOBS) & set(fixed) and fixed["aug_background"] == 0.0
+    assert recipe.fixed_part(Space(augment=Fixed("strong")), "cnn", max_epochs=5)["augment"] == "strong"
+
+
+def test_pinning_a_knob_of_the_shipped_finetune_space_names_augment_and_exits_2(tmp_path, capsys):
+    from pathlib import Path
+
+    from leafsearch.cli.main import main
+
+    finetune = Path(__file__).resolve().parents[2] / "spaces" / "finetune.py"
+    results = tmp_path / "results"
+    assert main(["run", str(finetune), "--set", "aug_rotation=0", "--results", str(results), "--weights", "none"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--set aug_rotation=0: this space sets aug_rotation through `augment`" in err
+    assert "--set augment=none" in err
+    assert not results.exists()
