@@ -9,14 +9,15 @@ on black). With `--average-from E`, also the IoU of the head whose weights are t
 snapshots from epoch E on (stochastic weight averaging, Izmailov et al. 2018, arXiv:1803.05407).
 `--heads` picks the heads, the same seed and data for each: `scratch` (leaf_mask.py) and `lite0`
 (lite_mask_head.py, on EfficientNet-Lite0's ImageNet features; `--train-from` which of its stages
-train, `frozen` none); the summary gives each head's median, min and max final IoU over the seeds.
+train, `frozen` none); `--photos` replaces backgrounds with scikit-learn's two sample photographs
+instead of procedural ones (as bench/wild_fixed.py's `tl_photos`); the summary gives each head's median, min and max final IoU over the seeds.
 
 Why it exists: in a trial the head's mask is what separates wild from clean accuracy (given the
 true masks the classifier scores wild leaves as well as clean ones, bench/README.md), and a trial
 only says so through the classifier. Prints one JSON object; progress goes to stderr.
 
     pip install scikit-image; python bench/leaf_mask_head.py [--epochs 40] [--every 5] [--share 0.5] [--seeds 0]
-        [--average-from 20] [--heads scratch lite0] [--train-from frozen]
+        [--average-from 20] [--heads scratch lite0] [--train-from frozen] [--photos]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from cli_run import REPO, leafsearch
 from wild import draw_data
+from wild_fixed import sample_photos
 
 sys.path.insert(0, str(REPO))
 
@@ -75,7 +77,10 @@ def one_seed(train: Path, subsets: dict, seed: int, head_name: str, args) -> dic
     class_names = sorted(p.name for p in train.iterdir() if p.is_dir())
     images = read_folder(train, class_names)
     size = images.shape[1]
-    recipe = resolve({"image_size": size, "aug_background": args.share, "leaf_mask": head_name}, "cnn")
+    recipe = resolve(
+        {"image_size": size, "aug_background": args.share, "leaf_mask": head_name, "backgrounds": args.backgrounds},
+        "cnn",
+    )
     inputs = keras.Input((size, size, 3))
     x, target = inputs, None
     for layer in augment.augmentation_layers(recipe, size, seed):  # the model's own order (augment.augmented)
@@ -159,6 +164,11 @@ def main() -> None:
         default="frozen" if lite_mask_head_default() is None else str(lite_mask_head_default()),
         help="lite0: the first of the encoder's stages that trains (frozen: none; batch norm never)",
     )
+    parser.add_argument(
+        "--photos",
+        action="store_true",
+        help="new backgrounds from scikit-learn's two sample photographs (none in the photos subset), not procedural",
+    )
     args = parser.parse_args()
     from leafsearch.data.masks import leaf_masks
 
@@ -168,11 +178,13 @@ def main() -> None:
         "share": args.share,
         "epochs": args.epochs,
         "train_from": args.train_from,
+        "photos": args.photos,
         "seeds": {},
     }
     with tempfile.TemporaryDirectory(prefix="leaf-mask-head-") as tmp:
         root = Path(tmp)
         train, test = draw_data(root, args)
+        args.backgrounds = sample_photos(root / "backgrounds") if args.photos else None
         twins = root / "twins"  # the wild subset's leaves on black: demo-data --subsets drew it with --seed 101
         leafsearch(
             "demo-data",
