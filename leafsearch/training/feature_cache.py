@@ -49,6 +49,7 @@ from leafsearch.data.cache import file_lock
 from leafsearch.data.masks import MarkedImages
 from leafsearch.models import split
 from leafsearch.models.augment import augmentation_layers
+from leafsearch.training.recipe import AUGMENT_KNOBS
 
 FORMAT = 1  # bumped when what an entry holds for the same key would change
 DTYPE = np.float16
@@ -56,8 +57,9 @@ BUDGET_BYTES = 8 * 1024**3  # the most one entry may take on disk
 VIEW_SEED = 20261206  # the views' draws: the same for every trial, so that trials share them
 BUILD_BATCH = 32  # images per forward pass while building (fixed: the views must not depend on the trial)
 CHUNK = 256  # images per `predict` call, written to the memmap before the next
-# The recipe's knobs that change the pixels before the backbone (models/augment.py).
-AUGMENTATION_KNOBS = ("aug_flip", "aug_rotation", "aug_zoom", "aug_crop", "aug_contrast", "aug_noise", "aug_background")
+# The recipe's knobs that change the pixels before the backbone (models/augment.py), as `resolve`
+# leaves them: an `augment` level is keyed by the values it sets.
+AUGMENTATION_KNOBS = (*AUGMENT_KNOBS, "aug_background")
 
 Note = Callable[[str], None]
 
