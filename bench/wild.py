@@ -182,6 +182,7 @@ def one_seed(root: Path, train: Path, test: Path, seed: int, args) -> dict:
             "wild_gap": round(scores["clean"] - scores["wild"], 4),
             "photos_gap": round(scores["clean"] - scores["photos"], 4),
         }
+        print(f"seed {seed}: {name}: {json.dumps(out[name])}", file=sys.stderr)  # what a stopped run has
     return out
 
 
