@@ -71,9 +71,9 @@ DEFAULTS: dict[str, Any] = {
     "unfreeze_blocks": 1,
     "patience": 10,
     "class_weights": False,
+    "augment": "custom",  # or a level of AUGMENT_PRESETS, which sets the six knobs below
     # The leaves' own flips: a leaf is a leaf upside down. For other data (digits, text, scenes)
     # a flip changes the class or the scene: name `aug_flip` in the space ("horizontal", "none").
-    "augment": "custom",  # or a level of AUGMENT_PRESETS, which sets the six knobs below
     "aug_flip": "both",
     "aug_rotation": 0.1,
     "aug_zoom": 0.1,
