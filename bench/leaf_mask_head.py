@@ -31,8 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from cli_run import REPO, leafsearch
-from wild import draw_data
-from wild_fixed import sample_photos
+from wild import draw_data, sample_photos
 
 sys.path.insert(0, str(REPO))
 

@@ -66,6 +66,17 @@ STUDY = Study(pipeline="efficientnet", metric="{metric}", trials={trials}, max_e
 """
 
 
+def sample_photos(folder: Path) -> str:
+    """scikit-learn's two sample photographs (no leaves in the way of a leaf), as a backgrounds folder."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    folder.mkdir(exist_ok=True)
+    for name, image in zip(("china", "flower"), load_sample_images().images):
+        Image.fromarray(image).save(folder / f"{name}.png")
+    return str(folder)
+
+
 def photo_subset(clean: Path, out: Path, seed: int) -> None:
     """The clean leaves of `clean` on scikit-image's sample photographs (random crops)."""
     import skimage.data

@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 from cli_run import leafsearch
-from wild import draw_data
+from wild import draw_data, sample_photos
 
 SPACE = """from search import Fixed, Space, Study
 SPACE = Space(learning_rate=Fixed(1e-3), dense_units=Fixed(512), batch_size=Fixed(32), image_size=Fixed({size}),
@@ -57,17 +57,6 @@ CONFIGS = {
     "tl_masked": 'aug_background=Fixed(0.5), leaf_mask=Fixed("lite0")',
     "tl_photos": 'aug_background=Fixed(0.5), leaf_mask=Fixed("none"), backgrounds=Fixed({photos!r})',
 }
-
-
-def sample_photos(folder: Path) -> str:
-    """scikit-learn's two sample photographs (no leaves in the way of a leaf), as a backgrounds folder."""
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
-
-    folder.mkdir(exist_ok=True)
-    for name, image in zip(("china", "flower"), load_sample_images().images):
-        Image.fromarray(image).save(folder / f"{name}.png")
-    return str(folder)
 
 
 def gate_scores(results: Path, test: Path, twins: Path, chain: bool) -> dict:
