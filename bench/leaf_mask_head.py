@@ -10,14 +10,16 @@ snapshots from epoch E on (stochastic weight averaging, Izmailov et al. 2018, ar
 `--heads` picks the heads, the same seed and data for each: `scratch` (leaf_mask.py) and `lite0`
 (lite_mask_head.py, on EfficientNet-Lite0's ImageNet features; `--train-from` which of its stages
 train, `frozen` none); `--photos` replaces backgrounds with scikit-learn's two sample photographs
-instead of procedural ones (as bench/wild_fixed.py's `tl_photos`); the summary gives each head's median, min and max final IoU over the seeds.
+instead of procedural ones (as bench/wild_fixed.py's `tl_photos`), and `--photo-shares` the
+shares of them that are photos, the rest procedural (recipe `photo_share`; each share is an arm,
+side by side on the same seed); the summary gives each arm's median, min and max final IoU over the seeds.
 
 Why it exists: in a trial the head's mask is what separates wild from clean accuracy (given the
 true masks the classifier scores wild leaves as well as clean ones, bench/README.md), and a trial
 only says so through the classifier. Prints one JSON object; progress goes to stderr.
 
     pip install scikit-image; python bench/leaf_mask_head.py [--epochs 40] [--every 5] [--share 0.5] [--seeds 0]
-        [--average-from 20] [--heads scratch lite0] [--train-from frozen] [--photos]
+        [--average-from 20] [--heads scratch lite0] [--train-from frozen] [--photos [--photo-shares 0 0.5 1]]
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return round(float((a & b).sum() / max((a | b).sum(), 1)), 3)
 
 
-def one_seed(train: Path, subsets: dict, seed: int, head_name: str, args) -> dict:
+def one_seed(train: Path, subsets: dict, seed: int, head_name: str, photo_share: float, args) -> dict:
     import keras
 
     from leafsearch.data.masks import MarkedImages
@@ -77,7 +79,13 @@ def one_seed(train: Path, subsets: dict, seed: int, head_name: str, args) -> dic
     images = read_folder(train, class_names)
     size = images.shape[1]
     recipe = resolve(
-        {"image_size": size, "aug_background": args.share, "leaf_mask": head_name, "backgrounds": args.backgrounds},
+        {
+            "image_size": size,
+            "aug_background": args.share,
+            "leaf_mask": head_name,
+            "backgrounds": args.backgrounds,
+            "photo_share": photo_share,
+        },
         "cnn",
     )
     inputs = keras.Input((size, size, 3))
@@ -125,7 +133,10 @@ def one_seed(train: Path, subsets: dict, seed: int, head_name: str, args) -> dic
                 head.set_weights([np.mean([s[i] for s in snapshots], axis=0) for i in range(len(current))])
                 row["averaged"] = scores()
                 head.set_weights(current)
-            print(f"seed {seed}, {head_name}: {row} ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+            print(
+                f"seed {seed}, {head_name}, photo_share {photo_share}: {row} ({time.monotonic() - started:.0f} s)",
+                file=sys.stderr,
+            )
             curve.append(row)
 
     marked = MarkedImages(images)[np.arange(len(images))]
@@ -168,6 +179,13 @@ def main() -> None:
         action="store_true",
         help="new backgrounds from scikit-learn's two sample photographs (none in the photos subset), not procedural",
     )
+    parser.add_argument(
+        "--photo-shares",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="with --photos: the shares of new backgrounds that are photos (the rest procedural), an arm each",
+    )
     args = parser.parse_args()
     from leafsearch.data.masks import leaf_masks
 
@@ -178,6 +196,7 @@ def main() -> None:
         "epochs": args.epochs,
         "train_from": args.train_from,
         "photos": args.photos,
+        "photo_shares": args.photo_shares if args.photos else None,
         "seeds": {},
     }
     with tempfile.TemporaryDirectory(prefix="leaf-mask-head-") as tmp:
@@ -203,16 +222,24 @@ def main() -> None:
             "wild": (read_folder(test / "wild", class_names), leaf_masks(read_folder(twins, class_names))[0]),
             "photos": (read_folder(test / "photos", class_names), leaf_masks(clean)[0]),
         }
+        shares = args.photo_shares if args.photos else [1.0]
+        arms = {arm_name(head, share, shares): (head, share) for head in args.heads for share in shares}
         for seed in args.seeds:
-            results["seeds"][seed] = {head: one_seed(train, subsets, seed, head, args) for head in args.heads}
-    results["summary"] = summary(results["seeds"], args.heads, list(subsets))
+            results["seeds"][seed] = {
+                name: one_seed(train, subsets, seed, head, share, args) for name, (head, share) in arms.items()
+            }
+    results["summary"] = summary(results["seeds"], list(arms), list(subsets))
     print(json.dumps(results, indent=2))
 
 
-def summary(seeds: dict, heads: list[str], subsets: list[str]) -> dict:
-    """Each head's IoU at the last scored epoch: median, min and max over the seeds, per subset."""
+def arm_name(head: str, share: float, shares: list[float]) -> str:
+    return head if len(shares) == 1 else f"{head} photo_share={share:g}"
+
+
+def summary(seeds: dict, arms: list[str], subsets: list[str]) -> dict:
+    """Each arm's IoU at the last scored epoch: median, min and max over the seeds, per subset."""
     out = {}
-    for head in heads:
+    for head in arms:
         last = [runs[head]["curve"][-1] for runs in seeds.values() if runs[head]["curve"]]
         out[head] = {
             name: {

@@ -16,11 +16,12 @@ then `--epochs` of fine-tuning the last block (the seed's learning rates), witho
 replacement (`tl_baseline`), with it (`tl_replaced`), with the Lite0 mask head too
 (`tl_masked`), and with photographs for backgrounds instead of procedural ones (`tl_photos`:
 `backgrounds` set to scikit-learn's two sample photos, a palace and a flower; the photos subset
-uses scikit-image's, none of them). Pretrained features want larger images than the CNN: draw
+uses scikit-image's, none of them), half photographs and half procedural (`tl_mixed`,
+`photo_share` 0.5; `tl_masked_mixed` with the Lite0 mask head). Pretrained features want larger images than the CNN: draw
 the data at 128 px.
 
     python bench/wild_fixed.py [--configs baseline replaced masked lite0] [--seeds 0 1 2] [--epochs 30] [--gates]
-    python bench/wild_fixed.py --configs tl_baseline tl_replaced tl_masked tl_photos --image-size 128 --epochs 8 [--gates]
+    python bench/wild_fixed.py --configs tl_baseline tl_replaced tl_masked tl_photos tl_mixed --image-size 128 --epochs 8 [--gates]
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ CONFIGS = {
     "tl_replaced": 'aug_background=Fixed(0.5), leaf_mask=Fixed("none")',
     "tl_masked": 'aug_background=Fixed(0.5), leaf_mask=Fixed("lite0")',
     "tl_photos": 'aug_background=Fixed(0.5), leaf_mask=Fixed("none"), backgrounds=Fixed({photos!r})',
+    "tl_mixed": (
+        'aug_background=Fixed(0.5), leaf_mask=Fixed("none"), backgrounds=Fixed({photos!r}), photo_share=Fixed(0.5)'
+    ),
+    "tl_masked_mixed": (
+        'aug_background=Fixed(0.5), leaf_mask=Fixed("lite0"), backgrounds=Fixed({photos!r}), photo_share=Fixed(0.5)'
+    ),
 }
 
 

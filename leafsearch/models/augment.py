@@ -83,7 +83,13 @@ def augmentation_layers(recipe: Mapping[str, Any], image_size: int, seed: int) -
         layers.append(RandomCropResize(recipe["aug_crop"], seed=seed + 4, name="aug_crop"))
     if recipe["aug_background"] > 0:  # it finds the background by its pixels being exactly 0
         layers.append(
-            BackgroundReplace(recipe["aug_background"], photos=recipe["backgrounds"], seed=seed + 6, name=BACKGROUND)
+            BackgroundReplace(
+                recipe["aug_background"],
+                photos=recipe["backgrounds"],
+                photo_share=recipe["photo_share"],
+                seed=seed + 6,
+                name=BACKGROUND,
+            )
         )
     if recipe["aug_contrast"] > 0:
         layers.append(

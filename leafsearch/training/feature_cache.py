@@ -220,12 +220,16 @@ class FeatureCache:
 
     @staticmethod
     def _view_key(recipe: Mapping[str, Any], train_idx: np.ndarray) -> dict[str, Any]:
-        return {
+        photos = recipe["backgrounds"] if recipe["aug_background"] > 0 else None
+        key = {
             "train": hashlib.sha256(train_idx.astype(np.int64).tobytes()).hexdigest(),
             "augmentation": {name: recipe[name] for name in AUGMENTATION_KNOBS},
-            "backgrounds": _folder_stamp(recipe["backgrounds"]) if recipe["aug_background"] > 0 else None,
+            "backgrounds": _folder_stamp(photos) if photos is not None else None,
             "seed": VIEW_SEED,  # view v is drawn with VIEW_SEED + 1000 v: the same whatever `feature_views`
         }
+        if photos is not None and recipe["photo_share"] != 1.0:  # photos alone keep the key they had
+            key["photo_share"] = recipe["photo_share"]
+        return key
 
     def _entries(
         self,

@@ -82,6 +82,9 @@ DEFAULTS: dict[str, Any] = {
     "aug_noise": 0.0,
     "aug_background": 0.0,  # the share of training images that get a new background (0: off)
     "backgrounds": None,  # a folder of background photos (default: procedural backgrounds)
+    # With `backgrounds`: the share of new backgrounds that are its photos, the rest procedural.
+    # Photos alone teach the leaf off those photos and lose it on foliage (bench/README.md).
+    "photo_share": 1.0,
     # Not the seed's: a segmentation head learns each leaf's mask from the black backgrounds and
     # blacks out the rest before the classifier; with aug_background. "scratch" (models/leaf_mask.py)
     # or "lite0", on EfficientNet-Lite0's ImageNet features (models/lite_mask_head.py).
@@ -139,6 +142,7 @@ READ_WHEN: dict[
     "finetune_lr": ("finetune_epochs", lambda epochs: epochs > 0),
     "unfreeze_blocks": ("finetune_epochs", lambda epochs: epochs > 0),
     "backgrounds": ("aug_background", lambda share: share > 0),
+    "photo_share": ("backgrounds", lambda folder: folder is not None),
     **{knob: ("augment", lambda level: level == "custom") for knob in AUGMENT_KNOBS},
 }
 EPOCH_KNOBS = ("epochs", "transfer_epochs", "finetune_epochs")  # each capped at the study's max_epochs (phases.py)
@@ -168,7 +172,7 @@ def resolve(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
     if problem:
         raise UsageError(problem)
     recipe["aug_flip"] = OLD_FLIPS.get(recipe["aug_flip"], recipe["aug_flip"])
-    problem = leaf_mask_problem(recipe["leaf_mask"])
+    problem = leaf_mask_problem(recipe["leaf_mask"]) or share_problem("photo_share", recipe["photo_share"])
     if problem:
         raise UsageError(problem)
     recipe["leaf_mask"] = OLD_LEAF_MASKS.get(recipe["leaf_mask"], recipe["leaf_mask"])
@@ -200,6 +204,13 @@ def leaf_mask_problem(value: Any) -> str | None:
     if isinstance(value, bool) or (isinstance(value, str) and value in LEAF_MASKS):
         return None
     return f"parameter `leaf_mask`: {value!r} is not one of {', '.join(LEAF_MASKS)} (or True/False: scratch/none)"
+
+
+def share_problem(name: str, value: Any) -> str | None:
+    """What is wrong with a share (a number from 0 to 1), if anything."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+        return None
+    return f"parameter `{name}`: {value!r} is not a share; give a number from 0 to 1"
 
 
 def rebuilt(params: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
@@ -254,6 +265,8 @@ def space_problems(space: Space, pipeline: str) -> list[str]:
         out.extend(problem for problem in map(flip_problem, _offered(space["aug_flip"])) if problem)
     if "leaf_mask" in space:
         out.extend(problem for problem in map(leaf_mask_problem, _offered(space["leaf_mask"])) if problem)
+    if "photo_share" in space:
+        out.extend(filter(None, (share_problem("photo_share", value) for value in _offered(space["photo_share"]))))
     return out
 
 

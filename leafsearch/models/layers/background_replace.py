@@ -18,7 +18,9 @@ class BackgroundReplace(keras.layers.Layer):
     own sensor noise; for half of them the
     colours are the batch's own leaf colours, foliage-like), drawn on the
     accelerator with `keras.ops`, or, with `photos`, random crops of the images of that folder (any
-    photos without leaves; leafsearch.data.background_photos), flipped at random. A `clutter` share of the new backgrounds also get
+    photos without leaves; leafsearch.data.background_photos), flipped at random, for a
+    `photo_share` of them (the rest procedural: a head trained on photos alone finds the leaf on
+    photos and loses it on foliage, bench/README.md). A `clutter` share of the new backgrounds also get
     a fragment of another leaf of the batch, magnified and out of focus, as leaves in the wild
     have their neighbours behind them (the copy-paste augmentation of Ghiasi et al. 2021,
     arXiv:2012.07177, with the batch's own leaves). Neither is the code `demo-data --wild` draws
@@ -27,22 +29,31 @@ class BackgroundReplace(keras.layers.Layer):
     """
 
     def __init__(
-        self, share: float, photos: str | None = None, seed: int | None = None, clutter: float = CLUTTER, **kwargs
+        self,
+        share: float,
+        photos: str | None = None,
+        seed: int | None = None,
+        clutter: float = CLUTTER,
+        photo_share: float = 1.0,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if not 0.0 < share <= 1.0:
             raise ValueError(f"Argument `share` must be in (0, 1]. Received: share={share}")
+        if not 0.0 <= photo_share <= 1.0:
+            raise ValueError(f"Argument `photo_share` must be in [0, 1]. Received: photo_share={photo_share}")
         if not 0.0 <= clutter <= 1.0:
             raise ValueError(f"Argument `clutter` must be in [0, 1]. Received: clutter={clutter}")
         self.share = share
         self.clutter = clutter
         self.photos = photos
+        self.photo_share = photo_share
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
         self._bank = None
 
     def build(self, input_shape):
-        if self.photos is not None:
+        if self.photos is not None and self.photo_share > 0.0:
             self._bank = keras.ops.convert_to_tensor(photo_bank(self.photos, int(input_shape[1]), self.seed or 0))
 
     def call(self, inputs, training=None):
@@ -51,11 +62,13 @@ class BackgroundReplace(keras.layers.Layer):
         ops = keras.ops
         images = ops.cast(inputs, "float32")
         batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
-        new = (
-            self._photos(batch, height, width)
-            if self._bank is not None
-            else self._procedural(images, batch, height, width)
-        )
+        if self._bank is None or self.photo_share == 0.0:
+            new = self._procedural(images, batch, height, width)
+        elif self.photo_share == 1.0:
+            new = self._photos(batch, height, width)
+        else:
+            photo = self._uniform((batch, 1, 1, 1)) < self.photo_share
+            new = ops.where(photo, self._photos(batch, height, width), self._procedural(images, batch, height, width))
         if self.clutter > 0:
             new = self._cluttered(new, images, batch, height, width)
         behind = (1.0 - self._opacity(images)) * new  # 1 on the background, 0 inside the leaf
@@ -169,4 +182,5 @@ class BackgroundReplace(keras.layers.Layer):
             "photos": self.photos,
             "seed": self.seed,
             "clutter": self.clutter,
+            "photo_share": self.photo_share,
         }
