@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from search.errors import UsageError
-from search.space import Choice, Fixed, Space
+from search.space import Choice, Fixed, Float, Int, Space
 
 PIPELINES = ("cnn", "efficientnet")
 METRICS = ("val_accuracy", "val_loss", "accuracy", "loss", "val_wild_accuracy")  # what a trial reports every epoch
@@ -266,7 +266,9 @@ def space_problems(space: Space, pipeline: str) -> list[str]:
     if "leaf_mask" in space:
         out.extend(problem for problem in map(leaf_mask_problem, _offered(space["leaf_mask"])) if problem)
     if "photo_share" in space:
-        out.extend(filter(None, (share_problem("photo_share", value) for value in _offered(space["photo_share"]))))
+        param = space["photo_share"]
+        bounds = (param.low, param.high) if isinstance(param, (Float, Int)) else _offered(param)
+        out.extend(filter(None, (share_problem("photo_share", value) for value in bounds)))
     return out
 
 

@@ -3,6 +3,7 @@ train step op by op under JAX (GPU idle; see bench/README.md)."""
 
 import keras
 import numpy as np
+import pytest
 
 from leafsearch.models.augment import augmentation_layers
 from leafsearch.models.layers import RandomCropResize
@@ -225,3 +226,26 @@ def test_the_leaf_mask_head_is_trained_on_the_true_mask_and_gates_at_inference_o
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(gate(images)), images * hard_eroded(predicted)[..., None], rtol=1e-3, atol=0.05
     )
+
+
+def test_a_photo_share_of_the_new_backgrounds_are_photos_and_the_rest_procedural(tmp_path):
+    from PIL import Image
+
+    from leafsearch.data import masks
+    from leafsearch.models.layers import BackgroundReplace
+
+    Image.fromarray(np.full((20, 20, 3), (200, 30, 30), np.uint8)).save(tmp_path / "red.png")
+    image, truth = leaf_on_black()
+    marked = masks.MarkedImages(np.repeat(image[None], 64, axis=0))[np.arange(64)].astype("float32")
+
+    def red_share(photo_share):
+        layer = BackgroundReplace(1.0, photos=str(tmp_path), seed=0, clutter=0.0, photo_share=photo_share)
+        out = np.asarray(layer(marked, training=True))
+        return np.mean([np.allclose(o[~truth].mean(axis=0), [200, 30, 30], atol=1) for o in out]), layer
+
+    assert red_share(0.0)[0] == 0.0 and red_share(1.0)[0] == 1.0
+    share, layer = red_share(0.5)
+    assert 0.3 < share < 0.7  # per image, not per batch
+    assert BackgroundReplace.from_config(layer.get_config()).photo_share == 0.5
+    with pytest.raises(ValueError, match="photo_share"):
+        BackgroundReplace(0.5, photo_share=1.5)

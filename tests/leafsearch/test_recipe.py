@@ -160,3 +160,38 @@ def test_pinning_a_knob_of_the_shipped_finetune_space_names_augment_and_exits_2(
     assert err.count("\n") == 1 and "--set aug_rotation=0: this space sets aug_rotation through `augment`" in err
     assert "--set augment=none" in err
     assert not results.exists()
+
+
+def test_photo_share_is_a_share_read_with_background_photos_and_keys_its_own_views(tmp_path, capsys):
+    from leafsearch.cli.main import main
+    from leafsearch.training.feature_cache import FeatureCache
+
+    with pytest.raises(UsageError, match=r"^parameter `photo_share`: 1\.5 is not a share; give a number from 0 to 1$"):
+        recipe.resolve({"photo_share": 1.5}, "cnn")
+    assert recipe.space_problems(Space(photo_share=Float(0.0, 2.0)), "cnn") == [
+        "parameter `photo_share`: 2.0 is not a share; give a number from 0 to 1"
+    ]
+    assert recipe.space_problems(Space(photo_share=Choice([0.0, 0.5, 1.0])), "cnn") == []
+    # Printed only where a trial reads it: with a folder of photos.
+    assert "photo_share" not in recipe.fixed_part(Space(aug_background=Fixed(0.5)), "cnn", max_epochs=5)
+    photos = Space(aug_background=Fixed(0.5), backgrounds=Fixed(str(tmp_path)), photo_share=Fixed(0.5))
+    assert recipe.fixed_part(photos, "cnn", max_epochs=5)["photo_share"] == 0.5
+    # Views of photos alone keep the key they had; a mix draws views of its own.
+    rows = np.arange(10)
+    alone = recipe.resolve({"aug_background": 0.5, "backgrounds": str(tmp_path)}, "efficientnet")
+    mixed = {**alone, "photo_share": 0.5}
+    assert "photo_share" not in FeatureCache._view_key(alone, rows)
+    assert FeatureCache._view_key(mixed, rows) != FeatureCache._view_key(alone, rows)
+    assert FeatureCache._view_key({**mixed, "aug_background": 0.0}, rows) == FeatureCache._view_key(
+        recipe.resolve({}, "efficientnet"), rows
+    )
+    space = tmp_path / "space.py"
+    space.write_text(
+        "from search import Choice, Fixed, Space, Study\n"
+        "SPACE = Space(image_size=Fixed(32), aug_background=Fixed(0.5), photo_share=Choice([0.5, 2]))\n"
+        'STUDY = Study(pipeline="cnn", trials=1, max_epochs=1)\n'
+    )
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "parameter `photo_share`: 2 is not a share" in err and not results.exists()
