@@ -85,7 +85,11 @@ def test_a_study_trained_on_background_photos_is_evaluated_and_exported_without_
     assert done.returncode == 0, done.stderr[-3000:]
     # The run said once what every trial trains with, the leaves' default flips and the photos included.
     [line] = [line for line in done.stdout.splitlines() if line.startswith("Fixed recipe")]
-    assert "aug_flip=both aug_rotation=0.1 aug_zoom=0.1" in line and f"aug_background=0.5 backgrounds={walls}" in line
+    assert (
+        "aug_flip=both aug_rotation=0.1 aug_zoom=0.1" in line
+        and f"aug_background=0.5 backgrounds={walls}" in line
+        and "photo_share=0.5" in line
+    )
     results = tmp_path / "results"
     assert json.loads((results / "walls" / "trials" / "0" / "params.json").read_text())["backgrounds"] == str(walls)
 

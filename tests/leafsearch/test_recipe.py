@@ -178,10 +178,11 @@ def test_photo_share_is_a_share_read_with_background_photos_and_keys_its_own_vie
     assert recipe.fixed_part(photos, "cnn", max_epochs=5)["photo_share"] == 0.5
     # Views of photos alone keep the key they had; a mix draws views of its own.
     rows = np.arange(10)
-    alone = recipe.resolve({"aug_background": 0.5, "backgrounds": str(tmp_path)}, "efficientnet")
+    alone = recipe.resolve({"aug_background": 0.5, "backgrounds": str(tmp_path), "photo_share": 1.0}, "efficientnet")
     mixed = {**alone, "photo_share": 0.5}
     assert "photo_share" not in FeatureCache._view_key(alone, rows)
     assert FeatureCache._view_key(mixed, rows) != FeatureCache._view_key(alone, rows)
+    assert recipe.resolve({"backgrounds": str(tmp_path)}, "cnn")["photo_share"] == 0.5  # half photos by default
     assert FeatureCache._view_key({**mixed, "aug_background": 0.0}, rows) == FeatureCache._view_key(
         recipe.resolve({}, "efficientnet"), rows
     )
