@@ -34,10 +34,11 @@ SPACE = Space(
     # new augmentations every epoch either way). Drop `augment` to search the aug_* knobs one by one.
     augment=Choice(["none", "seed", "strong"], default="seed"),
     aug_background=Choice([0.0, 0.5], default=0.0),  # the share given a new background (wild leaves)
-    # A head that finds the leaf first, with aug_background: off here. On the pretrained classifier the
-    # lite0 head cost clean, wild and photo-composite accuracy alike (bench/README.md, `tl_masked`),
-    # and a trial with a head trains on images, not on cached features. Choice(["none", "lite0"])
-    # searches it (`pip install 'leafsearch[lite]'`); "scratch" is the CNN's (spaces/cnn.py).
+    # A head that finds the leaf first, with aug_background: off here. On the pretrained classifier with
+    # procedural backgrounds the lite0 head cost clean, wild and photo-composite accuracy alike, and a
+    # trial with a head trains on images, not on cached features. With `--backgrounds` photos like
+    # your scenes it pays on such scenes (+33 points there, -16 on other clutter: bench/README.md):
+    # Choice(["none", "lite0"]) searches it (`pip install 'leafsearch[lite]'`).
     leaf_mask=Fixed("none"),
 )
 
