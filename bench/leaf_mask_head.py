@@ -239,9 +239,9 @@ def arm_name(head: str, share: float, shares: list[float]) -> str:
 def summary(seeds: dict, arms: list[str], subsets: list[str]) -> dict:
     """Each arm's IoU at the last scored epoch: median, min and max over the seeds, per subset."""
     out = {}
-    for head in arms:
-        last = [runs[head]["curve"][-1] for runs in seeds.values() if runs[head]["curve"]]
-        out[head] = {
+    for arm in arms:
+        last = [runs[arm]["curve"][-1] for runs in seeds.values() if runs[arm]["curve"]]
+        out[arm] = {
             name: {
                 "median": round(float(np.median([row[name] for row in last])), 3),
                 "min": min(row[name] for row in last),

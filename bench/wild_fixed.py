@@ -150,6 +150,7 @@ def main() -> None:
                 "101",
                 cwd=root,
             )
+        photos = sample_photos(root / "photos")  # for the configurations that name `backgrounds`
         for name in args.configs:
             for seed in args.seeds:
                 run = root / f"{name}-{seed}"
@@ -159,7 +160,7 @@ def main() -> None:
                     template.format(
                         size=args.image_size,
                         epochs=args.epochs,
-                        extra=CONFIGS[name].format(photos=sample_photos(root / "photos")),
+                        extra=CONFIGS[name].format(photos=photos),
                     )
                 )
                 print(f"{name}, seed {seed} ...", file=sys.stderr)

@@ -224,7 +224,7 @@ class FeatureCache:
         key = {
             "train": hashlib.sha256(train_idx.astype(np.int64).tobytes()).hexdigest(),
             "augmentation": {name: recipe[name] for name in AUGMENTATION_KNOBS},
-            "backgrounds": _folder_stamp(photos) if photos is not None else None,
+            "backgrounds": _folder_stamp(photos),
             "seed": VIEW_SEED,  # view v is drawn with VIEW_SEED + 1000 v: the same whatever `feature_views`
         }
         if photos is not None and recipe["photo_share"] != 1.0:  # photos alone keep the key they had

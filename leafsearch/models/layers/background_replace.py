@@ -62,7 +62,7 @@ class BackgroundReplace(keras.layers.Layer):
         ops = keras.ops
         images = ops.cast(inputs, "float32")
         batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
-        if self._bank is None or self.photo_share == 0.0:
+        if self._bank is None:  # no photos, or a photo_share of 0 (build reads none)
             new = self._procedural(images, batch, height, width)
         elif self.photo_share == 1.0:
             new = self._photos(batch, height, width)
